@@ -1,0 +1,324 @@
+/*
+ * config.c - the schema table and the parser. Every key is declared once
+ * below; the parser, the defaults and the reference file all read it.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum opt_type { OPT_STR, OPT_INT, OPT_ENUM, OPT_AET };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	size_t size; /* buffer size for strings */
+	long min, max;
+	const char *def;
+	const char *choices; /* OPT_ENUM: '|' separated */
+	const char *section; /* non-NULL starts a section in the reference */
+	const char *help;
+};
+
+#define STR(f)                                                                 \
+	OPT_STR, offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define AET(f)                                                                 \
+	OPT_AET, offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define ENUM(f)                                                                \
+	OPT_ENUM, offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define INT(f) OPT_INT, offsetof(struct config, f), 0
+
+static const struct opt schema[] = {
+	{ "data_dir", STR(data_dir), 0, 0, "/var/lib/drimbox", NULL, "Node",
+	  "Directory of the index database (index.db) and of the control "
+	  "socket. Created if missing." },
+	{ "cache_dir", STR(cache_dir), 0, 0, "/var/cache/drimbox", NULL, NULL,
+	  "Directory of the image cache: one file per instance under "
+	  "STUDY/SERIES/SOP.dcm, temporary files under .tmp/." },
+	{ "cache_max_mb", INT(cache_max_mb), 1, 100L * 1024 * 1024, "20480",
+	  NULL, NULL,
+	  "Size bound of the cache in MiB. Beyond it, whole series are "
+	  "evicted, least recently used first." },
+	{ "log_level", ENUM(log_level), 0, 0, "info", "debug|info|warn|error",
+	  NULL, "Minimum level of the messages logged." },
+	{ "log_file", STR(log_file), 0, 0, "", NULL, NULL,
+	  "File the log is appended to; empty = standard error." },
+	{ "control_socket", STR(control_socket), 0, 0, "", NULL, NULL,
+	  "Unix socket of the local control API used by the drimbox command. "
+	  "Empty = DATA_DIR/drimboxd.sock. Only its owner may connect." },
+	{ "dicom_aet", AET(dicom_aet), 0, 0, "DRIMBOX", NULL, "DICOM listener",
+	  "drimbox's own AE title: the PACS must know it as a C-MOVE "
+	  "destination (host, dicom_port)." },
+	{ "dicom_bind", STR(dicom_bind), 0, 0, "0.0.0.0", NULL, NULL,
+	  "Address the storage SCP listens on." },
+	{ "dicom_port", INT(dicom_port), 1, 65535, "11112", NULL, NULL,
+	  "TCP port of the storage SCP." },
+	{ "dicom_allowed_aets", STR(dicom_allowed_aets), 0, 0, "", NULL, NULL,
+	  "Comma-separated calling AE titles allowed to store to drimbox, in "
+	  "addition to pacs_aet. Associations from any other AE are "
+	  "rejected." },
+	{ "dicom_max_associations", INT(dicom_max_associations), 1, 256, "16",
+	  NULL, NULL, "Maximum number of simultaneous incoming associations." },
+	{ "dicom_timeout", INT(dicom_timeout), 1, 3600, "30", NULL, NULL,
+	  "Seconds of silence after which an incoming association is "
+	  "aborted." },
+	{ "pacs_host", STR(pacs_host), 0, 0, "127.0.0.1", NULL, "PACS",
+	  "Host name or address of the PACS." },
+	{ "pacs_port", INT(pacs_port), 1, 65535, "104", NULL, NULL,
+	  "DICOM port of the PACS." },
+	{ "pacs_aet", AET(pacs_aet), 0, 0, "PACS", NULL, NULL,
+	  "AE title of the PACS (the called AE of our queries)." },
+	{ "pacs_retrieve", ENUM(pacs_retrieve), 0, 0, "move", "move|get", NULL,
+	  "How images are retrieved: C-MOVE to dicom_aet, or C-GET on the "
+	  "query association (no inbound connection needed)." },
+	{ "pacs_timeout", INT(pacs_timeout), 1, 3600, "30", NULL, NULL,
+	  "Seconds before a connection or a response from the PACS times "
+	  "out." },
+	{ "pacs_retry_max", INT(pacs_retry_max), 1, 3600, "300", NULL, NULL,
+	  "Longest wait, in seconds, between two attempts to reach an "
+	  "unreachable PACS (the wait doubles from 1 s up to this)." },
+	{ "sync_interval", INT(sync_interval), 0, 7 * 24 * 3600, "300", NULL,
+	  NULL,
+	  "Seconds between two incremental syncs of the PACS into the index; "
+	  "0 = only on demand (drimbox sync)." },
+	{ "sync_window_days", INT(sync_window_days), 1, 36500, "7", NULL, NULL,
+	  "Periodic syncs index the studies of the last N days (by "
+	  "StudyDate)." },
+};
+
+#define NOPTS (sizeof(schema) / sizeof(schema[0]))
+
+static const struct opt *find_opt(const char *name)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strcmp(schema[i].name, name) == 0)
+			return &schema[i];
+	return NULL;
+}
+
+static int enum_has(const char *choices, const char *v)
+{
+	size_t vl = strlen(v);
+	const char *p = choices;
+
+	while (*p) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+
+		if (len == vl && strncmp(p, v, len) == 0)
+			return 1;
+		if (bar == NULL)
+			break;
+		p = bar + 1;
+	}
+	return 0;
+}
+
+static int valid_aet(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 16)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isprint((unsigned char)v[i]) || v[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/* Sets one option from text; returns NULL or a static reason. */
+static const char *set_opt(struct config *cfg, const struct opt *o,
+                           const char *v)
+{
+	char *base = (char *)cfg + o->offset;
+	char *end;
+	long n;
+
+	switch (o->type) {
+	case OPT_INT:
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (errno != 0 || end == v || *end != '\0')
+			return "not an integer";
+		if (n < o->min || n > o->max)
+			return "out of bounds";
+		*(long *)base = n;
+		return NULL;
+	case OPT_ENUM:
+		if (!enum_has(o->choices, v))
+			return "not one of the allowed values";
+		break;
+	case OPT_AET:
+		if (!valid_aet(v))
+			return "not a valid AE title (1-16 printable "
+			       "characters, no backslash)";
+		break;
+	case OPT_STR:
+		break;
+	}
+	if (strlen(v) >= o->size)
+		return "value too long";
+	memcpy(base, v, strlen(v) + 1);
+	return NULL;
+}
+
+void config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NOPTS; i++)
+		(void)set_opt(cfg, &schema[i], schema[i].def);
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* Fills values that default from other keys. */
+static int config_derive(struct config *cfg, const char *path, char *err,
+                         size_t errlen)
+{
+	if (cfg->control_socket[0] == '\0') {
+		int w = snprintf(cfg->control_socket,
+		                 sizeof(cfg->control_socket),
+		                 "%s/drimboxd.sock", cfg->data_dir);
+		if (w < 0 || (size_t)w >= sizeof(cfg->control_socket) ||
+		    (size_t)w >= 108) {
+			snprintf(err, errlen,
+			         "%s: control_socket: path under data_dir too "
+			         "long for a Unix socket",
+			         path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	char line[4096];
+	unsigned lineno = 0;
+	int rc = -1;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *key, *val, *eq;
+		const struct opt *o;
+		const char *why;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path,
+			         lineno);
+			goto out;
+		}
+		key = trim(line);
+		if (*key == '\0' || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%u: expected 'key = value'",
+			         path, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		key = trim(key);
+		val = trim(eq + 1);
+		o = find_opt(key);
+		if (o == NULL) {
+			snprintf(err, errlen, "%s:%u: unknown key '%s'", path,
+			         lineno, key);
+			goto out;
+		}
+		why = set_opt(cfg, o, val);
+		if (why != NULL) {
+			if (o->type == OPT_INT)
+				snprintf(err, errlen,
+				         "%s:%u: %s: '%s' %s (%ld..%ld)", path,
+				         lineno, key, val, why, o->min, o->max);
+			else if (o->type == OPT_ENUM)
+				snprintf(err, errlen, "%s:%u: %s: '%s' %s (%s)",
+				         path, lineno, key, val, why,
+				         o->choices);
+			else
+				snprintf(err, errlen, "%s:%u: %s: %s", path,
+				         lineno, key, why);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	rc = config_derive(cfg, path, err, errlen);
+out:
+	fclose(f);
+	return rc;
+}
+
+/* Writes text as '# ' comment lines wrapped at 76 columns. */
+static void write_comment(FILE *out, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t len = strlen(p), cut = len;
+
+		if (len > 74) {
+			cut = 74;
+			while (cut > 0 && p[cut] != ' ')
+				cut--;
+			if (cut == 0)
+				cut = 74;
+		}
+		fprintf(out, "# %.*s\n", (int)cut, p);
+		p += cut;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+void config_write_reference(FILE *out)
+{
+	fputs("# drimbox.conf - reference configuration of drimboxd.\n"
+	      "#\n"
+	      "# Generated from the schema in src/config.c (drimboxd "
+	      "--print-config):\n"
+	      "# every key, its default, its bounds. Format: 'key = value', "
+	      "'#' starts a\n"
+	      "# comment line. Unknown keys and out-of-bounds values stop "
+	      "start-up with\n"
+	      "# the file and line.\n",
+	      out);
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &schema[i];
+
+		if (o->section)
+			fprintf(out, "\n# ---- %s %.*s\n", o->section,
+			        (int)(70 - strlen(o->section)),
+			        "----------------------------------------------"
+			        "----------------------------");
+		fputc('\n', out);
+		write_comment(out, o->help);
+		if (o->type == OPT_INT)
+			fprintf(out, "# Integer, %ld..%ld.\n", o->min, o->max);
+		else if (o->type == OPT_ENUM)
+			fprintf(out, "# One of: %s.\n", o->choices);
+		fprintf(out, "%s = %s\n", o->name, o->def);
+	}
+}

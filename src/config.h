@@ -1,0 +1,54 @@
+/*
+ * config.h - drimboxd's configuration: one schema table (name, type,
+ * bounds, default, help) drives parsing, validation, defaults and the
+ * generated documentation. File format: "key = value" lines, '#' comments.
+ */
+#ifndef DRIMBOX_CONFIG_H
+#define DRIMBOX_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 512
+
+struct config {
+	/* node */
+	char data_dir[CONFIG_STR_MAX];
+	char cache_dir[CONFIG_STR_MAX];
+	long cache_max_mb;
+	char log_level[16];
+	char log_file[CONFIG_STR_MAX];
+	char control_socket[CONFIG_STR_MAX];
+	/* DICOM listener (storage SCP) */
+	char dicom_aet[17];
+	char dicom_bind[64];
+	long dicom_port;
+	char dicom_allowed_aets[CONFIG_STR_MAX];
+	long dicom_max_associations;
+	long dicom_timeout;
+	/* PACS */
+	char pacs_host[256];
+	long pacs_port;
+	char pacs_aet[17];
+	char pacs_retrieve[8];
+	long pacs_timeout;
+	long pacs_retry_max;
+	long sync_interval;
+	long sync_window_days;
+};
+
+/* Sets every key to its default. */
+void config_defaults(struct config *cfg);
+
+/*
+ * Reads path over the defaults. Unknown keys, malformed lines and values
+ * out of bounds are errors: returns -1 with "file:line: reason" in err.
+ * Returns 0 on success. Derived defaults (control_socket under data_dir)
+ * are filled in afterwards.
+ */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Writes the schema as a commented reference file (conf/drimbox.conf). */
+void config_write_reference(FILE *out);
+
+#endif

@@ -1,0 +1,625 @@
+/*
+ * drimbox.c - the command-line tool. echo and find talk to the PACS
+ * directly; status, sync and fetch ask the running daemon over its control
+ * socket; ls reads the index (read-only, beside the daemon).
+ */
+#include "config.h"
+#include "dcm.h"
+#include "index.h"
+#include "log.h"
+#include "pacs.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONF "/etc/drimbox/drimbox.conf"
+#define REPLY_MAX (4u << 20) /* the control API's answers are small */
+
+static void usage(FILE *out)
+{
+	fputs("usage: drimbox [-c FILE] COMMAND [ARGS]\n"
+	      "  status [--json]                 the daemon's state\n"
+	      "  echo                            C-ECHO the PACS\n"
+	      "  find [-L study|series|image] [KEY=VALUE...]\n"
+	      "                                  C-FIND in the PACS (KEY: "
+	      "keyword or GGGGEEEE)\n"
+	      "  sync [--days N | --all] [--study UID] [--full]\n"
+	      "                                  index the PACS (via the "
+	      "daemon)\n"
+	      "  fetch STUDY_UID [--series UID]  retrieve into the cache\n"
+	      "  ls [--json] [STUDY_UID]         what the index holds\n"
+	      "FILE defaults to $DRIMBOX_CONF, then " DEFAULT_CONF ".\n",
+	      out);
+}
+
+/* ---- control socket client --------------------------------------------- */
+
+struct reply {
+	char *buf;
+	size_t len;
+	int too_big;
+	/* streaming: called with each complete line */
+	int (*line_cb)(void *ctx, const char *line);
+	void *line_ctx;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ctx)
+{
+	struct reply *r = ctx;
+	size_t len = sz * n;
+	char *nb;
+
+	if (r->len + len + 1 > REPLY_MAX) {
+		r->too_big = 1;
+		return 0;
+	}
+	nb = realloc(r->buf, r->len + len + 1);
+	if (nb == NULL)
+		return 0;
+	r->buf = nb;
+	memcpy(r->buf + r->len, p, len);
+	r->len += len;
+	r->buf[r->len] = '\0';
+	if (r->line_cb) {
+		char *nl;
+
+		while ((nl = memchr(r->buf, '\n', r->len)) != NULL) {
+			size_t used = (size_t)(nl - r->buf) + 1;
+
+			*nl = '\0';
+			if (r->line_cb(r->line_ctx, r->buf) != 0)
+				return 0;
+			memmove(r->buf, nl + 1, r->len - used + 1);
+			r->len -= used;
+		}
+	}
+	return len;
+}
+
+/*
+ * Calls the daemon; returns the HTTP status (0 when it cannot be reached,
+ * with the reason on stderr). r->buf holds the body (caller frees).
+ */
+static long call(const struct config *cfg, const char *method, const char *path,
+                 struct reply *r)
+{
+	char url[1024];
+	long status = 0;
+	CURL *h = curl_easy_init();
+	CURLcode rc;
+
+	if (h == NULL)
+		return 0;
+	snprintf(url, sizeof(url), "http://drimboxd%s", path);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, cfg->control_socket);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	else if (rc == CURLE_COULDNT_CONNECT)
+		fprintf(stderr,
+		        "drimbox: the daemon is not running (no answer on "
+		        "%s)\n",
+		        cfg->control_socket);
+	else
+		fprintf(stderr, "drimbox: %s: %s\n", cfg->control_socket,
+		        r->too_big ? "answer too large"
+		                   : curl_easy_strerror(rc));
+	curl_easy_cleanup(h);
+	return status;
+}
+
+/* Parses a JSON reply; prints the daemon's error for non-2xx. */
+static json_t *call_json(const struct config *cfg, const char *method,
+                         const char *path)
+{
+	struct reply r = { NULL, 0, 0, NULL, NULL };
+	long status = call(cfg, method, path, &r);
+	json_t *j = NULL;
+
+	if (status != 0) {
+		j = json_loadb(r.buf ? r.buf : "", r.len, 0, NULL);
+		if (j == NULL) {
+			fprintf(stderr, "drimbox: bad answer from daemon\n");
+		} else if (status / 100 != 2) {
+			const char *e =
+			        json_string_value(json_object_get(j, "error"));
+			fprintf(stderr, "drimbox: %s\n", e ? e : "failed");
+			json_decref(j);
+			j = NULL;
+		}
+	}
+	free(r.buf);
+	return j;
+}
+
+static json_int_t jint(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot = strchr(path, '.');
+
+	if (dot) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		return jint(json_object_get(o, key), dot + 1);
+	}
+	return json_integer_value(json_object_get(o, path));
+}
+
+static const char *jstr(json_t *o, const char *k1, const char *k2)
+{
+	const char *s = json_string_value(
+	        json_object_get(k2 ? json_object_get(o, k1) : o, k2 ? k2 : k1));
+	return s ? s : "";
+}
+
+static int cmd_status(const struct config *cfg, int argc, char **argv)
+{
+	int as_json = argc > 1 && strcmp(argv[1], "--json") == 0;
+	json_t *j = call_json(cfg, "GET", "/status");
+	json_t *pacs;
+
+	if (j == NULL)
+		return 1;
+	if (as_json) {
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+		return 0;
+	}
+	pacs = json_object_get(j, "pacs");
+	printf("drimboxd %s  AE %s  DICOM port %lld\n",
+	       jstr(j, "version", NULL), jstr(j, "aet", NULL),
+	       (long long)jint(j, "dicom_port"));
+	printf("PACS     %s@%s:%lld (%s)  %s%s%s\n", jstr(pacs, "aet", NULL),
+	       jstr(pacs, "host", NULL), (long long)jint(pacs, "port"),
+	       jstr(pacs, "retrieve", NULL),
+	       json_is_true(json_object_get(pacs, "reachable")) ? "reachable"
+	                                                        : "UNREACHABLE",
+	       *jstr(pacs, "last_error", NULL) ? ": " : "",
+	       jstr(pacs, "last_error", NULL));
+	printf("index    %lld patients, %lld studies, %lld series, %lld "
+	       "instances (%lld cached)\n",
+	       (long long)jint(j, "index.patients"),
+	       (long long)jint(j, "index.studies"),
+	       (long long)jint(j, "index.series"),
+	       (long long)jint(j, "index.instances"),
+	       (long long)jint(j, "index.cached"));
+	printf("cache    %.1f MB of %.1f MB\n",
+	       (double)jint(j, "cache.bytes") / 1e6,
+	       (double)jint(j, "cache.max_bytes") / 1e6);
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_sync(const struct config *cfg, int argc, char **argv)
+{
+	char path[256] = "/sync?";
+	size_t n = strlen(path);
+	json_t *j;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = NULL;
+
+		if (strcmp(argv[i], "--all") == 0)
+			arg = "all=1&";
+		else if (strcmp(argv[i], "--full") == 0)
+			arg = "full=1&";
+		else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc)
+			n += (size_t)snprintf(path + n, sizeof(path) - n,
+			                      "days=%.12s&", argv[++i]);
+		else if (strcmp(argv[i], "--study") == 0 && i + 1 < argc)
+			n += (size_t)snprintf(path + n, sizeof(path) - n,
+			                      "study=%.64s&", argv[++i]);
+		else {
+			usage(stderr);
+			return 2;
+		}
+		if (arg)
+			n += (size_t)snprintf(path + n, sizeof(path) - n, "%s",
+			                      arg);
+	}
+	path[n - 1] = '\0'; /* the trailing '&' or '?' */
+	j = call_json(cfg, "POST", path);
+	if (j == NULL)
+		return 1;
+	printf("synced: %lld studies listed, %lld refreshed, %lld series, "
+	       "%lld instances, %lld skipped\n",
+	       (long long)jint(j, "studies"), (long long)jint(j, "refreshed"),
+	       (long long)jint(j, "series"), (long long)jint(j, "instances"),
+	       (long long)jint(j, "skipped"));
+	json_decref(j);
+	return 0;
+}
+
+struct fetch_view {
+	int tty;
+	json_t *last;
+};
+
+static int on_progress_line(void *ctx, const char *line)
+{
+	struct fetch_view *v = ctx;
+	json_t *j = json_loads(line, 0, NULL);
+	double secs, mb;
+	json_int_t expected;
+
+	if (j == NULL)
+		return 0; /* ignore what we cannot read */
+	json_decref(v->last);
+	v->last = j;
+	if (!v->tty)
+		return 0;
+	secs = json_real_value(json_object_get(j, "elapsed"));
+	mb = (double)jint(j, "bytes") / 1e6;
+	expected = jint(j, "expected");
+	fprintf(stderr, "\r  instances %lld", (long long)jint(j, "received"));
+	if (expected > 0)
+		fprintf(stderr, "/%lld", (long long)expected);
+	fprintf(stderr, "  %.1f MB  %.1f MB/s   ", mb,
+	        secs > 0 ? mb / secs : 0.0);
+	return 0;
+}
+
+static int cmd_fetch(const struct config *cfg, int argc, char **argv)
+{
+	struct fetch_view v = { isatty(STDERR_FILENO), NULL };
+	struct reply r = { NULL, 0, 0, on_progress_line, &v };
+	char path[256];
+	long status;
+	int rc = 1;
+
+	if (argc == 2)
+		snprintf(path, sizeof(path), "/fetch?study=%.64s", argv[1]);
+	else if (argc == 4 && strcmp(argv[2], "--series") == 0)
+		snprintf(path, sizeof(path), "/fetch?study=%.64s&series=%.64s",
+		         argv[1], argv[3]);
+	else {
+		usage(stderr);
+		return 2;
+	}
+	status = call(cfg, "POST", path, &r);
+	if (v.tty)
+		fputc('\n', stderr);
+	if (status == 200 && v.last &&
+	    json_is_true(json_object_get(v.last, "done"))) {
+		double secs =
+		        json_real_value(json_object_get(v.last, "elapsed"));
+		double mb = (double)jint(v.last, "bytes") / 1e6;
+
+		if (json_is_true(json_object_get(v.last, "ok"))) {
+			printf("fetched %lld instances, %.1f MB in %.2f s "
+			       "(%.1f MB/s)\n",
+			       (long long)jint(v.last, "received"), mb, secs,
+			       secs > 0 ? mb / secs : 0.0);
+			rc = 0;
+		} else {
+			fprintf(stderr, "drimbox: fetch failed: %s\n",
+			        jstr(v.last, "error", NULL));
+		}
+	} else if (status != 0) {
+		json_t *j = json_loadb(r.buf ? r.buf : "", r.len, 0, NULL);
+
+		fprintf(stderr, "drimbox: fetch failed: %s\n",
+		        j ? jstr(j, "error", NULL) : "no final status");
+		json_decref(j);
+	}
+	json_decref(v.last);
+	free(r.buf);
+	return rc;
+}
+
+/* ---- direct PACS commands --------------------------------------------- */
+
+static int cmd_echo(const struct config *cfg)
+{
+	struct pacs p;
+	struct timespec t0, t1;
+	char err[300];
+
+	pacs_init(&p, cfg);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pacs_echo(&p, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s@%s:%ld: %s\n", cfg->pacs_aet,
+		        cfg->pacs_host, cfg->pacs_port, err);
+		return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("C-ECHO %s@%s:%ld OK (%.1f ms)\n", cfg->pacs_aet, cfg->pacs_host,
+	       cfg->pacs_port,
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	               (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return 0;
+}
+
+struct find_out {
+	uint32_t keys[64];
+	size_t nkeys;
+	long matches;
+};
+
+static int on_match(void *ctx, const struct dcm_ds *m)
+{
+	struct find_out *o = ctx;
+	char v[1024];
+
+	for (size_t i = 0; i < o->nkeys; i++) {
+		int st = dcm_ds_get_string(m, o->keys[i], v, sizeof(v));
+
+		printf("%s%s", i ? "\t" : "",
+		       st == DCM_OK || st == DCM_ERR_TOO_LONG ? v : "");
+	}
+	putchar('\n');
+	o->matches++;
+	return 0;
+}
+
+static int cmd_find(const struct config *cfg, int argc, char **argv)
+{
+	static const char *const defaults[][8] = {
+		{ "StudyInstanceUID", "PatientID", "PatientName", "StudyDate",
+		  "AccessionNumber", "ModalitiesInStudy", "StudyDescription",
+		  NULL },
+		{ "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+		  "SeriesNumber", "SeriesDescription",
+		  "NumberOfSeriesRelatedInstances", NULL },
+		{ "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+		  "SOPClassUID", "InstanceNumber", NULL },
+	};
+	enum dcm_level level = DCM_LEVEL_STUDY;
+	struct find_out o;
+	struct dcm_ds *q = dcm_ds_new();
+	struct pacs p;
+	char err[300];
+	int i = 1, rc = 1;
+
+	memset(&o, 0, sizeof(o));
+	if (q == NULL)
+		return 1;
+	if (argc > 2 && strcmp(argv[1], "-L") == 0) {
+		if (strcmp(argv[2], "series") == 0)
+			level = DCM_LEVEL_SERIES;
+		else if (strcmp(argv[2], "image") == 0)
+			level = DCM_LEVEL_IMAGE;
+		else if (strcmp(argv[2], "study") != 0)
+			goto bad;
+		i = 3;
+	}
+	for (const char *const *k = defaults[level]; *k; k++) {
+		if (dcm_tag_lookup(*k, &o.keys[o.nkeys]) != DCM_OK)
+			goto bad;
+		dcm_ds_set_string(q, o.keys[o.nkeys++], "");
+	}
+	for (; i < argc; i++) {
+		char key[128];
+		const char *eq = strchr(argv[i], '=');
+		uint32_t tag;
+		size_t k;
+
+		if (eq == NULL || (size_t)(eq - argv[i]) >= sizeof(key))
+			goto bad;
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - argv[i]),
+		         argv[i]);
+		if (dcm_tag_lookup(key, &tag) != DCM_OK) {
+			fprintf(stderr, "drimbox: unknown attribute '%s'\n",
+			        key);
+			goto out;
+		}
+		if (dcm_ds_set_string(q, tag, eq + 1) != DCM_OK) {
+			fprintf(stderr, "drimbox: bad value for %s\n", key);
+			goto out;
+		}
+		for (k = 0; k < o.nkeys && o.keys[k] != tag; k++)
+			;
+		if (k == o.nkeys && o.nkeys < 64)
+			o.keys[o.nkeys++] = tag;
+	}
+	pacs_init(&p, cfg);
+	if (pacs_find(&p, level, q, on_match, &o, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		goto out;
+	}
+	fprintf(stderr, "%ld match%s\n", o.matches, o.matches == 1 ? "" : "es");
+	rc = 0;
+	goto out;
+bad:
+	usage(stderr);
+	rc = 2;
+out:
+	dcm_ds_free(q);
+	return rc;
+}
+
+/* ---- ls ------------------------------------------------------------------ */
+
+/* The walk builds the JSON tree; text output is printed from it. */
+struct ls_state {
+	json_t *studies, *study, *series;
+};
+
+static const char *or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+static int ls_row(void *ctx, const struct idx_row *r)
+{
+	struct ls_state *s = ctx;
+
+	if (s->study == NULL ||
+	    strcmp(jstr(s->study, "study_uid", NULL), r->study_uid) != 0) {
+		s->study = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:[]}",
+		                     "study_uid", r->study_uid, "patient_id",
+		                     or_empty(r->patient_id), "patient_name",
+		                     or_empty(r->patient_name), "study_date",
+		                     or_empty(r->study_date), "accession",
+		                     or_empty(r->accession), "modalities",
+		                     or_empty(r->modalities), "series");
+		s->series = NULL;
+		if (json_array_append_new(s->studies, s->study) != 0)
+			return -1;
+	}
+	if (r->series_uid == NULL)
+		return 0;
+	if (s->series == NULL ||
+	    strcmp(jstr(s->series, "series_uid", NULL), r->series_uid) != 0) {
+		s->series = json_pack(
+		        "{s:s, s:s, s:s, s:[]}", "series_uid", r->series_uid,
+		        "modality", or_empty(r->modality), "description",
+		        or_empty(r->series_description), "instances");
+		if (json_array_append_new(json_object_get(s->study, "series"),
+		                          s->series) != 0)
+			return -1;
+	}
+	if (r->sop_uid == NULL)
+		return 0;
+	return json_array_append_new(
+	        json_object_get(s->series, "instances"),
+	        json_pack("{s:s, s:b, s:o}", "sop_uid", r->sop_uid, "cached",
+	                  r->cache_path != NULL, "path",
+	                  r->cache_path ? json_string(r->cache_path)
+	                                : json_null()));
+}
+
+static void ls_print_text(json_t *studies)
+{
+	size_t i, j, k;
+	json_t *st, *se, *in;
+
+	printf("%-8s %-16s %-24s %-12s %-8s %4s %6s %6s  %s\n", "DATE",
+	       "PATIENT", "NAME", "ACCESSION", "MOD", "SER", "INST", "CACHED",
+	       "STUDY UID");
+	json_array_foreach(studies, i, st)
+	{
+		long n_inst = 0, n_cached = 0;
+		json_t *series = json_object_get(st, "series");
+
+		json_array_foreach(series, j, se)
+		{
+			json_array_foreach(json_object_get(se, "instances"), k,
+			                   in)
+			{
+				n_inst++;
+				n_cached += json_is_true(
+				        json_object_get(in, "cached"));
+			}
+		}
+		printf("%-8s %-16.16s %-24.24s %-12.12s %-8.8s %4zu %6ld %6ld  "
+		       "%s\n",
+		       jstr(st, "study_date", NULL),
+		       jstr(st, "patient_id", NULL),
+		       jstr(st, "patient_name", NULL),
+		       jstr(st, "accession", NULL),
+		       jstr(st, "modalities", NULL), json_array_size(series),
+		       n_inst, n_cached, jstr(st, "study_uid", NULL));
+	}
+}
+
+static int cmd_ls(const struct config *cfg, int argc, char **argv)
+{
+	struct ls_state s = { NULL, NULL, NULL };
+	struct index *ix = NULL;
+	const char *study = NULL;
+	char path[PATH_MAX], err[512];
+	int as_json = 0, rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = 1;
+		else if (study == NULL && argv[i][0] != '-')
+			study = argv[i];
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
+	if (access(path, F_OK) != 0) {
+		fprintf(stderr, "drimbox: %s: no index yet (start drimboxd)\n",
+		        path);
+		return 1;
+	}
+	if (index_open(path, 1, &ix, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		return 1;
+	}
+	s.studies = json_array();
+	if (s.studies == NULL || index_walk(ix, study, ls_row, &s) != 0) {
+		fprintf(stderr, "drimbox: cannot read the index\n");
+		goto out;
+	}
+	if (as_json) {
+		json_dumpf(s.studies, stdout, JSON_INDENT(1));
+		putchar('\n');
+	} else {
+		ls_print_text(s.studies);
+	}
+	rc = 0;
+out:
+	json_decref(s.studies);
+	index_close(ix);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	const char *conf = getenv("DRIMBOX_CONF");
+	char err[1024];
+	struct dcm_err de;
+	int rc;
+
+	if (argc > 2 && strcmp(argv[1], "-c") == 0) {
+		conf = argv[2];
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "--help") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	config_defaults(&cfg);
+	if (config_load(&cfg, conf ? conf : DEFAULT_CONF, err, sizeof(err)) !=
+	    0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		return 1;
+	}
+	log_setup(LOG_WARN, stderr);
+	argc--;
+	argv++;
+	if (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "sync") == 0 ||
+	    strcmp(argv[0], "fetch") == 0) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		rc = strcmp(argv[0], "status") == 0
+		             ? cmd_status(&cfg, argc, argv)
+		     : strcmp(argv[0], "sync") == 0
+		             ? cmd_sync(&cfg, argc, argv)
+		             : cmd_fetch(&cfg, argc, argv);
+		curl_global_cleanup();
+		return rc;
+	}
+	if (strcmp(argv[0], "ls") == 0)
+		return cmd_ls(&cfg, argc, argv);
+	if (strcmp(argv[0], "echo") != 0 && strcmp(argv[0], "find") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (dcm_global_init(&de) != DCM_OK) {
+		fprintf(stderr, "drimbox: DICOM: %s\n", de.msg);
+		return 1;
+	}
+	rc = strcmp(argv[0], "echo") == 0 ? cmd_echo(&cfg)
+	                                  : cmd_find(&cfg, argc, argv);
+	dcm_global_cleanup();
+	return rc;
+}

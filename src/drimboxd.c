@@ -1,0 +1,235 @@
+/*
+ * drimboxd.c - the daemon: reads the configuration, opens the index and
+ * the cache (checking one against the other), starts the storage SCP, the
+ * PACS monitor and the control API, then waits for SIGTERM or SIGINT and
+ * stops everything in reverse order.
+ */
+#include "cache.h"
+#include "config.h"
+#include "control.h"
+#include "dcm.h"
+#include "fsutil.h"
+#include "index.h"
+#include "log.h"
+#include "monitor.h"
+#include "pacs.h"
+#include "retrieve.h"
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+	fputs("usage: drimboxd -c FILE [--check-config]\n"
+	      "       drimboxd --print-config\n"
+	      "  -c FILE          configuration file (see conf/drimbox.conf)\n"
+	      "  --check-config   validate the configuration and exit\n"
+	      "  --print-config   print the reference configuration and exit\n",
+	      out);
+}
+
+/* The AEs allowed to store: the PACS and dicom_allowed_aets. */
+static int accept_aet(void *ctx, const char *calling, const char *called,
+                      const char *peer)
+{
+	const struct config *cfg = ctx;
+	const char *p = cfg->dicom_allowed_aets;
+	size_t n = strlen(calling);
+
+	(void)called;
+	if (strcmp(calling, cfg->pacs_aet) == 0)
+		return 0;
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *s = p, *e = p + len;
+
+		while (s < e && *s == ' ')
+			s++;
+		while (e > s && e[-1] == ' ')
+			e--;
+		if ((size_t)(e - s) == n && strncmp(s, calling, n) == 0)
+			return 0;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	log_warn(LOGC_DICOM,
+	         "association from AE '%s' at %s rejected: not "
+	         "in the configuration",
+	         calling, peer);
+	return 1;
+}
+
+struct daemon {
+	struct config cfg;
+	FILE *log;
+	struct index *ix;
+	struct cache *cache;
+	struct store *store;
+	struct pacs pacs;
+	struct retriever *retriever;
+	struct dcm_scp *scp;
+	struct monitor *monitor;
+	struct control *control;
+};
+
+static int start(struct daemon *d, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct cache_check_report rep;
+	struct dcm_err de = { "" };
+	struct dcm_scp_config sc;
+	struct control_env env;
+
+	if (fs_mkdirs(d->cfg.data_dir) != 0) {
+		snprintf(err, errlen, "%s: %s", d->cfg.data_dir,
+		         strerror(errno));
+		return -1;
+	}
+	if (dcm_global_init(&de) != DCM_OK) {
+		snprintf(err, errlen, "DICOM: %s", de.msg);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/index.db", d->cfg.data_dir);
+	if (index_open(path, 0, &d->ix, err, errlen) != 0)
+		return -1;
+	if (cache_open(d->cfg.cache_dir,
+	               (uint64_t)d->cfg.cache_max_mb * 1024 * 1024, d->ix,
+	               &d->cache, &rep, err, errlen) != 0)
+		return -1;
+	log_info(LOGC_CACHE,
+	         "check dir=%s temp_removed=%ld orphans_removed=%ld "
+	         "rows_cleared=%ld bytes=%llu",
+	         d->cfg.cache_dir, rep.temp_removed, rep.orphans_removed,
+	         rep.rows_cleared, (unsigned long long)cache_bytes(d->cache));
+	(void)cache_enforce_bound(d->cache);
+	d->store = store_new(d->cache, d->ix, d->cfg.pacs_aet);
+	pacs_init(&d->pacs, &d->cfg);
+	d->retriever = d->store ? retriever_new(&d->pacs, d->store) : NULL;
+	if (d->retriever == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memset(&sc, 0, sizeof(sc));
+	sc.aet = d->cfg.dicom_aet;
+	sc.bind = d->cfg.dicom_bind;
+	sc.port = (int)d->cfg.dicom_port;
+	sc.max_associations = (int)d->cfg.dicom_max_associations;
+	sc.timeout_s = (int)d->cfg.dicom_timeout;
+	sc.accept = accept_aet;
+	sc.accept_ctx = &d->cfg;
+	store_handler(d->store, &sc.store);
+	if (dcm_scp_start(&sc, &d->scp, &de) != DCM_OK) {
+		snprintf(err, errlen, "storage SCP on %s:%ld: %s",
+		         d->cfg.dicom_bind, d->cfg.dicom_port, de.msg);
+		return -1;
+	}
+	log_info(LOGC_DICOM, "storage SCP aet=%s listening on %s:%d",
+	         d->cfg.dicom_aet, d->cfg.dicom_bind, dcm_scp_port(d->scp));
+	d->monitor = monitor_start(&d->cfg, &d->pacs, d->ix, err, errlen);
+	if (d->monitor == NULL)
+		return -1;
+	env = (struct control_env){ &d->cfg,
+		                    d->ix,
+		                    d->cache,
+		                    &d->pacs,
+		                    d->retriever,
+		                    d->monitor,
+		                    dcm_scp_port(d->scp) };
+	d->control = control_start(&env, err, errlen);
+	if (d->control == NULL)
+		return -1;
+	log_info(LOGC_MAIN, "drimboxd ready control=%s", d->cfg.control_socket);
+	return 0;
+}
+
+static void stop(struct daemon *d)
+{
+	if (d->retriever)
+		retriever_cancel(d->retriever);
+	control_stop(d->control);
+	monitor_stop(d->monitor);
+	dcm_scp_stop(d->scp);
+	retriever_free(d->retriever);
+	store_free(d->store);
+	cache_close(d->cache);
+	index_close(d->ix);
+	dcm_global_cleanup();
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	const char *conf = NULL;
+	int check = 0, sig, rc = 1, lvl;
+	char err[1024];
+	sigset_t set;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			conf = argv[++i];
+		} else if (strcmp(argv[i], "--check-config") == 0) {
+			check = 1;
+		} else if (strcmp(argv[i], "--print-config") == 0) {
+			config_write_reference(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		           strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (conf == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	config_defaults(&d.cfg);
+	if (config_load(&d.cfg, conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimboxd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration OK\n", conf);
+		return 0;
+	}
+	if (d.cfg.log_file[0]) {
+		d.log = fopen(d.cfg.log_file, "a");
+		if (d.log == NULL) {
+			fprintf(stderr, "drimboxd: %s: %s\n", d.cfg.log_file,
+			        strerror(errno));
+			return 1;
+		}
+	}
+	lvl = log_level_parse(d.cfg.log_level);
+	log_setup(lvl < 0 ? LOG_INFO : (enum log_level)lvl, d.log);
+	/* Signals go to sigwait() below; other threads inherit the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (start(&d, err, sizeof(err)) != 0) {
+		log_error(LOGC_MAIN, "start-up failed: %s", err);
+		goto out;
+	}
+	sigwait(&set, &sig);
+	log_info(LOGC_MAIN, "signal %d: stopping", sig);
+	rc = 0;
+out:
+	stop(&d);
+	log_info(LOGC_MAIN, "stopped");
+	if (d.log)
+		fclose(d.log);
+	return rc;
+}

@@ -1,0 +1,161 @@
+/*
+ * index.h - the index of what the PACS holds and what the cache holds:
+ * patients, studies, series, instances, jobs, audit. This header is the
+ * only way to the database: no SQL lives outside the index module, so that
+ * another backend (PostgreSQL for multi-node sites) can sit behind it.
+ *
+ * A struct index may be shared by threads: every call is serialised and
+ * each write call is one transaction.
+ */
+#ifndef DRIMBOX_INDEX_H
+#define DRIMBOX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct index;
+
+/*
+ * Opens (creating if needed, unless readonly) the index at path and brings
+ * its schema up to date. *out set only on success; returns -1 with the
+ * reason in err otherwise.
+ */
+int index_open(const char *path, int readonly, struct index **out, char *err,
+               size_t errlen);
+void index_close(struct index *ix);
+
+/* The schema version of the open database. */
+int index_schema_version(struct index *ix);
+
+/* Patient-level attributes, as found in a C-FIND answer or an instance. */
+struct idx_patient {
+	const char *patient_id;
+	const char *issuer;
+	const char *name;
+	const char *birth_date;
+	const char *sex;
+};
+
+struct idx_study {
+	const char *uid;
+	const char *date, *time, *accession, *description, *modalities;
+	const char *referring, *study_id;
+	long num_series, num_instances; /* -1 when unknown */
+};
+
+struct idx_series {
+	const char *uid;
+	const char *modality, *description, *body_part;
+	long number;        /* -1 when unknown */
+	long num_instances; /* -1 when unknown */
+};
+
+struct idx_instance {
+	const char *uid;
+	const char *sop_class;
+	long number; /* -1 when unknown */
+};
+
+/*
+ * Records one study as the PACS describes it, with all its series and
+ * instances, in one transaction. Instances already indexed keep their
+ * cache state; instances of these series that the PACS no longer lists
+ * and that are not cached are removed. series[i]'s instances are
+ * inst[inst_off[i] .. inst_off[i+1]-1] (inst_off has nseries+1 entries).
+ */
+int index_sync_study(struct index *ix, const struct idx_patient *pat,
+                     const struct idx_study *st,
+                     const struct idx_series *series, size_t nseries,
+                     const struct idx_instance *inst, const size_t *inst_off);
+
+/*
+ * Number of instances the index holds for a study (0 when unknown), to
+ * skip image-level queries for studies already complete.
+ */
+int index_study_instances(struct index *ix, const char *study_uid, long *n);
+
+/* A cached instance, with everything needed to serve it. */
+struct idx_cached {
+	const char *sop_uid, *sop_class;
+	long number;
+	const char *cache_path; /* relative to the cache directory */
+	const char *transfer_syntax;
+	uint64_t size;
+	long frames;
+	const char *metadata; /* DICOM JSON */
+};
+
+/* One cached instance with the attributes of its patient, study, series. */
+struct idx_put {
+	struct idx_patient pat;
+	struct idx_study st;  /* st.uid required */
+	struct idx_series se; /* se.uid required */
+	struct idx_cached c;
+};
+
+/*
+ * Records n cached instances (creating their patient, study and series
+ * rows from the instances' own attributes when absent) in one transaction,
+ * and marks their series as just used. Call only once the files are
+ * durable. 0, or -1 when nothing was recorded.
+ */
+int index_put_cached(struct index *ix, const struct idx_put *items, size_t n);
+
+/* Total bytes of cached instances. */
+int index_cache_bytes(struct index *ix, uint64_t *bytes);
+
+/*
+ * Finds the least recently used series that has cached instances. Returns 1
+ * and fills the buffers (65 bytes each) when there is one, 0 when the cache
+ * is empty, -1 on error.
+ */
+int index_lru_series(struct index *ix, char *study_uid, char *series_uid);
+
+/*
+ * Marks every cached instance of a series as not cached (one transaction)
+ * and calls cb with each former relative path, so that the caller removes
+ * the files after the index no longer points at them.
+ */
+int index_uncache_series(struct index *ix, const char *series_uid,
+                         void (*cb)(void *ctx, const char *rel_path),
+                         void *ctx);
+
+/* Marks a series as just used (the LRU clock of the cache). */
+int index_touch_series(struct index *ix, const char *series_uid);
+
+/*
+ * Calls cb for each cached instance (relative path); when cb returns
+ * non-zero the instance is marked not cached. Used by the start-up check.
+ */
+int index_check_cached(struct index *ix,
+                       int (*cb)(void *ctx, const char *rel_path), void *ctx);
+
+/* True (1) when rel_path is the cache path of an indexed instance. */
+int index_has_cache_path(struct index *ix, const char *rel_path);
+
+/* Counts at each level, and how many instances are cached. */
+struct idx_counts {
+	long patients, studies, series, instances, cached;
+};
+int index_counts(struct index *ix, struct idx_counts *c);
+
+/* One row of a walk over the index, study > series > instance order. */
+struct idx_row {
+	const char *study_uid, *patient_id, *patient_name, *study_date;
+	const char *accession, *description, *modalities;
+	const char *series_uid, *modality, *series_description; /* or NULL */
+	long series_number;
+	const char *sop_uid, *cache_path, *transfer_syntax; /* or NULL */
+	long instance_number;
+	int64_t size;
+};
+
+/*
+ * Calls cb for each instance (or each series or study without instances,
+ * with the missing levels NULL), optionally restricted to one study.
+ * A non-zero return from cb stops the walk and is returned.
+ */
+int index_walk(struct index *ix, const char *study_uid,
+               int (*cb)(void *ctx, const struct idx_row *row), void *ctx);
+
+#endif

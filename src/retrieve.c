@@ -1,0 +1,278 @@
+/*
+ * retrieve.c - see retrieve.h. One lock guards the list of retrievals in
+ * flight and their status; a condition variable wakes the requesters
+ * waiting on them. A retrieval's entry is freed by the last of its thread
+ * and its requesters.
+ */
+#include "retrieve.h"
+#include "log.h"
+#include "pacs.h"
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct entry {
+	struct entry *next;
+	struct retriever *r;
+	char study[65], series[65]; /* series "" = whole study */
+	struct retrieve_status st;
+	struct timespec start;
+	int refs; /* the thread + each requester */
+	unsigned id;
+};
+
+struct retriever {
+	const struct pacs *pacs;
+	struct store *store;
+	struct dcm_store_handler handler; /* for C-GET */
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* any entry's status changed */
+	struct entry *active;   /* in flight, guarded by lock */
+	int running;            /* threads alive, guarded by lock */
+	int stopping;
+	unsigned next_id;
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Store observer: counts an instance for every matching retrieval. */
+static void on_instance(void *ctx, const struct dcm_instance_info *info)
+{
+	struct retriever *r = ctx;
+	int hit = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct entry *e = r->active; e; e = e->next) {
+		if (strcmp(e->study, info->study_uid) != 0 ||
+		    (e->series[0] && strcmp(e->series, info->series_uid) != 0))
+			continue;
+		e->st.received++;
+		e->st.bytes += info->file_size;
+		hit = 1;
+	}
+	if (hit)
+		pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct retriever *retriever_new(const struct pacs *p, struct store *s)
+{
+	struct retriever *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->pacs = p;
+	r->store = s;
+	store_handler(s, &r->handler);
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->changed, NULL);
+	store_set_observer(s, on_instance, r);
+	return r;
+}
+
+void retriever_cancel(struct retriever *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stopping = 1;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void retriever_free(struct retriever *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stopping = 1;
+	while (r->running > 0)
+		pthread_cond_wait(&r->changed, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	store_set_observer(r->store, NULL, NULL);
+	pthread_cond_destroy(&r->changed);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+/* Drops a reference; the caller holds the lock. */
+static void entry_put(struct entry *e)
+{
+	if (--e->refs == 0)
+		free(e);
+}
+
+static int on_progress(void *ctx, const struct dcm_progress *p)
+{
+	struct entry *e = ctx;
+	struct retriever *r = e->r;
+	int stop;
+
+	pthread_mutex_lock(&r->lock);
+	e->st.expected = p->remaining + p->completed + p->failed + p->warning;
+	e->st.failed = p->failed;
+	stop = r->stopping;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+	return stop;
+}
+
+static void *retrieval_thread(void *arg)
+{
+	struct entry *e = arg;
+	struct retriever *r = e->r;
+	struct dcm_selection sel = { e->study, e->series[0] ? e->series : NULL,
+		                     NULL };
+	struct dcm_progress fin = { 0, 0, 0, 0 };
+	char ctx[32], err[256] = "";
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "fetch=%u", e->id);
+	log_set_context(ctx);
+	log_info(LOGC_PACS, "retrieve study=%s%s%s via %s", e->study,
+	         e->series[0] ? " series=" : "", e->series,
+	         r->pacs->use_get ? "C-GET" : "C-MOVE");
+	rc = pacs_retrieve(r->pacs, &sel, &r->handler, on_progress, e, &fin,
+	                   err, sizeof(err));
+	/* Answered instances may still be on their way to the disk. */
+	store_flush(r->store);
+	pthread_mutex_lock(&r->lock);
+	if (rc == 0 && fin.completed + fin.warning == 0 && fin.failed == 0 &&
+	    e->st.received == 0) {
+		snprintf(err, sizeof(err),
+		         "the PACS has no instance for this "
+		         "selection");
+		rc = -1;
+	} else if (rc == 0 && e->st.received < fin.completed + fin.warning) {
+		snprintf(err, sizeof(err),
+		         "%ld of %d instances sent by the PACS could not be "
+		         "cached (see the log)",
+		         (long)(fin.completed + fin.warning) - e->st.received,
+		         fin.completed + fin.warning);
+		rc = -1;
+	}
+	for (struct entry **pp = &r->active; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	e->st.elapsed = since(&e->start);
+	e->st.failed = fin.failed;
+	if (fin.completed + fin.failed + fin.warning > 0)
+		e->st.expected = fin.completed + fin.failed + fin.warning;
+	e->st.done = 1;
+	e->st.ok = rc == 0;
+	snprintf(e->st.error, sizeof(e->st.error), "%s", err);
+	if (rc == 0)
+		log_info(LOGC_PACS,
+		         "retrieved study=%s instances=%ld bytes=%llu "
+		         "seconds=%.3f",
+		         e->study, e->st.received,
+		         (unsigned long long)e->st.bytes, e->st.elapsed);
+	else
+		log_error(LOGC_PACS, "retrieve study=%s failed: %s", e->study,
+		          err);
+	entry_put(e);
+	r->running--;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Finds or starts the retrieval; the caller holds the lock. */
+static struct entry *join_or_start(struct retriever *r, const char *study,
+                                   const char *series, char *err, size_t len)
+{
+	struct entry *e;
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	for (e = r->active; e; e = e->next)
+		if (strcmp(e->study, study) == 0 &&
+		    strcmp(e->series, series ? series : "") == 0) {
+			e->refs++;
+			return e;
+		}
+	e = calloc(1, sizeof(*e));
+	if (e == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	e->r = r;
+	snprintf(e->study, sizeof(e->study), "%s", study);
+	snprintf(e->series, sizeof(e->series), "%s", series ? series : "");
+	e->st.expected = -1;
+	e->refs = 2;
+	e->id = ++r->next_id;
+	clock_gettime(CLOCK_MONOTONIC, &e->start);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, retrieval_thread, e);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		snprintf(err, len, "cannot start a thread: %s", strerror(rc));
+		free(e);
+		return NULL;
+	}
+	r->running++;
+	e->next = r->active;
+	r->active = e;
+	return e;
+}
+
+int retriever_fetch(struct retriever *r, const char *study, const char *series,
+                    int interval_ms, retrieve_cb cb, void *ctx,
+                    struct retrieve_status *final)
+{
+	struct entry *e;
+	struct timespec next;
+	struct retrieve_status snap;
+
+	memset(final, 0, sizeof(*final));
+	pthread_mutex_lock(&r->lock);
+	if (r->stopping) {
+		pthread_mutex_unlock(&r->lock);
+		snprintf(final->error, sizeof(final->error), "shutting down");
+		return -1;
+	}
+	e = join_or_start(r, study, series, final->error, sizeof(final->error));
+	if (e == NULL) {
+		pthread_mutex_unlock(&r->lock);
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &next);
+	while (!e->st.done) {
+		next.tv_nsec += (long)interval_ms * 1000000L;
+		while (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
+		while (!e->st.done &&
+		       pthread_cond_timedwait(&r->changed, &r->lock, &next) !=
+		               ETIMEDOUT)
+			;
+		if (e->st.done || cb == NULL)
+			continue;
+		snap = e->st;
+		snap.elapsed = since(&e->start);
+		pthread_mutex_unlock(&r->lock);
+		cb(ctx, &snap);
+		pthread_mutex_lock(&r->lock);
+	}
+	*final = e->st;
+	entry_put(e);
+	pthread_mutex_unlock(&r->lock);
+	if (cb)
+		cb(ctx, final);
+	return final->ok ? 0 : -1;
+}

@@ -1,0 +1,59 @@
+/*
+ * retrieve.h - retrieval of studies and series from the PACS into the
+ * cache, each in its own thread. Identical requests made while one is in
+ * flight share it; every requester sees its progress (instances, bytes)
+ * as the storage handler reports instances landing in the cache.
+ */
+#ifndef DRIMBOX_RETRIEVE_H
+#define DRIMBOX_RETRIEVE_H
+
+#include "dcm.h"
+
+#include <stdint.h>
+
+struct pacs;
+struct store;
+struct retriever;
+
+struct retrieve_status {
+	long expected; /* sub-operations announced by the PACS; -1 unknown */
+	long received; /* instances cached by this retrieval */
+	long failed;   /* sub-operations the PACS reported failed */
+	uint64_t bytes;
+	double elapsed; /* seconds since the retrieval started */
+	int done;
+	int ok; /* when done: 1 on success */
+	char error[256];
+};
+
+/*
+ * A retriever over the PACS link; registers itself as the store's
+ * observer. p and s outlive it. NULL on allocation failure.
+ */
+struct retriever *retriever_new(const struct pacs *p, struct store *s);
+
+/*
+ * Asks the retrievals in flight to stop (C-CANCEL at their next response)
+ * and refuses new ones; requesters then return soon with an error.
+ */
+void retriever_cancel(struct retriever *r);
+
+/*
+ * Waits for the retrieval threads, then frees. Call after
+ * retriever_cancel() once no retriever_fetch() is running.
+ */
+void retriever_free(struct retriever *r);
+
+typedef void (*retrieve_cb)(void *ctx, const struct retrieve_status *st);
+
+/*
+ * Retrieves a study (series NULL) or one series, joining an identical
+ * retrieval already in flight. cb (may be NULL) gets a snapshot at most
+ * every interval_ms and a last one when done. final gets the outcome.
+ * Returns 0 on success, -1 on failure (final->error says why).
+ */
+int retriever_fetch(struct retriever *r, const char *study, const char *series,
+                    int interval_ms, retrieve_cb cb, void *ctx,
+                    struct retrieve_status *final);
+
+#endif

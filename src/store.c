@@ -1,0 +1,335 @@
+/*
+ * store.c - see store.h. Order for each instance: place the file (fsync,
+ * rename), sync its directory, commit its index row, then tell the
+ * observer. When a step fails, neither a file nor a row is left behind.
+ */
+#include "store.h"
+#include "cache.h"
+#include "index.h"
+#include "log.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STATUS_SUCCESS 0x0000
+#define STATUS_OUT_OF_RESOURCES 0xA700
+
+/* Values over this size go to BulkDataURI in the precomputed JSON. */
+#define JSON_BULK_THRESHOLD 4096
+
+/* Most instances committed in one batch (one index transaction). */
+#define BATCH_MAX 64
+
+/* A received instance waiting to be committed. */
+struct pending {
+	struct pending *next;
+	struct dcm_instance_info info;
+	char tmp[PATH_MAX];
+	char rel[256];
+	char *json;
+	/* study, series and patient attributes the instance carries */
+	char pid[65], issuer[65], name[325], birth[17], sex[17];
+	char date[17], time[17], acc[17], desc[65], ref[325], sid[17];
+	char modality[17], sdesc[65], body[17];
+	long snum, inum;
+	int placed; /* the file is in the cache tree */
+};
+
+struct store {
+	struct cache *cache;
+	struct index *ix;
+	char pacs_aet[17];
+	store_observer observer; /* set before the SCP starts */
+	void *observer_ctx;
+	pthread_t committer;
+	pthread_mutex_t lock;
+	pthread_cond_t work, done;
+	/* guarded by lock */
+	struct pending *head, **tail;
+	uint64_t queued, committed; /* sequence numbers */
+	int stop;
+};
+
+static void attr(const struct dcm_ds *ds, uint32_t tag, char *buf, size_t cap)
+{
+	int st = dcm_ds_get_string(ds, tag, buf, cap);
+
+	if (st != DCM_OK && st != DCM_ERR_TOO_LONG)
+		buf[0] = '\0';
+}
+
+static long attr_long(const struct dcm_ds *ds, uint32_t tag)
+{
+	long v;
+
+	return dcm_ds_get_long(ds, tag, &v) == DCM_OK ? v : -1;
+}
+
+/* Copies what the index needs out of the dataset; NULL on ENOMEM. */
+static struct pending *pending_new(const struct dcm_ds *ds,
+                                   const struct dcm_instance_info *info,
+                                   const char *tmp_path)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	struct dcm_err e = { "" };
+	size_t len;
+
+	if (p == NULL)
+		return NULL;
+	p->info = *info;
+	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp_path);
+	if (dcm_ds_to_json(ds, JSON_BULK_THRESHOLD, "", &p->json, &len, &e) !=
+	    DCM_OK)
+		log_warn(LOGC_DICOM, "sop=%s: no DICOM JSON: %s",
+		         info->sop_instance_uid, e.msg);
+	attr(ds, DCM_TAG(0x0010, 0x0020), p->pid, sizeof(p->pid));
+	attr(ds, DCM_TAG(0x0010, 0x0021), p->issuer, sizeof(p->issuer));
+	attr(ds, DCM_TAG(0x0010, 0x0010), p->name, sizeof(p->name));
+	attr(ds, DCM_TAG(0x0010, 0x0030), p->birth, sizeof(p->birth));
+	attr(ds, DCM_TAG(0x0010, 0x0040), p->sex, sizeof(p->sex));
+	attr(ds, DCM_TAG(0x0008, 0x0020), p->date, sizeof(p->date));
+	attr(ds, DCM_TAG(0x0008, 0x0030), p->time, sizeof(p->time));
+	attr(ds, DCM_TAG(0x0008, 0x0050), p->acc, sizeof(p->acc));
+	attr(ds, DCM_TAG(0x0008, 0x1030), p->desc, sizeof(p->desc));
+	attr(ds, DCM_TAG(0x0008, 0x0090), p->ref, sizeof(p->ref));
+	attr(ds, DCM_TAG(0x0020, 0x0010), p->sid, sizeof(p->sid));
+	attr(ds, DCM_TAG(0x0008, 0x0060), p->modality, sizeof(p->modality));
+	attr(ds, DCM_TAG(0x0008, 0x103E), p->sdesc, sizeof(p->sdesc));
+	attr(ds, DCM_TAG(0x0018, 0x0015), p->body, sizeof(p->body));
+	p->snum = attr_long(ds, DCM_TAG(0x0020, 0x0011));
+	p->inum = attr_long(ds, DCM_TAG(0x0020, 0x0013));
+	return p;
+}
+
+static void pending_free(struct pending *p)
+{
+	if (p == NULL)
+		return;
+	free(p->json);
+	free(p);
+}
+
+static void to_put(const struct pending *p, struct idx_put *x)
+{
+	const struct dcm_instance_info *i = &p->info;
+
+	*x = (struct idx_put){
+		.pat = { p->pid, p->issuer, p->name, p->birth, p->sex },
+		.st = { i->study_uid, p->date, p->time, p->acc, p->desc, NULL,
+		        p->ref, p->sid, -1, -1 },
+		.se = { i->series_uid, p->modality, p->sdesc, p->body, p->snum,
+		        -1 },
+		.c = { i->sop_instance_uid, i->sop_class_uid, p->inum, p->rel,
+		       i->transfer_syntax, i->file_size, i->number_of_frames,
+		       p->json },
+	};
+}
+
+/* Drops a pending instance that could not be committed. */
+static void discard(struct store *s, struct pending *p)
+{
+	if (p->placed)
+		cache_unpublish(s->cache, p->rel);
+	else
+		unlink(p->tmp);
+}
+
+/*
+ * Commits a batch: places the files, syncs each series directory once,
+ * records them in one transaction, tells the observer. Returns the number
+ * committed; those that failed are removed.
+ */
+static size_t commit(struct store *s, struct pending **batch, size_t n)
+{
+	struct idx_put puts[BATCH_MAX];
+	struct pending *ok[BATCH_MAX];
+	const char *last_dir = NULL;
+	size_t m = 0;
+	char err[300];
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct pending *p = batch[i];
+		const struct dcm_instance_info *in = &p->info;
+		const char *slash;
+
+		if (cache_place(s->cache, p->tmp, in->study_uid, in->series_uid,
+		                in->sop_instance_uid, p->rel, sizeof(p->rel),
+		                err, sizeof(err)) != 0) {
+			log_error(LOGC_CACHE, "sop=%s not cached: %s",
+			          in->sop_instance_uid, err);
+			discard(s, p);
+			continue;
+		}
+		p->placed = 1;
+		/* Batches hold runs of one series: sync when it changes. */
+		slash = strrchr(p->rel, '/');
+		if (last_dir == NULL ||
+		    strncmp(last_dir, p->rel, (size_t)(slash - p->rel) + 1) !=
+		            0) {
+			if (cache_sync_dir(s->cache, p->rel, err,
+			                   sizeof(err)) != 0) {
+				log_error(LOGC_CACHE, "sop=%s not cached: %s",
+				          in->sop_instance_uid, err);
+				discard(s, p);
+				continue;
+			}
+			last_dir = p->rel;
+		}
+		to_put(p, &puts[m]);
+		ok[m++] = p;
+	}
+	if (m > 0 && index_put_cached(s->ix, puts, m) != 0) {
+		log_error(LOGC_INDEX,
+		          "%zu instances not recorded: index write "
+		          "failed",
+		          m);
+		for (size_t i = 0; i < m; i++)
+			discard(s, ok[i]);
+		return 0;
+	}
+	for (size_t i = 0; i < m; i++) {
+		bytes += ok[i]->info.file_size;
+		if (s->observer)
+			s->observer(s->observer_ctx, &ok[i]->info);
+	}
+	cache_added(s->cache, bytes);
+	if (cache_bytes(s->cache) > cache_max_bytes(s->cache))
+		(void)cache_enforce_bound(s->cache);
+	return m;
+}
+
+static void *committer_thread(void *arg)
+{
+	struct store *s = arg;
+	struct pending *batch[BATCH_MAX];
+
+	log_set_context("committer");
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		size_t n = 0;
+
+		while (s->head == NULL && !s->stop)
+			pthread_cond_wait(&s->work, &s->lock);
+		if (s->head == NULL)
+			break; /* stopping with nothing left */
+		while (s->head != NULL && n < BATCH_MAX) {
+			batch[n++] = s->head;
+			s->head = s->head->next;
+		}
+		if (s->head == NULL)
+			s->tail = &s->head;
+		pthread_mutex_unlock(&s->lock);
+		commit(s, batch, n);
+		for (size_t i = 0; i < n; i++)
+			pending_free(batch[i]);
+		pthread_mutex_lock(&s->lock);
+		s->committed += n;
+		pthread_cond_broadcast(&s->done);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
+                          const struct dcm_instance_info *info,
+                          const char *tmp_path, const char *calling_aet)
+{
+	struct store *s = ctx;
+	struct pending *p = pending_new(ds, info, tmp_path);
+	unsigned status;
+
+	if (p == NULL) {
+		unlink(tmp_path);
+		return STATUS_OUT_OF_RESOURCES;
+	}
+	log_debug(LOGC_DICOM, "received sop=%s from=%s ts=%s bytes=%llu",
+	          info->sop_instance_uid, calling_aet, info->transfer_syntax,
+	          (unsigned long long)info->file_size);
+	if (strcmp(calling_aet, s->pacs_aet) == 0) {
+		pthread_mutex_lock(&s->lock);
+		*s->tail = p;
+		s->tail = &p->next;
+		s->queued++;
+		pthread_cond_signal(&s->work);
+		pthread_mutex_unlock(&s->lock);
+		return STATUS_SUCCESS;
+	}
+	status = commit(s, &p, 1) == 1 ? STATUS_SUCCESS
+	                               : STATUS_OUT_OF_RESOURCES;
+	pending_free(p);
+	return status;
+}
+
+static void on_rejected(void *ctx, const char *calling_aet, const char *reason)
+{
+	(void)ctx;
+	log_warn(LOGC_DICOM, "rejected instance from=%s: %s", calling_aet,
+	         reason);
+}
+
+void store_flush(struct store *s)
+{
+	uint64_t target;
+
+	pthread_mutex_lock(&s->lock);
+	target = s->queued;
+	while (s->committed < target)
+		pthread_cond_wait(&s->done, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct store *store_new(struct cache *c, struct index *ix, const char *pacs_aet)
+{
+	struct store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->cache = c;
+	s->ix = ix;
+	snprintf(s->pacs_aet, sizeof(s->pacs_aet), "%s", pacs_aet);
+	s->tail = &s->head;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->work, NULL);
+	pthread_cond_init(&s->done, NULL);
+	if (pthread_create(&s->committer, NULL, committer_thread, s) != 0) {
+		pthread_cond_destroy(&s->done);
+		pthread_cond_destroy(&s->work);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void store_free(struct store *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = 1;
+	pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->committer, NULL);
+	pthread_cond_destroy(&s->done);
+	pthread_cond_destroy(&s->work);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void store_set_observer(struct store *s, store_observer cb, void *ctx)
+{
+	s->observer = cb;
+	s->observer_ctx = ctx;
+}
+
+void store_handler(struct store *s, struct dcm_store_handler *h)
+{
+	h->ctx = s;
+	h->stored = on_stored;
+	h->rejected = on_rejected;
+	h->tmp_dir = cache_tmp_dir(s->cache);
+}

@@ -1,0 +1,46 @@
+/*
+ * store.h - where received instances land: the storage handler given to
+ * the DICOM bridge (storage SCP and C-GET). Each instance is published in
+ * the cache and described in the index (with its DICOM JSON), then
+ * announced to an observer (the retriever); the cache bound is enforced.
+ *
+ * Instances sent by the PACS fill the cache: the PACS keeps them, so they
+ * are answered at once and made durable by a committer thread in batches
+ * (one directory sync per series, one index transaction per batch);
+ * store_flush() waits for that. Instances from any other sender are
+ * durable and indexed before their C-STORE is answered.
+ */
+#ifndef DRIMBOX_STORE_H
+#define DRIMBOX_STORE_H
+
+#include "dcm.h"
+
+#include <stdint.h>
+
+struct cache;
+struct index;
+struct store;
+
+/* Called after each instance is durably cached and indexed. */
+typedef void (*store_observer)(void *ctx, const struct dcm_instance_info *i);
+
+/*
+ * A new store over cache and index (both outlive it), treating pacs_aet's
+ * instances as cache fill; starts the committer thread. NULL on failure.
+ */
+struct store *store_new(struct cache *c, struct index *ix,
+                        const char *pacs_aet);
+
+/* Commits what is queued, stops the committer thread, frees. */
+void store_free(struct store *s);
+
+/* Sets the observer; call before any instance arrives. */
+void store_set_observer(struct store *s, store_observer cb, void *ctx);
+
+/* Fills h so that the bridge hands received instances to s. */
+void store_handler(struct store *s, struct dcm_store_handler *h);
+
+/* Waits until every instance received before the call is committed. */
+void store_flush(struct store *s);
+
+#endif

@@ -1,0 +1,564 @@
+#!/usr/bin/python3
+"""Test harness for drimbox integration tests and benchmarks.
+
+Stdlib + pydicom only.  Provides:
+  free_port(), TempDir          ephemeral loopback ports, temporary dirs
+  generate_studies(), read_manifest(), manifest_uid_tree()
+                                synthetic data (tests/data/gen_studies.py)
+  Orthanc                       a throw-away Orthanc used as the PACS
+  Drimbox                       a drimboxd daemon and its `drimbox` CLI
+
+Every process started here is stopped by its context manager, by stop(),
+and at interpreter exit; it also gets SIGKILL if the Python process dies
+(PR_SET_PDEATHSIG), so no daemon outlives a test run.
+
+Self-check: /usr/bin/python3 tests/lib/harness.py --selftest
+"""
+
+import atexit
+import ctypes
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pydicom
+from pydicom.filereader import read_file_meta_info
+
+REPO = Path(__file__).resolve().parents[2]
+GEN_STUDIES = REPO / "tests" / "data" / "gen_studies.py"
+PYTHON = "/usr/bin/python3"
+ORTHANC_BIN = os.environ.get("ORTHANC", "/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+LOOPBACK = "127.0.0.1"
+
+
+class HarnessError(Exception):
+    """A managed process failed to start or a command failed."""
+
+
+def dicom_env():
+    """Environment for Orthanc and DCMTK tools (TCP_NODELAY, see build notes)."""
+    env = dict(os.environ)
+    env["TCP_NODELAY"] = "1"
+    return env
+
+
+def free_port():
+    """An ephemeral TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+class TempDir:
+    """Context manager yielding a fresh temporary directory (a Path)."""
+
+    def __init__(self, prefix="drimbox-test-"):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Poll predicate() until it is true or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def tail(path, lines=40):
+    """Last lines of a text file, or a note that it does not exist."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log at %s)" % path
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent():
+    """preexec_fn: SIGKILL the child when the harness process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_RUNNING = set()
+
+
+@atexit.register
+def _stop_all():
+    for proc in list(_RUNNING):
+        proc.stop()
+
+
+class ManagedProcess:
+    """A daemon started with its output in a log file; always stoppable.
+
+    Start it from the main thread: PR_SET_PDEATHSIG fires when the thread
+    that spawned the child exits.
+    """
+
+    name = "process"
+
+    def __init__(self, log_path):
+        self.log_path = Path(log_path)
+        self.proc = None
+
+    def _spawn(self, argv):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=dicom_env(), preexec_fn=_die_with_parent)
+        _RUNNING.add(self)
+
+    def running(self):
+        """True while the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        """Whole log of the process."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _wait_ready(self, ready, timeout):
+        """Wait until ready() is true; stop and raise (with the log) if the
+        process exits first or timeout seconds pass."""
+        wait_until(lambda: not self.running() or ready(), timeout)
+        if not self.running():
+            self._fail("exited with code %s during start-up" % self.proc.returncode)
+        if not ready():
+            self._fail("not ready after %s s" % timeout)
+
+    def _fail(self, message):
+        self.stop()
+        raise HarnessError("%s: %s\n--- %s (tail) ---\n%s"
+                           % (self.name, message, self.log_path, tail(self.log_path)))
+
+    def stop(self, timeout=5):
+        """SIGTERM, then SIGKILL after timeout seconds; always reaps."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _RUNNING.discard(self)
+
+    def kill9(self):
+        """SIGKILL the process (crash simulation) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _RUNNING.discard(self)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ------------------------------------------------------------------ data
+
+def generate_studies(set_name, outdir):
+    """Run gen_studies.py; returns the parsed manifest."""
+    proc = subprocess.run([PYTHON, str(GEN_STUDIES), "--set", set_name, str(outdir)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HarnessError("gen_studies.py failed:\n" + proc.stderr)
+    return read_manifest(outdir)
+
+
+def read_manifest(outdir):
+    """Parsed OUTDIR/manifest.json."""
+    return json.loads((Path(outdir) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def manifest_uid_tree(manifest, keys=None):
+    """{study_uid: {series_uid: set(sop_uids)}} of a manifest (or some studies)."""
+    return {st["study_uid"]: {se["series_uid"]: {i["sop_uid"] for i in se["instances"]}
+                              for se in st["series"]}
+            for st in manifest["studies"] if keys is None or st["key"] in keys}
+
+
+def dicom_files(path):
+    """Sorted *.dcm files under path (recursively)."""
+    return sorted(Path(path).rglob("*.dcm"))
+
+
+def write_store_profile(files, profile_path):
+    """DCMTK association profile "Default" for sending files with storescu.
+
+    One presentation context per (SOP class, transfer syntax): both
+    uncompressed syntaxes plus every compressed syntax found in the files.
+    """
+    syntaxes = {}
+    for f in files:
+        meta = read_file_meta_info(f)
+        syntaxes.setdefault(meta.MediaStorageSOPClassUID, set(UNCOMPRESSED)).add(
+            meta.TransferSyntaxUID)
+    pairs = [(c, t) for c in sorted(syntaxes) for t in sorted(syntaxes[c])]
+    if len(pairs) > 128:
+        raise HarnessError("too many presentation contexts: %d" % len(pairs))
+    ts_names = {t: "TS%d" % i for i, t in enumerate(sorted({t for _, t in pairs}))}
+    lines = ["[[TransferSyntaxes]]"]
+    for t, name in ts_names.items():
+        lines += ["[%s]" % name, "TransferSyntax1 = %s" % t]
+    lines += ["", "[[PresentationContexts]]", "[StoreContexts]"]
+    lines += ["PresentationContext%d = %s\\%s" % (n, c, ts_names[t])
+              for n, (c, t) in enumerate(pairs, 1)]
+    lines += ["", "[[Profiles]]", "[Default]", "PresentationContexts = StoreContexts", ""]
+    Path(profile_path).write_text("\n".join(lines))
+
+
+# --------------------------------------------------------------- Orthanc
+
+class Orthanc(ManagedProcess):
+    """A temporary Orthanc (with DICOMweb) on ephemeral loopback ports.
+
+    modalities: {AET: (host, port)} declared as DICOM peers (C-MOVE
+    destinations, allowed to C-FIND/C-MOVE/C-GET); add_modality() adds more
+    while running.
+    """
+
+    name = "Orthanc"
+
+    def __init__(self, workdir, aet="ORTHANC", modalities=None):
+        self.workdir = Path(workdir)
+        super().__init__(self.workdir / "orthanc.log")
+        self.aet = aet
+        self.host = LOOPBACK
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.modalities = dict(modalities or {})
+        self.url = "http://%s:%d" % (LOOPBACK, self.http_port)
+
+    def config(self):
+        """Orthanc configuration (a dict)."""
+        return {
+            "Name": "drimbox-test-pacs",
+            "StorageDirectory": str(self.workdir / "storage"),
+            "IndexDirectory": str(self.workdir / "storage"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomModalities": {aet: _modality(aet, host, port)
+                                for aet, (host, port) in self.modalities.items()},
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
+                         "WadoRoot": "/wado", "Ssl": False,
+                         "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+        }
+
+    def start(self, timeout=10):
+        """Start Orthanc and wait until GET /system answers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "orthanc.json"
+        cfg.write_text(json.dumps(self.config(), indent=1))
+        self._spawn([ORTHANC_BIN, "--no-jobs", str(cfg)])
+        self._wait_ready(self._answers, timeout)
+        return self
+
+    def stop(self, timeout=5):
+        """SIGKILL: a graceful Orthanc shutdown takes ~3 s and its data is
+        throw-away (SQLite survives it if the same workdir is restarted)."""
+        self.kill9()
+
+    def _answers(self):
+        try:
+            self.rest("GET", "/system")
+            return True
+        except (OSError, HarnessError):
+            return False
+
+    def rest(self, method, path, body=None, raw=False, timeout=60):
+        """REST call; body: dict/list (sent as JSON) or bytes.
+
+        Returns parsed JSON, or bytes if raw (or if the answer is not JSON).
+        """
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                content = resp.read()
+        except urllib.error.HTTPError as e:
+            raise HarnessError("Orthanc %s %s: HTTP %d %s"
+                               % (method, path, e.code, e.read()[:500])) from None
+        if raw:
+            return content
+        try:
+            return json.loads(content) if content else None
+        except ValueError:
+            return content
+
+    def add_modality(self, aet, host, port):
+        """Declare (or redefine) a DICOM peer while Orthanc runs."""
+        self.modalities[aet] = (host, port)
+        self.rest("PUT", "/modalities/" + aet, _modality(aet, host, port))
+
+    def load_dir(self, path, method="storescu"):
+        """Send every .dcm under path: "storescu" (C-STORE) or "rest" (POST).
+
+        Returns the number of files sent.
+        """
+        files = dicom_files(path)
+        if not files:
+            raise HarnessError("no .dcm file under %s" % path)
+        if method == "rest":
+            for f in files:
+                self.rest("POST", "/instances", f.read_bytes())
+        else:
+            self._storescu(path, files)
+        return len(files)
+
+    def _storescu(self, path, files):
+        with TempDir("drimbox-storescu-") as tmp:
+            profile = tmp / "store.cfg"
+            write_store_profile(files, profile)
+            argv = ["storescu", "-xf", str(profile), "Default", "+sd", "+r",
+                    "+sp", "*.dcm", "-aet", "STORESCU", "-aec", self.aet,
+                    LOOPBACK, str(self.dicom_port), str(path)]
+            proc = subprocess.run(argv, capture_output=True, text=True, env=dicom_env())
+        if proc.returncode != 0 or "E: " in proc.stderr:
+            raise HarnessError("storescu failed (%d):\n%s%s"
+                               % (proc.returncode, proc.stdout, proc.stderr[-3000:]))
+
+    def studies(self):
+        """Expanded /studies (Orthanc resources)."""
+        return self.rest("GET", "/studies?expand")
+
+    def _lookup(self, uid, level):
+        for hit in self.rest("POST", "/tools/lookup", uid.encode()):
+            if hit["Type"] == level:
+                return hit["ID"]
+        raise HarnessError("%s %s not in Orthanc" % (level, uid))
+
+    def instances_of_study(self, study_uid):
+        """{sop_uid: orthanc_id} of one study."""
+        study_id = self._lookup(study_uid, "Study")
+        return {i["MainDicomTags"]["SOPInstanceUID"]: i["ID"]
+                for i in self.rest("GET", "/studies/%s/instances" % study_id)}
+
+    def instance_file(self, orthanc_id):
+        """Stored DICOM file of an instance (bytes)."""
+        return self.rest("GET", "/instances/%s/file" % orthanc_id, raw=True)
+
+    def uid_tree(self):
+        """{study_uid: {series_uid: set(sop_uids)}} of everything stored."""
+        studies = {st["ID"]: st["MainDicomTags"]["StudyInstanceUID"] for st in self.studies()}
+        tree = {uid: {} for uid in studies.values()}
+        series_key = {}
+        for se in self.rest("GET", "/series?expand"):
+            key = (studies[se["ParentStudy"]], se["MainDicomTags"]["SeriesInstanceUID"])
+            series_key[se["ID"]] = key
+            tree[key[0]][key[1]] = set()
+        for inst in self.rest("GET", "/instances?expand"):
+            study_uid, series_uid = series_key[inst["ParentSeries"]]
+            tree[study_uid][series_uid].add(inst["MainDicomTags"]["SOPInstanceUID"])
+        return tree
+
+    def clear(self):
+        """Delete every study."""
+        for study_id in self.rest("GET", "/studies"):
+            self.rest("DELETE", "/studies/" + study_id)
+
+
+def _modality(aet, host, port):
+    return {"AET": aet, "Host": host, "Port": port, "AllowEcho": True,
+            "AllowFind": True, "AllowMove": True, "AllowGet": True,
+            "AllowStore": True}
+
+
+# -------------------------------------------------------------- storescp
+
+class Storescp(ManagedProcess):
+    """DCMTK storescp accepting every transfer syntax (+xa) into a directory."""
+
+    name = "storescp"
+
+    def __init__(self, workdir, aet="STORESCP"):
+        self.workdir = Path(workdir)
+        super().__init__(self.workdir / "storescp.log")
+        self.aet = aet
+        self.port = free_port()
+        self.out_dir = self.workdir / "received"
+
+    def start(self, timeout=10):
+        """Start storescp and wait until it answers C-ECHO."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(["storescp", "+xa", "-aet", self.aet, "-od", str(self.out_dir),
+                     str(self.port)])
+        self._wait_ready(self._echo_ok, timeout)
+        return self
+
+    def _echo_ok(self):
+        return subprocess.run(["echoscu", "-aec", self.aet, LOOPBACK, str(self.port)],
+                              capture_output=True, env=dicom_env()).returncode == 0
+
+    def files(self):
+        """Files received so far."""
+        return sorted(p for p in self.out_dir.iterdir() if p.is_file())
+
+    def clear(self):
+        """Delete the received files."""
+        for f in self.files():
+            f.unlink()
+
+
+# --------------------------------------------------------------- drimbox
+
+def drimbox_binaries():
+    """(drimboxd, drimbox) paths: $DRIMBOXD / $DRIMBOX or build/src/."""
+    return (Path(os.environ.get("DRIMBOXD", REPO / "build" / "src" / "drimboxd")),
+            Path(os.environ.get("DRIMBOX", REPO / "build" / "src" / "drimbox")))
+
+
+class Drimbox(ManagedProcess):
+    """A drimboxd daemon with its own config, data and cache directories.
+
+    pacs: a running Orthanc (drimbox's AE is declared in it) or None.
+    extra: more config keys, overriding the defaults.
+    """
+
+    name = "drimboxd"
+
+    def __init__(self, workdir, pacs=None, aet="DRIMBOX", retrieve="move", extra=None):
+        self.workdir = Path(workdir)
+        super().__init__(self.workdir / "drimboxd.log")
+        self.daemon_bin, self.cli_bin = drimbox_binaries()
+        self.aet = aet
+        self.dicom_port = free_port()
+        self.conf_path = self.workdir / "drimbox.conf"
+        self.settings = {
+            "data_dir": self.workdir / "data",
+            "cache_dir": self.workdir / "cache",
+            "cache_max_mb": 4096,
+            "log_level": "info",
+            "control_socket": self.workdir / "drimboxd.sock",
+            "dicom_aet": aet,
+            "dicom_bind": LOOPBACK,
+            "dicom_port": self.dicom_port,
+            "sync_interval": 0,
+            "sync_window_days": 7,
+        }
+        if pacs is not None:
+            self.settings.update(pacs_host=pacs.host, pacs_port=pacs.dicom_port,
+                                 pacs_aet=pacs.aet, pacs_retrieve=retrieve,
+                                 pacs_timeout=30)
+        self.settings.update(extra or {})
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        if pacs is not None:
+            pacs.add_modality(aet, LOOPBACK, self.dicom_port)
+
+    @property
+    def cache_dir(self):
+        """Path of the cache directory."""
+        return Path(self.settings["cache_dir"])
+
+    def write_config(self):
+        """(Re)write the `key = value` config file from self.settings."""
+        lines = ["# drimbox test configuration (tests/lib/harness.py)"]
+        lines += ["%s = %s" % (k, v) for k, v in self.settings.items()]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout=10):
+        """Start drimboxd and wait until `drimbox status` succeeds."""
+        for binary in (self.daemon_bin, self.cli_bin):
+            if not os.access(binary, os.X_OK):
+                raise HarnessError("drimbox binary not found: %s (set DRIMBOXD/DRIMBOX)"
+                                   % binary)
+        self._spawn([str(self.daemon_bin), "-c", str(self.conf_path)])
+        self._wait_ready(self._status_ok, timeout)
+        return self
+
+    def _status_ok(self):
+        return self.cli("status", check=False, timeout=5).returncode == 0
+
+    def cli(self, *args, check=True, timeout=300):
+        """Run `drimbox -c CONF args...`; CompletedProcess with text output."""
+        argv = [str(self.cli_bin), "-c", str(self.conf_path)] + [str(a) for a in args]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True,
+                                  env=dicom_env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HarnessError("%s: timed out after %s s\n--- daemon log ---\n%s"
+                               % (" ".join(argv), timeout, tail(self.log_path))) from None
+        if check and proc.returncode != 0:
+            raise HarnessError("%s: exit %d\nstdout: %s\nstderr: %s\n--- daemon log ---\n%s"
+                               % (" ".join(argv), proc.returncode, proc.stdout,
+                                  proc.stderr, tail(self.log_path)))
+        return proc
+
+    def ls(self):
+        """Parsed `drimbox ls --json` (an instance "path" may be relative
+        to cache_dir: resolve it with `self.cache_dir / path`)."""
+        return json.loads(self.cli("ls", "--json").stdout)
+
+
+# -------------------------------------------------------------- selftest
+
+def selftest():
+    """Small set -> Orthanc via storescu, then via REST: check UIDs and pixels."""
+    with TempDir() as tmp:
+        manifest = generate_studies("small", tmp / "data")
+        expected = manifest_uid_tree(manifest)
+        with Orthanc(tmp / "orthanc") as pacs:
+            for method in ("storescu", "rest"):
+                pacs.clear()
+                pacs.load_dir(tmp / "data", method=method)
+                got = pacs.uid_tree()
+                if got != expected:
+                    raise HarnessError("%s: Orthanc UID tree differs from manifest:\n"
+                                       "expected %s\ngot %s" % (method, expected, got))
+                for study in manifest["studies"]:
+                    _check_stored_copy(pacs, study, tmp / "data", method)
+
+
+def _check_stored_copy(pacs, study, data_dir, method):
+    """The first instance of each series is stored with its syntax and pixels."""
+    ids = pacs.instances_of_study(study["study_uid"])
+    for series in study["series"]:
+        inst = series["instances"][0]
+        stored = pydicom.dcmread(io.BytesIO(pacs.instance_file(ids[inst["sop_uid"]])))
+        original = pydicom.dcmread(data_dir / inst["path"])
+        if stored.file_meta.TransferSyntaxUID != inst["transfer_syntax"] \
+                or stored.PixelData != original.PixelData:
+            raise HarnessError("%s: stored copy of %s differs (syntax %s)"
+                               % (method, inst["path"], stored.file_meta.TransferSyntaxUID))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--selftest"]:
+        sys.exit("usage: harness.py --selftest")
+    started = time.monotonic()
+    try:
+        selftest()
+    except HarnessError as e:
+        sys.exit("selftest FAILED: %s" % e)
+    if os.environ.get("VERBOSE"):
+        print("selftest ok in %.1f s" % (time.monotonic() - started))

@@ -1,0 +1,109 @@
+/*
+ * test_config.c - the configuration parser: defaults, valid files, and
+ * every kind of bad input reported with file and line.
+ */
+#include "config.h"
+#include "testutil.h"
+
+static char path[128];
+
+static int load(const char *text, struct config *cfg, char *err, size_t len)
+{
+	test_write(path, text);
+	config_defaults(cfg);
+	return config_load(cfg, path, err, len);
+}
+
+static void config_defaults_match_the_schema(void)
+{
+	struct config cfg;
+
+	config_defaults(&cfg);
+	CHECK(strcmp(cfg.dicom_aet, "DRIMBOX") == 0);
+	CHECK(cfg.dicom_port == 11112);
+	CHECK(strcmp(cfg.pacs_retrieve, "move") == 0);
+	CHECK(cfg.cache_max_mb == 20480);
+}
+
+static void config_reads_values_comments_and_blank_lines(void)
+{
+	struct config cfg;
+	char err[256] = "";
+
+	CHECK(load("# comment\n\n  pacs_host = pacs.local  \npacs_port=4242\n"
+	           "pacs_retrieve = get\ndata_dir = /srv/db\n",
+	           &cfg, err, sizeof(err)) == 0);
+	CHECK(strcmp(cfg.pacs_host, "pacs.local") == 0);
+	CHECK(cfg.pacs_port == 4242);
+	CHECK(strcmp(cfg.pacs_retrieve, "get") == 0);
+	CHECK(strcmp(cfg.control_socket, "/srv/db/drimboxd.sock") == 0);
+}
+
+static void config_rejects_unknown_key_with_file_and_line(void)
+{
+	struct config cfg;
+	char err[256] = "", want[200];
+
+	CHECK(load("pacs_port = 104\n\npacs_prot = 105\n", &cfg, err,
+	           sizeof(err)) == -1);
+	snprintf(want, sizeof(want), "%s:3: unknown key 'pacs_prot'", path);
+	CHECK(strcmp(err, want) == 0);
+}
+
+static void config_rejects_out_of_bounds_and_non_numbers(void)
+{
+	struct config cfg;
+	char err[256];
+
+	CHECK(load("dicom_port = 70000\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, ":1: dicom_port: '70000' out of bounds") != NULL);
+	CHECK(load("dicom_port = 12ab\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "not an integer") != NULL);
+	CHECK(load("dicom_port = 99999999999999999999999\n", &cfg, err,
+	           sizeof(err)) == -1);
+}
+
+static void config_rejects_bad_enum_and_bad_ae_title(void)
+{
+	struct config cfg;
+	char err[256];
+
+	CHECK(load("pacs_retrieve = fetch\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "(move|get)") != NULL);
+	CHECK(load("dicom_aet = WAY_TOO_LONG_AE_TITLE\n", &cfg, err,
+	           sizeof(err)) == -1);
+	CHECK(load("pacs_aet = \n", &cfg, err, sizeof(err)) == -1);
+}
+
+static void config_rejects_line_without_equals(void)
+{
+	struct config cfg;
+	char err[256];
+
+	CHECK(load("pacs_host 127.0.0.1\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, ":1: expected 'key = value'") != NULL);
+}
+
+static void config_reports_missing_file(void)
+{
+	struct config cfg;
+	char err[256];
+
+	config_defaults(&cfg);
+	CHECK(config_load(&cfg, "/nonexistent/drimbox.conf", err,
+	                  sizeof(err)) == -1);
+	CHECK(strstr(err, "No such file") != NULL);
+}
+
+int main(void)
+{
+	snprintf(path, sizeof(path), "%s/drimbox.conf", test_tmpdir());
+	RUN(config_defaults_match_the_schema);
+	RUN(config_reads_values_comments_and_blank_lines);
+	RUN(config_rejects_unknown_key_with_file_and_line);
+	RUN(config_rejects_out_of_bounds_and_non_numbers);
+	RUN(config_rejects_bad_enum_and_bad_ae_title);
+	RUN(config_rejects_line_without_equals);
+	RUN(config_reports_missing_file);
+	return test_failures ? 1 : 0;
+}

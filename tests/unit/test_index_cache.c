@@ -1,0 +1,221 @@
+/*
+ * test_index_cache.c - the index (schema, sync upserts, cached rows, LRU)
+ * and the cache (atomic publish, eviction, start-up check) together, on a
+ * real SQLite file and a real directory.
+ */
+#include "cache.h"
+#include "index.h"
+#include "log.h"
+#include "testutil.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *dir;
+
+struct walk_count {
+	long rows, cached;
+};
+
+static int count_row(void *ctx, const struct idx_row *r)
+{
+	struct walk_count *w = ctx;
+
+	w->rows++;
+	w->cached += r->cache_path != NULL;
+	return 0;
+}
+
+static struct index *open_index(const char *name)
+{
+	char path[256], err[256];
+	struct index *ix = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (index_open(path, 0, &ix, err, sizeof(err)) != 0)
+		fprintf(stderr, "index_open: %s\n", err);
+	return ix;
+}
+
+static void index_creates_schema_and_reopens_at_same_version(void)
+{
+	struct index *ix = open_index("a.db");
+
+	CHECK(ix != NULL);
+	CHECK(index_schema_version(ix) >= 1);
+	index_close(ix);
+	ix = open_index("a.db");
+	CHECK(ix != NULL && index_schema_version(ix) >= 1);
+	index_close(ix);
+}
+
+static void index_sync_records_levels_and_prunes_vanished_instances(void)
+{
+	struct index *ix = open_index("b.db");
+	struct idx_patient pat = { "279035121518989", "ASIP-SANTE-INS-NIR",
+		                   "PAT^UN", "19790328", "F" };
+	struct idx_study st = { "1.2.3", "20240101", NULL, "ACC1", "CT",
+		                "CT",    NULL,       NULL, 2,      3 };
+	struct idx_series se[2] = { { "1.2.3.1", "CT", "A", NULL, 1, 2 },
+		                    { "1.2.3.2", "CT", "B", NULL, 2, 1 } };
+	struct idx_instance in[3] = { { "1.2.3.1.1",
+		                        "1.2.840.10008.5.1.4.1.1.2", 1 },
+		                      { "1.2.3.1.2", NULL, 2 },
+		                      { "1.2.3.2.1", NULL, 1 } };
+	size_t off[3] = { 0, 2, 3 };
+	struct idx_counts c;
+	long n = 0;
+
+	CHECK(ix != NULL);
+	CHECK(index_sync_study(ix, &pat, &st, se, 2, in, off) == 0);
+	CHECK(index_counts(ix, &c) == 0);
+	CHECK(c.patients == 1 && c.studies == 1 && c.series == 2 &&
+	      c.instances == 3 && c.cached == 0);
+	CHECK(index_study_instances(ix, "1.2.3", &n) == 0 && n == 3);
+	/* The PACS now lists only one instance in the first series. */
+	off[1] = 1;
+	in[1] = in[2];
+	off[2] = 2;
+	CHECK(index_sync_study(ix, &pat, &st, se, 2, in, off) == 0);
+	CHECK(index_counts(ix, &c) == 0 && c.instances == 2);
+	index_close(ix);
+}
+
+static int put(struct index *ix, const char *study, const char *series,
+               const char *sop, const char *rel, uint64_t size)
+{
+	struct idx_put p = {
+		.pat = { "IPP1", "", "X^Y", NULL, NULL },
+		.st = { .uid = study, .num_series = -1, .num_instances = -1 },
+		.se = { .uid = series, .number = -1, .num_instances = -1 },
+		.c = { sop, "1.2.840.10008.5.1.4.1.1.2", 1, rel,
+		       "1.2.840.10008.1.2.1", size, 1, "{}" },
+	};
+
+	return index_put_cached(ix, &p, 1);
+}
+
+/* Writes a file of size bytes in the cache's temp dir, publishes it. */
+static int publish(struct cache *c, struct index *ix, const char *study,
+                   const char *series, const char *sop, size_t size)
+{
+	char tmp[512], rel[256], err[256];
+	FILE *f;
+	int rc;
+
+	snprintf(tmp, sizeof(tmp), "%s/x.tmp", cache_tmp_dir(c));
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return -1;
+	for (size_t i = 0; i < size; i++)
+		fputc('D', f);
+	fclose(f);
+	rc = cache_place(c, tmp, study, series, sop, rel, sizeof(rel), err,
+	                 sizeof(err));
+	if (rc == 0)
+		rc = cache_sync_dir(c, rel, err, sizeof(err));
+	if (rc == 0)
+		rc = put(ix, study, series, sop, rel, size);
+	if (rc == 0)
+		cache_added(c, size);
+	return rc;
+}
+
+static void cache_rejects_non_uid_path_components(void)
+{
+	struct index *ix = open_index("c.db");
+	struct cache *c = NULL;
+	char cdir[256], rel[256], err[256], tmp[300];
+
+	snprintf(cdir, sizeof(cdir), "%s/cache-c", dir);
+	CHECK(cache_open(cdir, 1 << 20, ix, &c, NULL, err, sizeof(err)) == 0);
+	snprintf(tmp, sizeof(tmp), "%s/y.tmp", cache_tmp_dir(c));
+	test_write(tmp, "data");
+	CHECK(cache_place(c, tmp, "../etc", "1.2", "1.3", rel, sizeof(rel), err,
+	                  sizeof(err)) == -1);
+	CHECK(cache_place(c, tmp, "1.2", "1.2.", "1.3/..", rel, sizeof(rel),
+	                  err, sizeof(err)) == -1);
+	cache_close(c);
+	index_close(ix);
+}
+
+static void cache_evicts_least_recently_used_series_within_bound(void)
+{
+	struct index *ix = open_index("d.db");
+	struct cache *c = NULL;
+	struct walk_count w = { 0, 0 };
+	char cdir[256], err[256], path[512];
+	struct stat sb;
+
+	snprintf(cdir, sizeof(cdir), "%s/cache-d", dir);
+	CHECK(cache_open(cdir, 2500, ix, &c, NULL, err, sizeof(err)) == 0);
+	CHECK(publish(c, ix, "1.1", "1.1.1", "1.1.1.1", 1000) == 0);
+	CHECK(publish(c, ix, "1.1", "1.1.1", "1.1.1.2", 1000) == 0);
+	usleep(2000);
+	CHECK(publish(c, ix, "1.2", "1.2.1", "1.2.1.1", 1000) == 0);
+	CHECK(cache_bytes(c) == 3000);
+	CHECK(cache_enforce_bound(c) == 1);
+	CHECK(cache_bytes(c) == 1000);
+	/* The older series is gone from disk and from the index. */
+	snprintf(path, sizeof(path), "%s/1.1/1.1.1/1.1.1.1.dcm", cdir);
+	CHECK(stat(path, &sb) != 0);
+	snprintf(path, sizeof(path), "%s/1.2/1.2.1/1.2.1.1.dcm", cdir);
+	CHECK(stat(path, &sb) == 0);
+	CHECK(index_walk(ix, NULL, count_row, &w) == 0);
+	CHECK(w.rows == 3 && w.cached == 1);
+	cache_close(c);
+	index_close(ix);
+}
+
+static void cache_check_removes_temp_orphans_and_rows_without_file(void)
+{
+	struct index *ix = open_index("e.db");
+	struct cache *c = NULL;
+	struct cache_check_report rep;
+	char cdir[256], err[256], path[512];
+	uint64_t bytes = 0;
+
+	snprintf(cdir, sizeof(cdir), "%s/cache-e", dir);
+	CHECK(cache_open(cdir, 1 << 20, ix, &c, NULL, err, sizeof(err)) == 0);
+	CHECK(publish(c, ix, "2.1", "2.1.1", "2.1.1.1", 10) == 0);
+	CHECK(publish(c, ix, "2.1", "2.1.1", "2.1.1.2", 10) == 0);
+	cache_close(c);
+	/* A crash left: a temp file, a file without row, a row without file. */
+	snprintf(path, sizeof(path), "%s/.tmp/half.tmp", cdir);
+	test_write(path, "half");
+	snprintf(path, sizeof(path), "%s/2.1/2.1.1/2.1.1.9.dcm", cdir);
+	test_write(path, "orphan");
+	snprintf(path, sizeof(path), "%s/2.1/2.1.1/2.1.1.2.dcm", cdir);
+	CHECK(unlink(path) == 0);
+	CHECK(cache_open(cdir, 1 << 20, ix, &c, &rep, err, sizeof(err)) == 0);
+	CHECK(rep.temp_removed == 1);
+	CHECK(rep.orphans_removed == 1);
+	CHECK(rep.rows_cleared == 1);
+	CHECK(index_cache_bytes(ix, &bytes) == 0 && bytes == 10);
+	CHECK(cache_bytes(c) == 10);
+	cache_close(c);
+	index_close(ix);
+}
+
+static void index_readonly_open_of_missing_file_fails_cleanly(void)
+{
+	char path[256], err[256] = "";
+	struct index *ix = NULL;
+
+	snprintf(path, sizeof(path), "%s/missing.db", dir);
+	CHECK(index_open(path, 1, &ix, err, sizeof(err)) == -1);
+	CHECK(ix == NULL && err[0] != '\0');
+}
+
+int main(void)
+{
+	log_setup(LOG_ERROR, stderr);
+	dir = test_tmpdir();
+	RUN(index_creates_schema_and_reopens_at_same_version);
+	RUN(index_sync_records_levels_and_prunes_vanished_instances);
+	RUN(cache_rejects_non_uid_path_components);
+	RUN(cache_evicts_least_recently_used_series_within_bound);
+	RUN(cache_check_removes_temp_orphans_and_rows_without_file);
+	RUN(index_readonly_open_of_missing_file_fails_cleanly);
+	return test_failures ? 1 : 0;
+}
