@@ -387,7 +387,11 @@ void dcm_scp::serve(T_ASC_Association *assoc, Worker *w)
 		std::lock_guard<std::mutex> lk(mu);
 		w->sock = -1; /* stop() must not touch the fd any more */
 	}
-	if (ok && !clean)
+	/*
+	 * An A-ABORT waits (ARTIM) for the peer to close the connection: not
+	 * when stopping, where dropping the association closes it at once.
+	 */
+	if (ok && !clean && !stopping)
 		ASC_abortAssociation(assoc);
 	if (clean && !stopping)
 		ASC_dropSCPAssociation(assoc, 1);

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,38 @@ static void usage(FILE *out)
 	      out);
 }
 
-/* The AEs allowed to store: the PACS and dicom_allowed_aets. */
+struct daemon {
+	struct config cfg;
+	FILE *log;
+	struct index *ix;
+	struct cache *cache;
+	struct store *store;
+	struct pacs pacs;
+	struct retriever *retriever;
+	struct dcm_scp *scp;
+	struct monitor *monitor;
+	struct control *control;
+	atomic_ulong associations; /* numbers incoming associations */
+};
+
+/*
+ * The AEs allowed to store: the PACS and dicom_allowed_aets. Called on the
+ * association's own thread, which logs as "assoc=N" from here on.
+ */
 static int accept_aet(void *ctx, const char *calling, const char *called,
                       const char *peer)
 {
-	const struct config *cfg = ctx;
+	struct daemon *d = ctx;
+	const struct config *cfg = &d->cfg;
 	const char *p = cfg->dicom_allowed_aets;
 	size_t n = strlen(calling);
+	char id[32];
 
 	(void)called;
+	snprintf(id, sizeof(id), "assoc=%lu",
+	         atomic_fetch_add(&d->associations, 1) + 1);
+	log_set_context(id);
+	log_debug(LOGC_DICOM, "association from AE '%s' at %s", calling, peer);
 	if (strcmp(calling, cfg->pacs_aet) == 0)
 		return 0;
 	while (*p) {
@@ -67,19 +91,6 @@ static int accept_aet(void *ctx, const char *calling, const char *called,
 	         calling, peer);
 	return 1;
 }
-
-struct daemon {
-	struct config cfg;
-	FILE *log;
-	struct index *ix;
-	struct cache *cache;
-	struct store *store;
-	struct pacs pacs;
-	struct retriever *retriever;
-	struct dcm_scp *scp;
-	struct monitor *monitor;
-	struct control *control;
-};
 
 static int start(struct daemon *d, char *err, size_t errlen)
 {
@@ -125,7 +136,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	sc.max_associations = (int)d->cfg.dicom_max_associations;
 	sc.timeout_s = (int)d->cfg.dicom_timeout;
 	sc.accept = accept_aet;
-	sc.accept_ctx = &d->cfg;
+	sc.accept_ctx = d;
 	store_handler(d->store, &sc.store);
 	if (dcm_scp_start(&sc, &d->scp, &de) != DCM_OK) {
 		snprintf(err, errlen, "storage SCP on %s:%ld: %s",

@@ -499,6 +499,19 @@ class Drimbox(ManagedProcess):
     def _status_ok(self):
         return self.cli("status", check=False, timeout=5).returncode == 0
 
+    def stop(self, timeout=10):
+        """SIGTERM; the daemon must exit 0 and its log must be free of
+        sanitizer reports (AddressSanitizer, UBSan 'runtime error:')."""
+        proc = self.proc
+        was_running = self.running()
+        super().stop(timeout)
+        if not was_running:
+            return
+        log = self.log_text()
+        if proc.returncode != 0 or "Sanitizer" in log or "runtime error:" in log:
+            raise HarnessError("drimboxd did not stop cleanly (exit %s):\n%s"
+                               % (proc.returncode, tail(self.log_path, 60)))
+
     def cli(self, *args, check=True, timeout=300):
         """Run `drimbox -c CONF args...`; CompletedProcess with text output."""
         argv = [str(self.cli_bin), "-c", str(self.conf_path)] + [str(a) for a in args]

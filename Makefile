@@ -1,0 +1,52 @@
+# drimbox - the two commands of the README, and the others.
+#   make demo    install what is missing, build, start a demo PACS + drimbox
+#   make test    install what is missing, build, run every test suite
+#   make bench   the benchmarks (tests/bench/*), with Orthanc/DCMTK baselines
+#   make asan    the test suite under AddressSanitizer + UBSan
+#   make format  clang-format the sources in place
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+MESON_TEST ?= meson test --print-errorlogs --num-processes 2
+
+.PHONY: all deps build test unit asan bench demo demo-stop format clean
+
+all: build
+
+deps:
+	@.ci/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+test: build
+	$(MESON_TEST) -C $(BUILD)
+	@tests/summary.py $(BUILD)/meson-logs/testlog.json
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration --timeout-multiplier 3
+	@tests/summary.py $(ASAN_BUILD)/meson-logs/testlog.json
+
+bench: build
+	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
+
+demo: build
+	tests/demo/run start
+
+demo-stop:
+	tests/demo/run stop
+
+format:
+	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cc')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
