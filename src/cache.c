@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -82,9 +83,21 @@ static int ensure_dir(const char *dir)
 	return errno == EEXIST ? 0 : -1;
 }
 
-int cache_place(struct cache *c, const char *tmp_path, const char *study,
-                const char *series, const char *sop, char *rel, size_t rel_cap,
-                char *err, size_t errlen)
+int cache_sync_data(struct cache *c, char *err, size_t errlen)
+{
+	int fd = open(c->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 ? -1 : syncfs(fd);
+
+	if (rc != 0)
+		snprintf(err, errlen, "syncfs %s: %s", c->tmp, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int cache_place(struct cache *c, const char *tmp_path, int data_synced,
+                const char *study, const char *series, const char *sop,
+                char *rel, size_t rel_cap, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	int n;
@@ -105,7 +118,8 @@ int cache_place(struct cache *c, const char *tmp_path, const char *study,
 	    ensure_dir(path) != 0)
 		goto fail;
 	if (join(path, sizeof(path), c->dir, rel) != 0 ||
-	    fs_sync_path(tmp_path) != 0 || rename(tmp_path, path) != 0)
+	    (!data_synced && fs_sync_path(tmp_path) != 0) ||
+	    rename(tmp_path, path) != 0)
 		goto fail;
 	return 0;
 fail:

@@ -36,15 +36,18 @@ void cache_close(struct cache *c);
 const char *cache_tmp_dir(const struct cache *c);
 
 /*
- * Publishing a file in two steps, so that a batch costs one directory sync
- * per series: cache_place() makes tmp_path durable and renames it to
- * STUDY/SERIES/SOP.dcm (relative path in rel, at least 200 bytes; UIDs
- * must be valid UIDs); cache_sync_dir() then makes the rename durable.
- * 0, or -1 with the reason in err (tmp_path then left to the caller).
+ * Publishing a file in steps, so that a batch costs one file-system sync
+ * and one directory sync per series: cache_place() makes tmp_path durable
+ * (unless data_synced: the caller ran cache_sync_data() after writing it)
+ * and renames it to STUDY/SERIES/SOP.dcm (relative path in rel, at least
+ * 200 bytes; UIDs must be valid UIDs); cache_sync_dir() then makes the
+ * rename durable. 0, or -1 with the reason in err (tmp_path then left to
+ * the caller).
  */
-int cache_place(struct cache *c, const char *tmp_path, const char *study,
-                const char *series, const char *sop, char *rel, size_t rel_cap,
-                char *err, size_t errlen);
+int cache_sync_data(struct cache *c, char *err, size_t errlen);
+int cache_place(struct cache *c, const char *tmp_path, int data_synced,
+                const char *study, const char *series, const char *sop,
+                char *rel, size_t rel_cap, char *err, size_t errlen);
 int cache_sync_dir(struct cache *c, const char *rel, char *err, size_t errlen);
 
 /* Removes a published file that no index row points at. */

@@ -490,6 +490,22 @@ static int ls_row(void *ctx, const struct idx_row *r)
 	                                : json_null()));
 }
 
+/* Prints s cut or padded to width characters (UTF-8), then a space. */
+static void column(const char *s, int width)
+{
+	int chars = 0;
+	const char *p = s;
+
+	for (; *p; p++) {
+		if (((unsigned char)*p & 0xC0) == 0x80)
+			continue; /* continuation byte */
+		if (chars == width)
+			break;
+		chars++;
+	}
+	printf("%.*s%*s ", (int)(p - s), s, width - chars, "");
+}
+
 static void ls_print_text(json_t *studies)
 {
 	size_t i, j, k;
@@ -513,14 +529,13 @@ static void ls_print_text(json_t *studies)
 				        json_object_get(in, "cached"));
 			}
 		}
-		printf("%-8s %-16.16s %-24.24s %-12.12s %-8.8s %4zu %6ld %6ld  "
-		       "%s\n",
-		       jstr(st, "study_date", NULL),
-		       jstr(st, "patient_id", NULL),
-		       jstr(st, "patient_name", NULL),
-		       jstr(st, "accession", NULL),
-		       jstr(st, "modalities", NULL), json_array_size(series),
-		       n_inst, n_cached, jstr(st, "study_uid", NULL));
+		column(jstr(st, "study_date", NULL), 8);
+		column(jstr(st, "patient_id", NULL), 16);
+		column(jstr(st, "patient_name", NULL), 24);
+		column(jstr(st, "accession", NULL), 12);
+		column(jstr(st, "modalities", NULL), 8);
+		printf("%4zu %6ld %6ld  %s\n", json_array_size(series), n_inst,
+		       n_cached, jstr(st, "study_uid", NULL));
 	}
 }
 

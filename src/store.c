@@ -151,14 +151,17 @@ static size_t commit(struct store *s, struct pending **batch, size_t n)
 	char err[300];
 	uint64_t bytes = 0;
 
+	/* One file-system sync makes a whole batch's data durable. */
+	int synced = n > 1 && cache_sync_data(s->cache, err, sizeof(err)) == 0;
+
 	for (size_t i = 0; i < n; i++) {
 		struct pending *p = batch[i];
 		const struct dcm_instance_info *in = &p->info;
 		const char *slash;
 
-		if (cache_place(s->cache, p->tmp, in->study_uid, in->series_uid,
-		                in->sop_instance_uid, p->rel, sizeof(p->rel),
-		                err, sizeof(err)) != 0) {
+		if (cache_place(s->cache, p->tmp, synced, in->study_uid,
+		                in->series_uid, in->sop_instance_uid, p->rel,
+		                sizeof(p->rel), err, sizeof(err)) != 0) {
 			log_error(LOGC_CACHE, "sop=%s not cached: %s",
 			          in->sop_instance_uid, err);
 			discard(s, p);

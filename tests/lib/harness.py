@@ -120,14 +120,19 @@ class ManagedProcess:
     def __init__(self, log_path):
         self.log_path = Path(log_path)
         self.proc = None
+        # detached: outlives this Python process (make demo); not stopped
+        # at exit, in a session of its own.
+        self.detached = False
 
     def _spawn(self, argv):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=dicom_env(), preexec_fn=_die_with_parent)
-        _RUNNING.add(self)
+                env=dicom_env(), start_new_session=self.detached,
+                preexec_fn=None if self.detached else _die_with_parent)
+        if not self.detached:
+            _RUNNING.add(self)
 
     def running(self):
         """True while the process is alive."""

@@ -110,7 +110,7 @@ static int publish(struct cache *c, struct index *ix, const char *study,
 	for (size_t i = 0; i < size; i++)
 		fputc('D', f);
 	fclose(f);
-	rc = cache_place(c, tmp, study, series, sop, rel, sizeof(rel), err,
+	rc = cache_place(c, tmp, 0, study, series, sop, rel, sizeof(rel), err,
 	                 sizeof(err));
 	if (rc == 0)
 		rc = cache_sync_dir(c, rel, err, sizeof(err));
@@ -131,9 +131,9 @@ static void cache_rejects_non_uid_path_components(void)
 	CHECK(cache_open(cdir, 1 << 20, ix, &c, NULL, err, sizeof(err)) == 0);
 	snprintf(tmp, sizeof(tmp), "%s/y.tmp", cache_tmp_dir(c));
 	test_write(tmp, "data");
-	CHECK(cache_place(c, tmp, "../etc", "1.2", "1.3", rel, sizeof(rel), err,
-	                  sizeof(err)) == -1);
-	CHECK(cache_place(c, tmp, "1.2", "1.2.", "1.3/..", rel, sizeof(rel),
+	CHECK(cache_place(c, tmp, 0, "../etc", "1.2", "1.3", rel, sizeof(rel),
+	                  err, sizeof(err)) == -1);
+	CHECK(cache_place(c, tmp, 0, "1.2", "1.2.", "1.3/..", rel, sizeof(rel),
 	                  err, sizeof(err)) == -1);
 	cache_close(c);
 	index_close(ix);
