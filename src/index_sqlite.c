@@ -404,45 +404,41 @@ static int64_t upsert_patient(struct index *ix, const struct idx_patient *p)
 	return run_id(ix, S_UPSERT_PATIENT);
 }
 
-static int64_t upsert_study(struct index *ix, int64_t patient, const char *uid,
+static int64_t upsert_study(struct index *ix, int64_t patient,
                             const struct idx_study *st, int64_t synced_at)
 {
 	sqlite3_stmt *s = ix->stmt[S_UPSERT_STUDY];
 
-	sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, st->uid, -1, SQLITE_STATIC);
 	if (patient > 0)
 		sqlite3_bind_int64(s, 2, patient);
-	if (st != NULL) {
-		bind_text(s, 3, st->date);
-		bind_text(s, 4, st->time);
-		bind_text(s, 5, st->accession);
-		bind_text(s, 6, st->description);
-		bind_text(s, 7, st->modalities);
-		bind_text(s, 8, st->referring);
-		bind_text(s, 9, st->study_id);
-		bind_long(s, 10, st->num_series);
-		bind_long(s, 11, st->num_instances);
-	}
+	bind_text(s, 3, st->date);
+	bind_text(s, 4, st->time);
+	bind_text(s, 5, st->accession);
+	bind_text(s, 6, st->description);
+	bind_text(s, 7, st->modalities);
+	bind_text(s, 8, st->referring);
+	bind_text(s, 9, st->study_id);
+	bind_long(s, 10, st->num_series);
+	bind_long(s, 11, st->num_instances);
 	if (synced_at > 0)
 		sqlite3_bind_int64(s, 12, synced_at);
 	return run_id(ix, S_UPSERT_STUDY);
 }
 
-static int64_t upsert_series(struct index *ix, int64_t study, const char *uid,
+static int64_t upsert_series(struct index *ix, int64_t study,
                              const struct idx_series *se, int64_t gen,
                              int64_t access)
 {
 	sqlite3_stmt *s = ix->stmt[S_UPSERT_SERIES];
 
-	sqlite3_bind_text(s, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, se->uid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, study);
-	if (se != NULL) {
-		bind_text(s, 3, se->modality);
-		bind_long(s, 4, se->number);
-		bind_text(s, 5, se->description);
-		bind_text(s, 6, se->body_part);
-		bind_long(s, 7, se->num_instances);
-	}
+	bind_text(s, 3, se->modality);
+	bind_long(s, 4, se->number);
+	bind_text(s, 5, se->description);
+	bind_text(s, 6, se->body_part);
+	bind_long(s, 7, se->num_instances);
 	sqlite3_bind_int64(s, 8, gen);
 	sqlite3_bind_int64(s, 9, access);
 	return run_id(ix, S_UPSERT_SERIES);
@@ -465,12 +461,11 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 	patient = upsert_patient(ix, pat);
 	if (patient < 0)
 		goto out;
-	study = upsert_study(ix, patient, st->uid, st, gen / 1000000);
+	study = upsert_study(ix, patient, st, gen / 1000000);
 	if (study < 0)
 		goto out;
 	for (size_t i = 0; i < nseries; i++) {
-		int64_t se = upsert_series(ix, study, series[i].uid, &series[i],
-		                           gen, 0);
+		int64_t se = upsert_series(ix, study, &series[i], gen, 0);
 		if (se < 0)
 			goto out;
 		for (size_t j = inst_off[i]; j < inst_off[i + 1]; j++) {
@@ -523,12 +518,9 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n)
 		int64_t patient, study, series;
 
 		patient = upsert_patient(ix, &p->pat);
-		study = patient < 0 ? -1
-		                    : upsert_study(ix, patient, p->st.uid,
-		                                   &p->st, 0);
+		study = patient < 0 ? -1 : upsert_study(ix, patient, &p->st, 0);
 		series = study < 0 ? -1
-		                   : upsert_series(ix, study, p->se.uid, &p->se,
-		                                   0, now);
+		                   : upsert_series(ix, study, &p->se, 0, now);
 		if (series < 0) {
 			ok = -1;
 			break;

@@ -4,6 +4,7 @@
  * cannot be nested in another's callback on one association).
  */
 #include "pacs.h"
+#include "attrs.h"
 #include "config.h"
 #include "index.h"
 #include "log.h"
@@ -123,22 +124,6 @@ static void *rows_add(struct rows *r)
 	return (char *)r->v + r->n++ * r->size;
 }
 
-/* Optional string: absent or too long leaves what fits (or ""). */
-static void get_s(const struct dcm_ds *ds, uint32_t tag, char *buf, size_t cap)
-{
-	int st = dcm_ds_get_string(ds, tag, buf, cap);
-
-	if (st != DCM_OK && st != DCM_ERR_TOO_LONG)
-		buf[0] = '\0';
-}
-
-static long get_l(const struct dcm_ds *ds, uint32_t tag)
-{
-	long v;
-
-	return dcm_ds_get_long(ds, tag, &v) == DCM_OK ? v : -1;
-}
-
 /* A required UID: present, fitting and non-empty. */
 static int get_uid(const struct dcm_ds *ds, uint32_t tag, char *buf)
 {
@@ -160,20 +145,20 @@ static int on_study(void *ctx, const struct dcm_ds *m)
 		r->skipped++;
 		return 0;
 	}
-	get_s(m, T_PATIENT_ID, s->pid, sizeof(s->pid));
-	get_s(m, T_ISSUER, s->issuer, sizeof(s->issuer));
-	get_s(m, T_PATIENT_NAME, s->name, sizeof(s->name));
-	get_s(m, T_BIRTH, s->birth, sizeof(s->birth));
-	get_s(m, T_SEX, s->sex, sizeof(s->sex));
-	get_s(m, T_STUDY_DATE, s->date, sizeof(s->date));
-	get_s(m, T_STUDY_TIME, s->time, sizeof(s->time));
-	get_s(m, T_ACCESSION, s->acc, sizeof(s->acc));
-	get_s(m, T_STUDY_DESC, s->desc, sizeof(s->desc));
-	get_s(m, T_MODALITIES, s->mods, sizeof(s->mods));
-	get_s(m, T_REFERRING, s->ref, sizeof(s->ref));
-	get_s(m, T_STUDY_ID, s->sid, sizeof(s->sid));
-	s->nseries = get_l(m, T_NUM_SERIES);
-	s->ninst = get_l(m, T_NUM_STUDY_INST);
+	attr_str(m, T_PATIENT_ID, s->pid, sizeof(s->pid));
+	attr_str(m, T_ISSUER, s->issuer, sizeof(s->issuer));
+	attr_str(m, T_PATIENT_NAME, s->name, sizeof(s->name));
+	attr_str(m, T_BIRTH, s->birth, sizeof(s->birth));
+	attr_str(m, T_SEX, s->sex, sizeof(s->sex));
+	attr_str(m, T_STUDY_DATE, s->date, sizeof(s->date));
+	attr_str(m, T_STUDY_TIME, s->time, sizeof(s->time));
+	attr_str(m, T_ACCESSION, s->acc, sizeof(s->acc));
+	attr_str(m, T_STUDY_DESC, s->desc, sizeof(s->desc));
+	attr_str(m, T_MODALITIES, s->mods, sizeof(s->mods));
+	attr_str(m, T_REFERRING, s->ref, sizeof(s->ref));
+	attr_str(m, T_STUDY_ID, s->sid, sizeof(s->sid));
+	s->nseries = attr_long(m, T_NUM_SERIES);
+	s->ninst = attr_long(m, T_NUM_STUDY_INST);
 	return 0;
 }
 
@@ -191,11 +176,11 @@ static int on_series(void *ctx, const struct dcm_ds *m)
 		r->skipped++;
 		return 0;
 	}
-	get_s(m, T_MODALITY, s->modality, sizeof(s->modality));
-	get_s(m, T_SERIES_DESC, s->desc, sizeof(s->desc));
-	get_s(m, T_BODY_PART, s->body, sizeof(s->body));
-	s->number = get_l(m, T_SERIES_NUMBER);
-	s->ninst = get_l(m, T_NUM_SERIES_INST);
+	attr_str(m, T_MODALITY, s->modality, sizeof(s->modality));
+	attr_str(m, T_SERIES_DESC, s->desc, sizeof(s->desc));
+	attr_str(m, T_BODY_PART, s->body, sizeof(s->body));
+	s->number = attr_long(m, T_SERIES_NUMBER);
+	s->ninst = attr_long(m, T_NUM_SERIES_INST);
 	return 0;
 }
 
@@ -213,8 +198,8 @@ static int on_instance(void *ctx, const struct dcm_ds *m)
 		r->skipped++;
 		return 0;
 	}
-	get_s(m, T_SOP_CLASS, s->cls, sizeof(s->cls));
-	s->number = get_l(m, T_INSTANCE_NUMBER);
+	attr_str(m, T_SOP_CLASS, s->cls, sizeof(s->cls));
+	s->number = attr_long(m, T_INSTANCE_NUMBER);
 	return 0;
 }
 

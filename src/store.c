@@ -4,6 +4,7 @@
  * observer. When a step fails, neither a file nor a row is left behind.
  */
 #include "store.h"
+#include "attrs.h"
 #include "cache.h"
 #include "index.h"
 #include "log.h"
@@ -53,21 +54,6 @@ struct store {
 	int stop;
 };
 
-static void attr(const struct dcm_ds *ds, uint32_t tag, char *buf, size_t cap)
-{
-	int st = dcm_ds_get_string(ds, tag, buf, cap);
-
-	if (st != DCM_OK && st != DCM_ERR_TOO_LONG)
-		buf[0] = '\0';
-}
-
-static long attr_long(const struct dcm_ds *ds, uint32_t tag)
-{
-	long v;
-
-	return dcm_ds_get_long(ds, tag, &v) == DCM_OK ? v : -1;
-}
-
 /* Copies what the index needs out of the dataset; NULL on ENOMEM. */
 static struct pending *pending_new(const struct dcm_ds *ds,
                                    const struct dcm_instance_info *info,
@@ -85,20 +71,20 @@ static struct pending *pending_new(const struct dcm_ds *ds,
 	    DCM_OK)
 		log_warn(LOGC_DICOM, "sop=%s: no DICOM JSON: %s",
 		         info->sop_instance_uid, e.msg);
-	attr(ds, DCM_TAG(0x0010, 0x0020), p->pid, sizeof(p->pid));
-	attr(ds, DCM_TAG(0x0010, 0x0021), p->issuer, sizeof(p->issuer));
-	attr(ds, DCM_TAG(0x0010, 0x0010), p->name, sizeof(p->name));
-	attr(ds, DCM_TAG(0x0010, 0x0030), p->birth, sizeof(p->birth));
-	attr(ds, DCM_TAG(0x0010, 0x0040), p->sex, sizeof(p->sex));
-	attr(ds, DCM_TAG(0x0008, 0x0020), p->date, sizeof(p->date));
-	attr(ds, DCM_TAG(0x0008, 0x0030), p->time, sizeof(p->time));
-	attr(ds, DCM_TAG(0x0008, 0x0050), p->acc, sizeof(p->acc));
-	attr(ds, DCM_TAG(0x0008, 0x1030), p->desc, sizeof(p->desc));
-	attr(ds, DCM_TAG(0x0008, 0x0090), p->ref, sizeof(p->ref));
-	attr(ds, DCM_TAG(0x0020, 0x0010), p->sid, sizeof(p->sid));
-	attr(ds, DCM_TAG(0x0008, 0x0060), p->modality, sizeof(p->modality));
-	attr(ds, DCM_TAG(0x0008, 0x103E), p->sdesc, sizeof(p->sdesc));
-	attr(ds, DCM_TAG(0x0018, 0x0015), p->body, sizeof(p->body));
+	attr_str(ds, DCM_TAG(0x0010, 0x0020), p->pid, sizeof(p->pid));
+	attr_str(ds, DCM_TAG(0x0010, 0x0021), p->issuer, sizeof(p->issuer));
+	attr_str(ds, DCM_TAG(0x0010, 0x0010), p->name, sizeof(p->name));
+	attr_str(ds, DCM_TAG(0x0010, 0x0030), p->birth, sizeof(p->birth));
+	attr_str(ds, DCM_TAG(0x0010, 0x0040), p->sex, sizeof(p->sex));
+	attr_str(ds, DCM_TAG(0x0008, 0x0020), p->date, sizeof(p->date));
+	attr_str(ds, DCM_TAG(0x0008, 0x0030), p->time, sizeof(p->time));
+	attr_str(ds, DCM_TAG(0x0008, 0x0050), p->acc, sizeof(p->acc));
+	attr_str(ds, DCM_TAG(0x0008, 0x1030), p->desc, sizeof(p->desc));
+	attr_str(ds, DCM_TAG(0x0008, 0x0090), p->ref, sizeof(p->ref));
+	attr_str(ds, DCM_TAG(0x0020, 0x0010), p->sid, sizeof(p->sid));
+	attr_str(ds, DCM_TAG(0x0008, 0x0060), p->modality, sizeof(p->modality));
+	attr_str(ds, DCM_TAG(0x0008, 0x103E), p->sdesc, sizeof(p->sdesc));
+	attr_str(ds, DCM_TAG(0x0018, 0x0015), p->body, sizeof(p->body));
 	p->snum = attr_long(ds, DCM_TAG(0x0020, 0x0011));
 	p->inum = attr_long(ds, DCM_TAG(0x0020, 0x0013));
 	return p;
