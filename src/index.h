@@ -120,9 +120,6 @@ int index_uncache_series(struct index *ix, const char *series_uid,
                          void (*cb)(void *ctx, const char *rel_path),
                          void *ctx);
 
-/* Marks a series as just used (the LRU clock of the cache). */
-int index_touch_series(struct index *ix, const char *series_uid);
-
 /*
  * Calls cb for each cached instance (relative path); when cb returns
  * non-zero the instance is marked not cached. Used by the start-up check.

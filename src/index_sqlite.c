@@ -25,7 +25,6 @@ enum stmt_id {
 	S_UPSERT_INSTANCE,
 	S_PRUNE_INSTANCES,
 	S_PUT_CACHED,
-	S_TOUCH_SERIES,
 	S_CACHE_BYTES,
 	S_LRU_SERIES,
 	S_SERIES_CACHED_PATHS,
@@ -102,7 +101,6 @@ static const char *const stmt_sql[S__COUNT] = {
 	        "transfer_syntax = excluded.transfer_syntax, "
 	        "size = excluded.size, frames = excluded.frames, "
 	        "metadata = excluded.metadata, cached_at = excluded.cached_at",
-	[S_TOUCH_SERIES] = "UPDATE series SET last_access = ?2 WHERE uid = ?1",
 	[S_CACHE_BYTES] = "SELECT coalesce(sum(size), 0) FROM instances "
 	                  "WHERE cache_path IS NOT NULL",
 	[S_LRU_SERIES] =
@@ -622,19 +620,6 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 	}
 	free(paths);
 	return ok;
-}
-
-int index_touch_series(struct index *ix, const char *series_uid)
-{
-	int rc;
-
-	pthread_mutex_lock(&ix->lock);
-	sqlite3_bind_text(ix->stmt[S_TOUCH_SERIES], 1, series_uid, -1,
-	                  SQLITE_STATIC);
-	sqlite3_bind_int64(ix->stmt[S_TOUCH_SERIES], 2, now_us());
-	rc = run(ix, S_TOUCH_SERIES);
-	pthread_mutex_unlock(&ix->lock);
-	return rc;
 }
 
 int index_check_cached(struct index *ix,
