@@ -43,8 +43,12 @@ bool copy_str(char *dst, size_t cap, const char *src)
 		src = "";
 	size_t n = strlen(src);
 	bool fits = n < cap;
-	if (!fits)
+	if (!fits) {
 		n = cap - 1;
+		/* never cut a UTF-8 sequence: back up to its first byte */
+		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+			n--;
+	}
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 	return fits;

@@ -20,12 +20,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define CACHE_MARKER ".drimbox-cache"
+
 struct cache {
 	char dir[PATH_MAX];
 	char tmp[PATH_MAX];
 	uint64_t max_bytes;
 	struct index *ix;
-	pthread_mutex_t lock; /* guards bytes; held during eviction */
+	pthread_mutex_t lock; /* guards bytes */
 	uint64_t bytes;
 };
 
@@ -151,10 +153,13 @@ void cache_unpublish(struct cache *c, const char *rel)
 		log_warn(LOGC_CACHE, "%s: %s", rel, strerror(errno));
 }
 
-void cache_added(struct cache *c, uint64_t bytes)
+void cache_added(struct cache *c, int64_t bytes)
 {
 	pthread_mutex_lock(&c->lock);
-	c->bytes += bytes;
+	if (bytes < 0 && (uint64_t)-bytes > c->bytes)
+		c->bytes = 0;
+	else
+		c->bytes += (uint64_t)bytes;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -207,8 +212,7 @@ int cache_enforce_bound(struct cache *c)
 	char study[65], series[65];
 	int evicted = 0;
 
-	pthread_mutex_lock(&c->lock);
-	while (c->bytes > c->max_bytes) {
+	while (cache_bytes(c) > c->max_bytes) {
 		struct unlink_ctx u = { c, 0 };
 		int rc = index_lru_series(c->ix, study, series);
 
@@ -223,12 +227,11 @@ int cache_enforce_bound(struct cache *c)
 			break;
 		}
 		prune_dirs(c, study, series);
-		c->bytes = u.freed > c->bytes ? 0 : c->bytes - u.freed;
+		cache_added(c, -(int64_t)u.freed);
 		log_info(LOGC_CACHE, "evicted series=%s study=%s bytes=%llu",
 		         series, study, (unsigned long long)u.freed);
 		evicted++;
 	}
-	pthread_mutex_unlock(&c->lock);
 	return evicted;
 }
 
@@ -245,9 +248,12 @@ static int row_file_missing(void *ctx, const char *rel)
 	char path[PATH_MAX];
 	struct stat st;
 
+	/* Only a file known to be gone clears its row: not EACCES, EIO. */
 	if (join(path, sizeof(path), c->dir, rel) != 0)
-		return 1;
-	return stat(path, &st) != 0 || !S_ISREG(st.st_mode);
+		return 0;
+	if (stat(path, &st) != 0)
+		return errno == ENOENT;
+	return !S_ISREG(st.st_mode);
 }
 
 static long clean_tmp(const char *tmp)
@@ -311,6 +317,44 @@ static void scan_dir(struct cache *c, const char *rel, int depth, long *orphans)
 		(void)rmdir(path); /* only succeeds when empty */
 }
 
+/*
+ * A cache directory carries a marker file. When the index says files are
+ * cached but the directory has no marker, it is not the cache the index
+ * describes (a volume not mounted, a wrong path): starting would clear
+ * every row, and later delete every file as an orphan. Refuse instead.
+ */
+static int check_marker(struct cache *c, struct index *ix, char *err,
+                        size_t errlen)
+{
+	char path[PATH_MAX];
+	struct idx_counts n;
+	struct stat st;
+	FILE *f;
+
+	if (join(path, sizeof(path), c->dir, CACHE_MARKER) != 0 ||
+	    index_counts(ix, &n) != 0) {
+		snprintf(err, errlen, "%s: cannot check the cache", c->dir);
+		return -1;
+	}
+	if (stat(path, &st) == 0)
+		return 0;
+	if (n.cached > 0) {
+		snprintf(err, errlen,
+		         "%s: no %s marker, but the index lists %ld cached "
+		         "instances: is the cache volume mounted? (to start "
+		         "afresh, remove the index)",
+		         c->dir, CACHE_MARKER, n.cached);
+		return -1;
+	}
+	f = fopen(path, "w");
+	if (f == NULL || fputs("drimbox cache\n", f) < 0 || fclose(f) != 0 ||
+	    fs_sync_path(c->dir) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int cache_open(const char *dir, uint64_t max_bytes, struct index *ix,
                struct cache **out, struct cache_check_report *report, char *err,
                size_t errlen)
@@ -336,6 +380,8 @@ int cache_open(const char *dir, uint64_t max_bytes, struct index *ix,
 		snprintf(err, errlen, "%s: %s", c->tmp, strerror(errno));
 		goto fail;
 	}
+	if (check_marker(c, ix, err, errlen) != 0)
+		goto fail;
 	r.temp_removed = clean_tmp(c->tmp);
 	if (index_counts(ix, &before) != 0 ||
 	    index_check_cached(ix, row_file_missing, c) != 0 ||

@@ -3,7 +3,7 @@
  * CACHE/STUDY/SERIES/SOP.dcm, published atomically (temp file, fsync,
  * rename, fsync of the directory) before the index points at it; bounded
  * in size with LRU eviction of whole series; checked against the index at
- * start-up. Thread-safe.
+ * start-up (a marker file tells the cache directory from an empty one).
  */
 #ifndef DRIMBOX_CACHE_H
 #define DRIMBOX_CACHE_H
@@ -53,12 +53,13 @@ int cache_sync_dir(struct cache *c, const char *rel, char *err, size_t errlen);
 /* Removes a published file that no index row points at. */
 void cache_unpublish(struct cache *c, const char *rel);
 
-/* Accounts for bytes now held (after the index recorded them). */
-void cache_added(struct cache *c, uint64_t bytes);
+/* Accounts for bytes now held (negative: freed), as the index recorded. */
+void cache_added(struct cache *c, int64_t bytes);
 
 /*
  * Evicts least recently used series until the cache is within its bound.
- * Returns the number of series evicted, -1 on error.
+ * Returns the number of series evicted, -1 on error. Not to be run beside
+ * cache_place() (the store's committer thread does both).
  */
 int cache_enforce_bound(struct cache *c);
 

@@ -138,7 +138,8 @@ static enum MHD_Result handle_sync(struct control *c,
 	}
 	if (pacs_sync(c->env.pacs, c->env.ix,
 	              all == NULL && study == NULL ? from : NULL, study,
-	              full != NULL, &st, err, sizeof(err)) != 0) {
+	              full != NULL && strcmp(full, "1") == 0, &st, err,
+	              sizeof(err)) != 0) {
 		monitor_report(c->env.monitor, 0, err);
 		return send_error(conn, 502, err);
 	}
@@ -200,7 +201,6 @@ static void *fetch_worker(void *arg)
 	retriever_fetch(c->env.retriever, j->study,
 	                j->series[0] ? j->series : NULL, 250, write_status, j,
 	                &fin);
-	monitor_report(c->env.monitor, fin.ok, fin.error);
 	if (j->fd >= 0)
 		close(j->fd);
 	free(j);
@@ -384,7 +384,7 @@ void control_stop(struct control *c)
 	while (c->workers > 0)
 		pthread_cond_wait(&c->idle, &c->lock);
 	pthread_mutex_unlock(&c->lock);
-	close(c->fd);
+	/* MHD_stop_daemon() closed the listening socket it was given. */
 	unlink(c->env.cfg->control_socket);
 	pthread_cond_destroy(&c->idle);
 	pthread_mutex_destroy(&c->lock);

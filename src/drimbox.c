@@ -201,34 +201,40 @@ static int cmd_status(const struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* True when s is 1..max characters, all from chars. */
+static int only(const char *s, const char *chars, size_t max)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= max && strspn(s, chars) == n;
+}
+
 static int cmd_sync(const struct config *cfg, int argc, char **argv)
 {
-	char path[256] = "/sync?";
-	size_t n = strlen(path);
+	const char *days = NULL, *study = NULL;
+	int all = 0, full = 0;
+	char path[256];
 	json_t *j;
 
 	for (int i = 1; i < argc; i++) {
-		const char *arg = NULL;
-
 		if (strcmp(argv[i], "--all") == 0)
-			arg = "all=1&";
+			all = 1;
 		else if (strcmp(argv[i], "--full") == 0)
-			arg = "full=1&";
-		else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc)
-			n += (size_t)snprintf(path + n, sizeof(path) - n,
-			                      "days=%.12s&", argv[++i]);
-		else if (strcmp(argv[i], "--study") == 0 && i + 1 < argc)
-			n += (size_t)snprintf(path + n, sizeof(path) - n,
-			                      "study=%.64s&", argv[++i]);
+			full = 1;
+		else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc &&
+		         only(argv[i + 1], "0123456789", 5))
+			days = argv[++i];
+		else if (strcmp(argv[i], "--study") == 0 && i + 1 < argc &&
+		         only(argv[i + 1], "0123456789.", 64))
+			study = argv[++i];
 		else {
 			usage(stderr);
 			return 2;
 		}
-		if (arg)
-			n += (size_t)snprintf(path + n, sizeof(path) - n, "%s",
-			                      arg);
 	}
-	path[n - 1] = '\0'; /* the trailing '&' or '?' */
+	snprintf(path, sizeof(path), "/sync?full=%d%s%s%s%s%s", full,
+	         all ? "&all=1" : "", days ? "&days=" : "", days ? days : "",
+	         study ? "&study=" : "", study ? study : "");
 	j = call_json(cfg, "POST", path);
 	if (j == NULL)
 		return 1;

@@ -97,9 +97,11 @@ struct idx_put {
  * Records n cached instances (creating their patient, study and series
  * rows from the instances' own attributes when absent) in one transaction,
  * and marks their series as just used. Call only once the files are
- * durable. 0, or -1 when nothing was recorded.
+ * durable. *added receives the growth of the cache in bytes (an instance
+ * cached again counts the difference). 0, or -1 when nothing was recorded.
  */
-int index_put_cached(struct index *ix, const struct idx_put *items, size_t n);
+int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
+                     int64_t *added);
 
 /* Total bytes of cached instances. */
 int index_cache_bytes(struct index *ix, uint64_t *bytes);

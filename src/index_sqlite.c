@@ -25,6 +25,8 @@ enum stmt_id {
 	S_UPSERT_INSTANCE,
 	S_PRUNE_INSTANCES,
 	S_PUT_CACHED,
+	S_CACHED_SIZE,
+	S_PRUNE_SERIES,
 	S_CACHE_BYTES,
 	S_LRU_SERIES,
 	S_SERIES_CACHED_PATHS,
@@ -90,6 +92,12 @@ static const char *const stmt_sql[S__COUNT] = {
 	        "sync_gen = excluded.sync_gen",
 	[S_PRUNE_INSTANCES] = "DELETE FROM instances WHERE series = ?1 AND "
 	                      "cache_path IS NULL AND sync_gen <> ?2",
+	[S_CACHED_SIZE] = "SELECT size FROM instances WHERE uid = ?1 AND "
+	                  "cache_path IS NOT NULL",
+	[S_PRUNE_SERIES] =
+	        "DELETE FROM series WHERE study = ?1 AND sync_gen <> ?2 AND "
+	        "NOT EXISTS (SELECT 1 FROM instances i WHERE i.series = "
+	        "series.id AND i.cache_path IS NOT NULL)",
 	[S_PUT_CACHED] =
 	        "INSERT INTO instances(uid, series, sop_class, number, "
 	        "cache_path, transfer_syntax, size, frames, metadata, "
@@ -482,6 +490,11 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 		if (run(ix, S_PRUNE_INSTANCES) != 0)
 			goto out;
 	}
+	/* Series the PACS no longer lists go, unless something is cached. */
+	sqlite3_bind_int64(ix->stmt[S_PRUNE_SERIES], 1, study);
+	sqlite3_bind_int64(ix->stmt[S_PRUNE_SERIES], 2, gen);
+	if (run(ix, S_PRUNE_SERIES) != 0)
+		goto out;
 	ok = 0;
 out:
 	return tx_end(ix, ok);
@@ -503,10 +516,24 @@ int index_study_instances(struct index *ix, const char *study_uid, long *n)
 	return rc;
 }
 
-int index_put_cached(struct index *ix, const struct idx_put *items, size_t n)
+/* Bytes an instance already occupies in the cache (0 when not cached). */
+static int64_t cached_size(struct index *ix, const char *sop_uid)
+{
+	sqlite3_stmt *s = ix->stmt[S_CACHED_SIZE];
+	int64_t size = 0;
+
+	sqlite3_bind_text(s, 1, sop_uid, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		size = sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	return size;
+}
+
+int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
+                     int64_t *added)
 {
 	sqlite3_stmt *s = ix->stmt[S_PUT_CACHED];
-	int64_t now = now_us();
+	int64_t now = now_us(), grew = 0;
 	int ok = 0;
 
 	if (tx_begin(ix) != 0)
@@ -523,6 +550,7 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n)
 			ok = -1;
 			break;
 		}
+		grew += (int64_t)p->c.size - cached_size(ix, p->c.sop_uid);
 		sqlite3_bind_text(s, 1, p->c.sop_uid, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, series);
 		bind_text(s, 3, p->c.sop_class);
@@ -535,7 +563,10 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n)
 		sqlite3_bind_int64(s, 10, now / 1000000);
 		ok = run(ix, S_PUT_CACHED);
 	}
-	return tx_end(ix, ok);
+	ok = tx_end(ix, ok);
+	if (ok == 0)
+		*added = grew;
+	return ok;
 }
 
 int index_cache_bytes(struct index *ix, uint64_t *bytes)
@@ -585,32 +616,41 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 	sqlite3_stmt *s = ix->stmt[S_SERIES_CACHED_PATHS];
 	char **paths = NULL;
 	size_t n = 0, cap = 0;
-	int ok = -1;
+	int ok = 0, step;
 
 	if (tx_begin(ix) != 0)
 		return -1;
 	sqlite3_bind_text(s, 1, series_uid, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW) {
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *p = (const char *)sqlite3_column_text(s, 0);
 
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 64;
 			char **np = realloc(paths, nc * sizeof(*np));
 
-			if (np == NULL)
+			if (np == NULL) {
+				ok = -1;
 				break;
+			}
 			paths = np;
 			cap = nc;
 		}
 		paths[n] = strdup(p ? p : "");
-		if (paths[n] == NULL)
+		if (paths[n] == NULL) {
+			ok = -1;
 			break;
+		}
 		n++;
 	}
+	if (ok == 0 && step != SQLITE_DONE)
+		ok = -1;
 	stmt_done(s);
-	sqlite3_bind_text(ix->stmt[S_UNCACHE_SERIES], 1, series_uid, -1,
-	                  SQLITE_STATIC);
-	ok = run(ix, S_UNCACHE_SERIES);
+	/* Clear the rows only when every file to remove is known. */
+	if (ok == 0) {
+		sqlite3_bind_text(ix->stmt[S_UNCACHE_SERIES], 1, series_uid, -1,
+		                  SQLITE_STATIC);
+		ok = run(ix, S_UNCACHE_SERIES);
+	}
 	ok = tx_end(ix, ok);
 	/* The index no longer points at the files: now they may go. */
 	for (size_t i = 0; i < n; i++) {

@@ -31,7 +31,7 @@ void monitor_stop(struct monitor *m);
 
 void monitor_get(struct monitor *m, struct monitor_state *out);
 
-/* Records the outcome of a PACS operation made elsewhere (sync, fetch). */
+/* Records the outcome of a PACS operation made elsewhere (a sync). */
 void monitor_report(struct monitor *m, int ok, const char *error);
 
 #endif

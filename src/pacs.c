@@ -85,15 +85,19 @@ int pacs_find(const struct pacs *p, enum dcm_level level,
 
 /* ---- sync -------------------------------------------------------------- */
 
+/*
+ * Text buffers hold a value's maximum length in characters as UTF-8 (up to
+ * 4 bytes each): LO 64 -> 257, SH 16 -> 65, PN 3 x 64 -> 1024.
+ */
 struct study_row {
-	char uid[65], pid[65], issuer[65], name[325], birth[17], sex[17];
-	char date[17], time[17], acc[17], desc[65], mods[65], ref[325];
-	char sid[17];
+	char uid[65], pid[257], issuer[257], name[1024], birth[17], sex[17];
+	char date[17], time[17], acc[65], desc[257], mods[65], ref[1024];
+	char sid[65];
 	long nseries, ninst;
 };
 
 struct series_row {
-	char uid[65], modality[17], desc[65], body[17];
+	char uid[65], modality[17], desc[257], body[65];
 	long number, ninst;
 };
 

@@ -98,6 +98,8 @@ void retriever_free(struct retriever *r)
 	while (r->running > 0)
 		pthread_cond_wait(&r->changed, &r->lock);
 	pthread_mutex_unlock(&r->lock);
+	/* Instances still being committed report to r: let them land. */
+	store_flush(r->store);
 	store_set_observer(r->store, NULL, NULL);
 	pthread_cond_destroy(&r->changed);
 	pthread_mutex_destroy(&r->lock);

@@ -39,8 +39,10 @@ struct retriever *retriever_new(const struct pacs *p, struct store *s);
 void retriever_cancel(struct retriever *r);
 
 /*
- * Waits for the retrieval threads, then frees. Call after
- * retriever_cancel() once no retriever_fetch() is running.
+ * Waits for the retrieval threads and for the store to commit what it
+ * holds, then frees. Call after retriever_cancel(), once no
+ * retriever_fetch() is running and no instance can arrive any more
+ * (storage SCP stopped).
  */
 void retriever_free(struct retriever *r);
 

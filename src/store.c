@@ -1,7 +1,10 @@
 /*
- * store.c - see store.h. Order for each instance: place the file (fsync,
- * rename), sync its directory, commit its index row, then tell the
- * observer. When a step fails, neither a file nor a row is left behind.
+ * store.c - see store.h. Every commit runs on the committer thread, which
+ * is thus the only one placing files in the cache tree and evicting: no
+ * rename can race an eviction. Order for a batch: make the data durable,
+ * rename every file into place, sync each series directory once, commit
+ * the rows in one transaction, then tell the observer. When a step fails,
+ * neither a new file nor a row is left behind.
  */
 #include "store.h"
 #include "attrs.h"
@@ -32,18 +35,22 @@ struct pending {
 	char rel[256];
 	char *json;
 	/* study, series and patient attributes the instance carries */
-	char pid[65], issuer[65], name[325], birth[17], sex[17];
-	char date[17], time[17], acc[17], desc[65], ref[325], sid[17];
-	char modality[17], sdesc[65], body[17];
+	/* as UTF-8, up to 4 bytes a character (see pacs.c) */
+	char pid[257], issuer[257], name[1024], birth[17], sex[17];
+	char date[17], time[17], acc[65], desc[257], ref[1024], sid[65];
+	char modality[17], sdesc[257], body[65];
 	long snum, inum;
-	int placed; /* the file is in the cache tree */
+	int from_pacs; /* cache fill: counted by retrievals */
+	int placed;    /* the file is in the cache tree */
+	int wait;      /* the sender waits for the outcome, and frees */
+	int done, ok;  /* outcome, guarded by the store's lock */
 };
 
 struct store {
 	struct cache *cache;
 	struct index *ix;
 	char pacs_aet[17];
-	store_observer observer; /* set before the SCP starts */
+	store_observer observer; /* guarded by lock */
 	void *observer_ctx;
 	pthread_t committer;
 	pthread_mutex_t lock;
@@ -114,36 +121,31 @@ static void to_put(const struct pending *p, struct idx_put *x)
 	};
 }
 
-/* Drops a pending instance that could not be committed. */
+/*
+ * Drops a pending instance that could not be committed. A placed file
+ * whose path an older row points at is a copy of the same instance (the
+ * path is made of its UIDs): it stays.
+ */
 static void discard(struct store *s, struct pending *p)
 {
-	if (p->placed)
-		cache_unpublish(s->cache, p->rel);
-	else
+	if (!p->placed)
 		unlink(p->tmp);
+	else if (index_has_cache_path(s->ix, p->rel) == 0)
+		cache_unpublish(s->cache, p->rel);
+	p->placed = 0;
 }
 
-/*
- * Commits a batch: places the files, syncs each series directory once,
- * records them in one transaction, tells the observer. Returns the number
- * committed; those that failed are removed.
- */
-static size_t commit(struct store *s, struct pending **batch, size_t n)
+/* Places the files of a batch; returns how many are placed. */
+static size_t place_all(struct store *s, struct pending **batch, size_t n)
 {
-	struct idx_put puts[BATCH_MAX];
-	struct pending *ok[BATCH_MAX];
-	const char *last_dir = NULL;
-	size_t m = 0;
 	char err[300];
-	uint64_t bytes = 0;
-
+	size_t placed = 0;
 	/* One file-system sync makes a whole batch's data durable. */
 	int synced = n > 1 && cache_sync_data(s->cache, err, sizeof(err)) == 0;
 
 	for (size_t i = 0; i < n; i++) {
 		struct pending *p = batch[i];
 		const struct dcm_instance_info *in = &p->info;
-		const char *slash;
 
 		if (cache_place(s->cache, p->tmp, synced, in->study_uid,
 		                in->series_uid, in->sop_instance_uid, p->rel,
@@ -154,41 +156,92 @@ static size_t commit(struct store *s, struct pending **batch, size_t n)
 			continue;
 		}
 		p->placed = 1;
-		/* Batches hold runs of one series: sync when it changes. */
-		slash = strrchr(p->rel, '/');
-		if (last_dir == NULL ||
-		    strncmp(last_dir, p->rel, (size_t)(slash - p->rel) + 1) !=
-		            0) {
-			if (cache_sync_dir(s->cache, p->rel, err,
-			                   sizeof(err)) != 0) {
-				log_error(LOGC_CACHE, "sop=%s not cached: %s",
-				          in->sop_instance_uid, err);
-				discard(s, p);
-				continue;
-			}
-			last_dir = p->rel;
-		}
-		to_put(p, &puts[m]);
-		ok[m++] = p;
+		placed++;
 	}
-	if (m > 0 && index_put_cached(s->ix, puts, m) != 0) {
+	return placed;
+}
+
+/* Length of the directory part of a relative path ("STUDY/SERIES"). */
+static size_t dir_len(const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+
+	return slash ? (size_t)(slash - rel) : 0;
+}
+
+/*
+ * Syncs each series directory of the placed files once, after all their
+ * renames. A directory that cannot be synced fails its files.
+ */
+static void sync_dirs(struct store *s, struct pending **batch, size_t n)
+{
+	char err[300];
+
+	for (size_t i = 0; i < n; i++) {
+		struct pending *p = batch[i];
+		size_t len = dir_len(p->rel);
+		int seen = 0, rc;
+
+		if (!p->placed)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = batch[j]->placed &&
+			       dir_len(batch[j]->rel) == len &&
+			       strncmp(batch[j]->rel, p->rel, len) == 0;
+		if (seen)
+			continue;
+		rc = cache_sync_dir(s->cache, p->rel, err, sizeof(err));
+		if (rc == 0)
+			continue;
+		log_error(LOGC_CACHE, "%s", err);
+		for (size_t j = i; j < n; j++)
+			if (batch[j]->placed && dir_len(batch[j]->rel) == len &&
+			    strncmp(batch[j]->rel, p->rel, len) == 0)
+				discard(s, batch[j]);
+	}
+}
+
+/*
+ * Commits a batch (see the file comment); sets each instance's ok.
+ * Runs on the committer thread only.
+ */
+static void commit(struct store *s, struct pending **batch, size_t n)
+{
+	struct idx_put puts[BATCH_MAX];
+	struct pending *ok[BATCH_MAX];
+	store_observer observer;
+	void *observer_ctx;
+	size_t m = 0;
+	int64_t added = 0;
+
+	pthread_mutex_lock(&s->lock);
+	observer = s->observer;
+	observer_ctx = s->observer_ctx;
+	pthread_mutex_unlock(&s->lock);
+	if (place_all(s, batch, n) > 0)
+		sync_dirs(s, batch, n);
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->ok = 0;
+		if (batch[i]->placed) {
+			to_put(batch[i], &puts[m]);
+			ok[m++] = batch[i];
+		}
+	}
+	if (m > 0 && index_put_cached(s->ix, puts, m, &added) != 0) {
 		log_error(LOGC_INDEX,
-		          "%zu instances not recorded: index write "
-		          "failed",
-		          m);
+		          "%zu instances not recorded: index write failed", m);
 		for (size_t i = 0; i < m; i++)
 			discard(s, ok[i]);
-		return 0;
+		return;
 	}
+	cache_added(s->cache, added);
 	for (size_t i = 0; i < m; i++) {
-		bytes += ok[i]->info.file_size;
-		if (s->observer)
-			s->observer(s->observer_ctx, &ok[i]->info);
+		ok[i]->ok = 1;
+		if (observer && ok[i]->from_pacs)
+			observer(observer_ctx, &ok[i]->info);
 	}
-	cache_added(s->cache, bytes);
 	if (cache_bytes(s->cache) > cache_max_bytes(s->cache))
 		(void)cache_enforce_bound(s->cache);
-	return m;
 }
 
 static void *committer_thread(void *arg)
@@ -213,9 +266,12 @@ static void *committer_thread(void *arg)
 			s->tail = &s->head;
 		pthread_mutex_unlock(&s->lock);
 		commit(s, batch, n);
-		for (size_t i = 0; i < n; i++)
-			pending_free(batch[i]);
 		pthread_mutex_lock(&s->lock);
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->done = 1;
+			if (!batch[i]->wait)
+				pending_free(batch[i]);
+		}
 		s->committed += n;
 		pthread_cond_broadcast(&s->done);
 	}
@@ -229,7 +285,7 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 {
 	struct store *s = ctx;
 	struct pending *p = pending_new(ds, info, tmp_path);
-	unsigned status;
+	unsigned status = STATUS_SUCCESS;
 
 	if (p == NULL) {
 		unlink(tmp_path);
@@ -238,18 +294,22 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 	log_debug(LOGC_DICOM, "received sop=%s from=%s ts=%s bytes=%llu",
 	          info->sop_instance_uid, calling_aet, info->transfer_syntax,
 	          (unsigned long long)info->file_size);
-	if (strcmp(calling_aet, s->pacs_aet) == 0) {
-		pthread_mutex_lock(&s->lock);
-		*s->tail = p;
-		s->tail = &p->next;
-		s->queued++;
-		pthread_cond_signal(&s->work);
-		pthread_mutex_unlock(&s->lock);
-		return STATUS_SUCCESS;
+	p->from_pacs = strcmp(calling_aet, s->pacs_aet) == 0;
+	/* Another sender's success status must mean durable and indexed. */
+	p->wait = !p->from_pacs;
+	pthread_mutex_lock(&s->lock);
+	*s->tail = p;
+	s->tail = &p->next;
+	s->queued++;
+	pthread_cond_signal(&s->work);
+	if (p->wait) {
+		while (!p->done)
+			pthread_cond_wait(&s->done, &s->lock);
+		status = p->ok ? STATUS_SUCCESS : STATUS_OUT_OF_RESOURCES;
 	}
-	status = commit(s, &p, 1) == 1 ? STATUS_SUCCESS
-	                               : STATUS_OUT_OF_RESOURCES;
-	pending_free(p);
+	pthread_mutex_unlock(&s->lock);
+	if (p->wait)
+		pending_free(p);
 	return status;
 }
 
@@ -311,8 +371,10 @@ void store_free(struct store *s)
 
 void store_set_observer(struct store *s, store_observer cb, void *ctx)
 {
+	pthread_mutex_lock(&s->lock);
 	s->observer = cb;
 	s->observer_ctx = ctx;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void store_handler(struct store *s, struct dcm_store_handler *h)

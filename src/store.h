@@ -4,11 +4,11 @@
  * the cache and described in the index (with its DICOM JSON), then
  * announced to an observer (the retriever); the cache bound is enforced.
  *
- * Instances sent by the PACS fill the cache: the PACS keeps them, so they
- * are answered at once and made durable by a committer thread in batches
- * (one directory sync per series, one index transaction per batch);
- * store_flush() waits for that. Instances from any other sender are
- * durable and indexed before their C-STORE is answered.
+ * One committer thread commits everything, in batches (one file-system
+ * sync, one directory sync per series, one index transaction). Instances
+ * sent by the PACS fill the cache: the PACS keeps them, so they are
+ * answered at once; store_flush() waits for their commit. Instances from
+ * any other sender are answered once durable and indexed.
  */
 #ifndef DRIMBOX_STORE_H
 #define DRIMBOX_STORE_H
@@ -21,7 +21,7 @@ struct cache;
 struct index;
 struct store;
 
-/* Called after each instance is durably cached and indexed. */
+/* Called after each instance from the PACS is durably cached and indexed. */
 typedef void (*store_observer)(void *ctx, const struct dcm_instance_info *i);
 
 /*
@@ -34,7 +34,7 @@ struct store *store_new(struct cache *c, struct index *ix,
 /* Commits what is queued, stops the committer thread, frees. */
 void store_free(struct store *s);
 
-/* Sets the observer; call before any instance arrives. */
+/* Sets (or with NULL clears) the observer. */
 void store_set_observer(struct store *s, store_observer cb, void *ctx);
 
 /* Fills h so that the bridge hands received instances to s. */

@@ -62,6 +62,7 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_series ON instances(series);
 CREATE INDEX instances_cached ON instances(series) WHERE cache_path IS NOT NULL;
+CREATE UNIQUE INDEX instances_path ON instances(cache_path) WHERE cache_path IS NOT NULL;
 
 -- Durable work queue (publications, imports, pulls): claimed by a worker,
 -- retried with not_before, parked with a reason when it cannot proceed.

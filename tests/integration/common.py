@@ -56,10 +56,10 @@ def cached_paths(ls):
 
 
 def files_under(root):
-    """Relative paths of the regular files under root (ignoring .tmp/)."""
+    """Relative paths of the instance files under root (STUDY/SERIES/SOP.dcm;
+    the cache's own .tmp/ and marker file are not instances)."""
     root = Path(root)
-    return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and ".tmp" not in p.relative_to(root).parts}
+    return {str(p.relative_to(root)) for p in root.glob("*/*/*") if p.is_file()}
 
 
 class PacsTestCase(unittest.TestCase):

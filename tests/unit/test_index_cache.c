@@ -92,7 +92,10 @@ static int put(struct index *ix, const char *study, const char *series,
 		       "1.2.840.10008.1.2.1", size, 1, "{}" },
 	};
 
-	return index_put_cached(ix, &p, 1);
+	int64_t added = 0;
+	int rc = index_put_cached(ix, &p, 1, &added);
+
+	return rc != 0 ? rc : added == (int64_t)size ? 0 : 1;
 }
 
 /* Writes a file of size bytes in the cache's temp dir, publishes it. */
@@ -117,7 +120,7 @@ static int publish(struct cache *c, struct index *ix, const char *study,
 	if (rc == 0)
 		rc = put(ix, study, series, sop, rel, size);
 	if (rc == 0)
-		cache_added(c, size);
+		cache_added(c, (int64_t)size);
 	return rc;
 }
 
@@ -197,6 +200,47 @@ static void cache_check_removes_temp_orphans_and_rows_without_file(void)
 	index_close(ix);
 }
 
+static void index_counts_only_growth_when_an_instance_is_cached_again(void)
+{
+	struct index *ix = open_index("f.db");
+	struct idx_put p = {
+		.pat = { "IPP2", "", NULL, NULL, NULL },
+		.st = { .uid = "3.1", .num_series = -1, .num_instances = -1 },
+		.se = { .uid = "3.1.1", .number = -1, .num_instances = -1 },
+		.c = { "3.1.1.1", NULL, 1, "3.1/3.1.1/3.1.1.1.dcm", NULL, 100,
+		       1, NULL },
+	};
+	int64_t added = 0;
+	uint64_t bytes = 0;
+
+	CHECK(index_put_cached(ix, &p, 1, &added) == 0 && added == 100);
+	p.c.size = 130;
+	CHECK(index_put_cached(ix, &p, 1, &added) == 0 && added == 30);
+	CHECK(index_cache_bytes(ix, &bytes) == 0 && bytes == 130);
+	index_close(ix);
+}
+
+static void cache_refuses_a_directory_without_marker_when_rows_say_cached(void)
+{
+	struct index *ix = open_index("g.db");
+	struct cache *c = NULL;
+	char cdir[256], other[256], err[512] = "";
+
+	snprintf(cdir, sizeof(cdir), "%s/cache-g", dir);
+	CHECK(cache_open(cdir, 1 << 20, ix, &c, NULL, err, sizeof(err)) == 0);
+	CHECK(publish(c, ix, "4.1", "4.1.1", "4.1.1.1", 10) == 0);
+	cache_close(c);
+	/* The same index over an empty directory: a volume not mounted. */
+	snprintf(other, sizeof(other), "%s/cache-g-empty", dir);
+	CHECK(cache_open(other, 1 << 20, ix, &c, NULL, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "mounted") != NULL);
+	/* Nothing was cleared: the real directory still opens, intact. */
+	CHECK(cache_open(cdir, 1 << 20, ix, &c, NULL, err, sizeof(err)) == 0);
+	CHECK(cache_bytes(c) == 10);
+	cache_close(c);
+	index_close(ix);
+}
+
 static void index_readonly_open_of_missing_file_fails_cleanly(void)
 {
 	char path[256], err[256] = "";
@@ -216,6 +260,8 @@ int main(void)
 	RUN(cache_rejects_non_uid_path_components);
 	RUN(cache_evicts_least_recently_used_series_within_bound);
 	RUN(cache_check_removes_temp_orphans_and_rows_without_file);
+	RUN(index_counts_only_growth_when_an_instance_is_cached_again);
+	RUN(cache_refuses_a_directory_without_marker_when_rows_say_cached);
 	RUN(index_readonly_open_of_missing_file_fails_cleanly);
 	return test_failures ? 1 : 0;
 }
