@@ -138,7 +138,7 @@ static enum MHD_Result handle_sync(struct control *c,
 	}
 	if (pacs_sync(c->env.pacs, c->env.ix,
 	              all == NULL && study == NULL ? from : NULL, study,
-	              full != NULL && strcmp(full, "1") == 0, &st, err,
+	              full != NULL && strcmp(full, "1") == 0, NULL, &st, err,
 	              sizeof(err)) != 0) {
 		monitor_report(c->env.monitor, 0, err);
 		return send_error(conn, 502, err);

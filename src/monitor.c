@@ -18,7 +18,7 @@ struct monitor {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	int stop;                   /* guarded by lock */
+	atomic_int stop;            /* also read by a running sync */
 	struct monitor_state state; /* guarded by lock */
 };
 
@@ -64,8 +64,8 @@ static void sync_window(struct monitor *m)
 
 	gmtime_r(&t, &tm);
 	strftime(from, sizeof(from), "%Y%m%d", &tm);
-	if (pacs_sync(m->pacs, m->ix, from, NULL, 0, &st, err, sizeof(err)) !=
-	    0) {
+	if (pacs_sync(m->pacs, m->ix, from, NULL, 0, &m->stop, &st, err,
+	              sizeof(err)) != 0) {
 		log_error(LOGC_PACS, "sync since %s failed: %s", from, err);
 		monitor_report(m, 0, err);
 		return;

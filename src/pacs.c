@@ -318,8 +318,8 @@ out:
 }
 
 int pacs_sync(const struct pacs *p, struct index *ix, const char *date_from,
-              const char *study_uid, int full, struct pacs_sync_stats *stats,
-              char *err, size_t errlen)
+              const char *study_uid, int full, const atomic_int *cancel,
+              struct pacs_sync_stats *stats, char *err, size_t errlen)
 {
 	static const uint32_t study_keys[] = {
 		T_STUDY_UID, T_PATIENT_ID, T_ISSUER,         T_PATIENT_NAME,
@@ -358,6 +358,10 @@ int pacs_sync(const struct pacs *p, struct index *ix, const char *date_from,
 		const struct study_row *s = (struct study_row *)studies.v + i;
 		long have = 0;
 
+		if (cancel != NULL && atomic_load(cancel)) {
+			snprintf(err, errlen, "sync cancelled");
+			goto out;
+		}
 		if (!full && s->ninst > 0 &&
 		    index_study_instances(ix, s->uid, &have) == 0 &&
 		    have == s->ninst)

@@ -8,6 +8,7 @@
 
 #include "dcm.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct config;
@@ -41,11 +42,12 @@ struct pacs_sync_stats {
  * Indexes the PACS's studies whose StudyDate is on or after date_from
  * (YYYYMMDD), or all of them when date_from is NULL; with study_uid, only
  * that study. Studies whose instance count already matches the index are
- * not queried further unless full is set. 0, or -1 with err.
+ * not queried further unless full is set. When *cancel (may be NULL)
+ * becomes non-zero, stops between two studies. 0, or -1 with err.
  */
 int pacs_sync(const struct pacs *p, struct index *ix, const char *date_from,
-              const char *study_uid, int full, struct pacs_sync_stats *stats,
-              char *err, size_t errlen);
+              const char *study_uid, int full, const atomic_int *cancel,
+              struct pacs_sync_stats *stats, char *err, size_t errlen);
 
 /*
  * Retrieves the selection: C-MOVE to dest_aet (instances then reach our

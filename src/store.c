@@ -286,6 +286,7 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 	struct store *s = ctx;
 	struct pending *p = pending_new(ds, info, tmp_path);
 	unsigned status = STATUS_SUCCESS;
+	int wait;
 
 	if (p == NULL) {
 		unlink(tmp_path);
@@ -296,19 +297,20 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 	          (unsigned long long)info->file_size);
 	p->from_pacs = strcmp(calling_aet, s->pacs_aet) == 0;
 	/* Another sender's success status must mean durable and indexed. */
-	p->wait = !p->from_pacs;
+	wait = p->wait = !p->from_pacs;
+	/* Once queued, p belongs to the committer unless we wait for it. */
 	pthread_mutex_lock(&s->lock);
 	*s->tail = p;
 	s->tail = &p->next;
 	s->queued++;
 	pthread_cond_signal(&s->work);
-	if (p->wait) {
+	if (wait) {
 		while (!p->done)
 			pthread_cond_wait(&s->done, &s->lock);
 		status = p->ok ? STATUS_SUCCESS : STATUS_OUT_OF_RESOURCES;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (p->wait)
+	if (wait)
 		pending_free(p);
 	return status;
 }

@@ -172,6 +172,7 @@ class ManagedProcess:
 
     def kill9(self):
         """SIGKILL the process (crash simulation) and reap it."""
+        self._killed = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -497,6 +498,7 @@ class Drimbox(ManagedProcess):
             if not os.access(binary, os.X_OK):
                 raise HarnessError("drimbox binary not found: %s (set DRIMBOXD/DRIMBOX)"
                                    % binary)
+        self._killed = False
         self._spawn([str(self.daemon_bin), "-c", str(self.conf_path)])
         self._wait_ready(self._status_ok, timeout)
         return self
@@ -509,9 +511,13 @@ class Drimbox(ManagedProcess):
         sanitizer reports (AddressSanitizer, UBSan 'runtime error:')."""
         proc = self.proc
         was_running = self.running()
+        killed = getattr(self, "_killed", False)
         super().stop(timeout)
-        if not was_running:
+        if proc is None or (not was_running and killed):
             return
+        if not was_running:
+            raise HarnessError("drimboxd died (exit %s) before it was stopped:\n%s"
+                               % (proc.returncode, tail(self.log_path, 60)))
         log = self.log_text()
         if proc.returncode != 0 or "Sanitizer" in log or "runtime error:" in log:
             raise HarnessError("drimboxd did not stop cleanly (exit %s):\n%s"
