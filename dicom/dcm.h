@@ -19,19 +19,20 @@ extern "C" {
 
 enum dcm_status {
 	DCM_OK = 0,
-	DCM_ERR_ARG,        /* bad argument (programmer error or bad input) */
-	DCM_ERR_NOMEM,      /* allocation failed */
-	DCM_ERR_IO,         /* file system error */
-	DCM_ERR_PARSE,      /* not a valid DICOM file / dataset */
-	DCM_ERR_NOT_FOUND,  /* tag absent (dataset getters) */
-	DCM_ERR_TOO_LONG,   /* value does not fit the caller's buffer */
-	DCM_ERR_CONNECT,    /* TCP connection failed or timed out */
-	DCM_ERR_REJECTED,   /* association rejected by the peer */
-	DCM_ERR_NO_CONTEXT, /* no acceptable presentation context */
-	DCM_ERR_NETWORK,    /* DIMSE/network failure during an operation */
-	DCM_ERR_FAILED,     /* the peer answered with a failure status */
-	DCM_ERR_CANCELLED,  /* a callback asked to stop */
-	DCM_ERR_INTERNAL,   /* unexpected DCMTK condition or C++ exception */
+	DCM_ERR_ARG,         /* bad argument (programmer error or bad input) */
+	DCM_ERR_NOMEM,       /* allocation failed */
+	DCM_ERR_IO,          /* file system error */
+	DCM_ERR_PARSE,       /* not a valid DICOM file / dataset */
+	DCM_ERR_NOT_FOUND,   /* tag absent (dataset getters) */
+	DCM_ERR_TOO_LONG,    /* value does not fit the caller's buffer */
+	DCM_ERR_CONNECT,     /* TCP connection failed or timed out */
+	DCM_ERR_REJECTED,    /* association rejected by the peer */
+	DCM_ERR_NO_CONTEXT,  /* no acceptable presentation context */
+	DCM_ERR_NETWORK,     /* DIMSE/network failure during an operation */
+	DCM_ERR_FAILED,      /* the peer answered with a failure status */
+	DCM_ERR_CANCELLED,   /* a callback asked to stop */
+	DCM_ERR_INTERNAL,    /* unexpected DCMTK condition or C++ exception */
+	DCM_ERR_UNSUPPORTED, /* no codec for this conversion */
 };
 
 /* A one-line reason, filled by fallible functions when non-NULL. */
@@ -151,6 +152,59 @@ struct dcm_instance_info {
  */
 int dcm_ds_instance_info(const struct dcm_ds *ds,
                          struct dcm_instance_info *info, struct dcm_err *err);
+
+/* ---- pixel data: frames, transcoding, rendering ------------------------ */
+
+/*
+ * True (1) when DICOM can convert pixel data from transfer syntax `from` to
+ * `to` with the codecs available (DCMTK's JPEG, JPEG-LS, RLE, deflate both
+ * ways; JPEG 2000 decoding through OpenJPEG), 0 otherwise. Identity is 1.
+ */
+int dcm_can_transcode(const char *from, const char *to);
+
+/*
+ * Writes the Part 10 file at path converted to transfer syntax ts_uid into
+ * a new buffer (*out, malloc'd, the caller frees; *len its size). The
+ * dataset is otherwise unchanged; the meta header is regenerated.
+ * DCM_ERR_UNSUPPORTED when no codec can do it.
+ */
+int dcm_transcode_file(const char *path, const char *ts_uid, void **out,
+                       size_t *len, struct dcm_err *err);
+
+/*
+ * One frame (1-based) of the instance at path, in transfer syntax ts_uid
+ * (NULL = as stored). As stored: native frames are their raw bytes
+ * (Rows x Columns x SamplesPerPixel x BitsAllocated/8, planar as stored),
+ * encapsulated frames are that frame's fragments joined without item
+ * tags. Otherwise the frame is decompressed to native (ts_uid an
+ * uncompressed syntax) or compressed. *out malloc'd (caller frees);
+ * ts_out (65 bytes) receives the syntax of the bytes returned.
+ * DCM_ERR_NOT_FOUND for a frame number out of range, DCM_ERR_ARG when the
+ * instance has no pixel data, DCM_ERR_UNSUPPORTED when no codec.
+ */
+int dcm_frame(const char *path, unsigned frame, const char *ts_uid, void **out,
+              size_t *len, char *ts_out, struct dcm_err *err);
+
+/* What dcm_render() should produce. */
+struct dcm_render_opts {
+	unsigned frame;        /* 1-based */
+	int has_window;        /* use center/width below */
+	double center, width;  /* VOI window, in modality units */
+	unsigned max_w, max_h; /* fit within (aspect kept); 0 = as is */
+};
+
+/*
+ * Renders one frame to 8-bit pixels for display: Modality LUT (rescale),
+ * VOI (the window given, else the first window of the file, else the
+ * min-max of the frame), MONOCHROME1 inverted, colour converted to RGB,
+ * scaled down to fit max_w x max_h. *pixels malloc'd (caller frees), rows
+ * top to bottom, *channels 1 (grey) or 3 (RGB). DCM_ERR_NOT_FOUND for a
+ * frame out of range, DCM_ERR_UNSUPPORTED when the pixel data cannot be
+ * decoded.
+ */
+int dcm_render(const char *path, const struct dcm_render_opts *opts,
+               unsigned char **pixels, unsigned *width, unsigned *height,
+               int *channels, struct dcm_err *err);
 
 /* ---- associations (SCU) ----------------------------------------------- */
 

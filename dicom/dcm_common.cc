@@ -87,6 +87,8 @@ extern "C" const char *dcm_strerror(int status)
 		return "DCM_ERR_CANCELLED";
 	case DCM_ERR_INTERNAL:
 		return "DCM_ERR_INTERNAL";
+	case DCM_ERR_UNSUPPORTED:
+		return "DCM_ERR_UNSUPPORTED";
 	default:
 		return "DCM_ERR_UNKNOWN";
 	}
@@ -110,10 +112,16 @@ extern "C" int dcm_global_init(struct dcm_err *err)
 			                  "DICOM data dictionary not loaded "
 			                  "(check DCMDICTPATH)");
 		dcmDisableGethostbyaddr.set(OFTrue);
+		/*
+		 * Encoders keep the SOP Instance UID: a transcoded copy
+		 * served to a client is the same instance.
+		 */
 		DJDecoderRegistration::registerCodecs();
-		DJEncoderRegistration::registerCodecs();
+		DJEncoderRegistration::registerCodecs(ECC_lossyYCbCr,
+		                                      EUC_never);
 		DJLSDecoderRegistration::registerCodecs();
-		DJLSEncoderRegistration::registerCodecs();
+		DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFTrue, 0,
+		                                        OFTrue, EJLSUC_never);
 		DcmRLEDecoderRegistration::registerCodecs();
 		DcmRLEEncoderRegistration::registerCodecs();
 		return DCM_OK;

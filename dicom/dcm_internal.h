@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dcm.h"
 
@@ -74,6 +75,40 @@ extern const size_t kScpSyntaxCount;
  * Specific Character Set; always valid UTF-8 (Latin-1 fallback).
  */
 std::string text_utf8(DcmItem *item, const OFString &raw, DcmEVR vr);
+
+/* ---- pixel data (dcm_pixel.cc), shared with dcm_render.cc ---- */
+
+/* The Image Pixel module facts needed to cut and decode frames. */
+struct PixelInfo {
+	Uint16 rows = 0, cols = 0, spp = 1;
+	Uint16 bits_alloc = 0, bits_stored = 0, high_bit = 0;
+	Uint16 pixel_rep = 0, planar = 0;
+	Uint32 frames = 1;
+	OFString photometric;
+	/* Bytes of one native frame (0 when BitsAllocated is not 8/16/32). */
+	size_t frame_bytes() const;
+};
+
+/*
+ * Loads the file at path with values longer than max_read left on disk
+ * (read when accessed). *xfer receives the stored transfer syntax.
+ */
+int px_load(const char *path, Uint32 max_read, DcmFileFormat &ff,
+            E_TransferSyntax *xfer, struct dcm_err *err);
+
+/* Reads the pixel module of ds; DCM_ERR_ARG when there is no pixel data. */
+int px_info(DcmItem *ds, PixelInfo &pi, struct dcm_err *err);
+
+/*
+ * Native little endian bytes of frame (1-based) of ds stored in xfer,
+ * with colour samples arranged as the header's PlanarConfiguration says.
+ * *photometric receives the photometric interpretation of these bytes
+ * (RGB after a YBR JPEG or a JPEG 2000 MCT decode). Decodes only that
+ * frame. DCM_ERR_NOT_FOUND out of range, DCM_ERR_UNSUPPORTED no codec.
+ */
+int px_native_frame(DcmDataset *ds, E_TransferSyntax xfer, const PixelInfo &pi,
+                    unsigned frame, std::vector<Uint8> &out,
+                    OFString *photometric, struct dcm_err *err);
 
 } // namespace dcmi
 

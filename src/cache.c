@@ -235,6 +235,12 @@ int cache_enforce_bound(struct cache *c)
 	return evicted;
 }
 
+int cache_abs_path(const struct cache *c, const char *rel, char *buf,
+                   size_t cap)
+{
+	return join(buf, cap, c->dir, rel);
+}
+
 const char *cache_tmp_dir(const struct cache *c)
 {
 	return c->tmp;

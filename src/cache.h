@@ -32,6 +32,10 @@ int cache_open(const char *dir, uint64_t max_bytes, struct index *ix,
                size_t errlen);
 void cache_close(struct cache *c);
 
+/* Absolute path of a cached file from its relative path; -1 if too long. */
+int cache_abs_path(const struct cache *c, const char *rel, char *buf,
+                   size_t cap);
+
 /* Directory where incoming files are first written (same file system). */
 const char *cache_tmp_dir(const struct cache *c);
 

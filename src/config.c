@@ -88,6 +88,15 @@ static const struct opt schema[] = {
 	{ "sync_window_days", INT(sync_window_days), 1, 36500, "7", NULL, NULL,
 	  "Periodic syncs index the studies of the last N days (by "
 	  "StudyDate)." },
+	{ "http_bind", STR(http_bind), 0, 0, "127.0.0.1", NULL, "HTTP",
+	  "Address the HTTP server (DICOMweb) listens on." },
+	{ "http_port", INT(http_port), 1, 65535, "8080", NULL, NULL,
+	  "TCP port of the HTTP server." },
+	{ "dicomweb_root", STR(dicomweb_root), 0, 0, "/dicomweb", NULL, NULL,
+	  "Path under which DICOMweb (QIDO-RS, WADO-RS) is served: starts "
+	  "with '/', no trailing '/'." },
+	{ "http_max_connections", INT(http_max_connections), 1, 10000, "256",
+	  NULL, NULL, "Maximum number of simultaneous HTTP connections." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

@@ -35,6 +35,11 @@ struct config {
 	long pacs_retry_max;
 	long sync_interval;
 	long sync_window_days;
+	/* HTTP (DICOMweb) */
+	char http_bind[64];
+	long http_port;
+	char dicomweb_root[64];
+	long http_max_connections;
 };
 
 /* Sets every key to its default. */

@@ -9,6 +9,7 @@
 #include "control.h"
 #include "dcm.h"
 #include "fsutil.h"
+#include "http.h"
 #include "index.h"
 #include "log.h"
 #include "monitor.h"
@@ -47,6 +48,7 @@ struct daemon {
 	struct dcm_scp *scp;
 	struct monitor *monitor;
 	struct control *control;
+	struct http *http;
 	atomic_ulong associations; /* numbers incoming associations */
 };
 
@@ -99,6 +101,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	struct dcm_err de = { "" };
 	struct dcm_scp_config sc;
 	struct control_env env;
+	struct http_env henv;
 
 	if (fs_mkdirs(d->cfg.data_dir) != 0) {
 		snprintf(err, errlen, "%s: %s", d->cfg.data_dir,
@@ -158,6 +161,13 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->control = control_start(&env, err, errlen);
 	if (d->control == NULL)
 		return -1;
+	henv = (struct http_env){ &d->cfg, d->ix, d->cache, &d->pacs,
+		                  d->retriever };
+	d->http = http_start(&henv, err, errlen);
+	if (d->http == NULL)
+		return -1;
+	log_info(LOGC_HTTP, "DICOMweb at http://%s:%ld%s", d->cfg.http_bind,
+	         d->cfg.http_port, d->cfg.dicomweb_root);
 	log_info(LOGC_MAIN, "drimboxd ready control=%s", d->cfg.control_socket);
 	return 0;
 }
@@ -166,6 +176,7 @@ static void stop(struct daemon *d)
 {
 	if (d->retriever)
 		retriever_cancel(d->retriever);
+	http_stop(d->http);
 	control_stop(d->control);
 	monitor_stop(d->monitor);
 	dcm_scp_stop(d->scp);

@@ -157,4 +157,59 @@ struct idx_row {
 int index_walk(struct index *ix, const char *study_uid,
                int (*cb)(void *ctx, const struct idx_row *row), void *ctx);
 
+/* ---- QIDO-RS ------------------------------------------------------------ */
+
+enum idx_level { IDX_STUDY, IDX_SERIES, IDX_INSTANCE };
+
+/* One matching key: a DICOM tag and its matching value (PS3.4 C.2.2.2). */
+struct idx_filter {
+	uint32_t tag;
+	const char *value;
+};
+
+struct idx_query {
+	enum idx_level level;
+	const char *study_uid;  /* from the path, or NULL */
+	const char *series_uid; /* from the path, or NULL */
+	const struct idx_filter *filters;
+	size_t nfilters;
+	int fuzzy; /* fuzzymatching=true: person names match any word prefix,
+	              case-insensitively */
+	long limit, offset; /* limit 0 = no limit */
+};
+
+/*
+ * One match. Fields of levels above the queried one are filled too
+ * (a series match carries its study's attributes); NULL when unknown.
+ */
+struct idx_match {
+	/* study */
+	const char *study_uid, *patient_id, *issuer, *patient_name;
+	const char *birth_date, *sex, *study_date, *study_time, *accession;
+	const char *study_description, *modalities, *referring, *study_id;
+	long study_series, study_instances; /* counted in the index */
+	/* series (series and instance levels) */
+	const char *series_uid, *modality, *series_description, *body_part;
+	long series_number, series_instances;
+	/* instance (instance level) */
+	const char *sop_uid, *sop_class, *transfer_syntax;
+	const char *metadata;   /* DICOM JSON when cached, else NULL */
+	const char *cache_path; /* relative, when cached, else NULL */
+	long instance_number, frames;
+	int64_t size; /* bytes of the cached file, -1 when not cached */
+};
+
+/* True when tag can be used as a matching key at this level. */
+int index_qido_supports(enum idx_level level, uint32_t tag);
+
+/*
+ * Runs a QIDO query; cb is called for each match in order (study date,
+ * series number, instance number). Returns 0, -1 with a reason in err for
+ * a matching value that is not valid for its attribute (a client error),
+ * -2 on a database error.
+ */
+int index_qido(struct index *ix, const struct idx_query *q,
+               int (*cb)(void *ctx, const struct idx_match *m), void *ctx,
+               char *err, size_t errlen);
+
 #endif

@@ -4,6 +4,7 @@
  * one transaction. The schema comes from src/sql/NNN_*.sql (embedded).
  */
 #include "index.h"
+#include "index_internal.h"
 #include "index_schema.h"
 #include "log.h"
 
@@ -789,4 +790,19 @@ out:
 	sqlite3_finalize(s);
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
+}
+
+sqlite3 *index_db(struct index *ix)
+{
+	return ix->db;
+}
+
+void index_lock(struct index *ix)
+{
+	pthread_mutex_lock(&ix->lock);
+}
+
+void index_unlock(struct index *ix)
+{
+	pthread_mutex_unlock(&ix->lock);
 }

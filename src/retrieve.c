@@ -232,6 +232,66 @@ static struct entry *join_or_start(struct retriever *r, const char *study,
 	return e;
 }
 
+/* A requester's hold on an entry. */
+struct retrieval {
+	struct retriever *r;
+	struct entry *e;
+};
+
+struct retrieval *retriever_start(struct retriever *r, const char *study,
+                                  const char *series, char *err, size_t errlen)
+{
+	struct retrieval *h = calloc(1, sizeof(*h));
+
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (r->stopping)
+		snprintf(err, errlen, "shutting down");
+	else
+		h->e = join_or_start(r, study, series, err, errlen);
+	pthread_mutex_unlock(&r->lock);
+	if (h->e == NULL) {
+		free(h);
+		return NULL;
+	}
+	h->r = r;
+	return h;
+}
+
+void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
+                    struct retrieve_status *st)
+{
+	struct retriever *r = h->r;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	until.tv_sec += timeout_ms / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&r->lock);
+	while (!h->e->st.done && h->e->st.received <= seen &&
+	       pthread_cond_timedwait(&r->changed, &r->lock, &until) !=
+	               ETIMEDOUT)
+		;
+	*st = h->e->st;
+	if (!st->done)
+		st->elapsed = since(&h->e->start);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void retrieval_release(struct retrieval *h)
+{
+	if (h == NULL)
+		return;
+	pthread_mutex_lock(&h->r->lock);
+	entry_put(h->e);
+	pthread_mutex_unlock(&h->r->lock);
+	free(h);
+}
+
 int retriever_fetch(struct retriever *r, const char *study, const char *series,
                     int interval_ms, retrieve_cb cb, void *ctx,
                     struct retrieve_status *final)

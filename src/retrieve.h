@@ -48,6 +48,25 @@ void retriever_free(struct retriever *r);
 
 typedef void (*retrieve_cb)(void *ctx, const struct retrieve_status *st);
 
+struct retrieval;
+
+/*
+ * Starts a retrieval of a study (series NULL) or one series, or joins the
+ * identical one in flight, without waiting. Returns a handle the caller
+ * releases with retrieval_release(); NULL with err when it cannot start.
+ */
+struct retrieval *retriever_start(struct retriever *r, const char *study,
+                                  const char *series, char *err, size_t errlen);
+
+/*
+ * Waits until the retrieval has cached more than `seen` instances, is
+ * done, or timeout_ms passed; copies its status to st.
+ */
+void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
+                    struct retrieve_status *st);
+
+void retrieval_release(struct retrieval *h);
+
 /*
  * Retrieves a study (series NULL) or one series, joining an identical
  * retrieval already in flight. cb (may be NULL) gets a snapshot at most

@@ -3,8 +3,9 @@
 
 Stdlib + pydicom only.  Provides:
   free_port(), TempDir          ephemeral loopback ports, temporary dirs
-  generate_studies(), read_manifest(), manifest_uid_tree()
+  generate_studies(), read_manifest(), manifest_uid_tree(), ensure_full_set()
                                 synthetic data (tests/data/gen_studies.py)
+  http_get(), parse_multipart() DICOMweb client helpers (PS3.18, RFC 2046)
   Orthanc                       a throw-away Orthanc used as the PACS
   Drimbox                       a drimboxd daemon and its `drimbox` CLI
 
@@ -17,6 +18,9 @@ Self-check: /usr/bin/python3 tests/lib/harness.py --selftest
 
 import atexit
 import ctypes
+import email.message
+import email.utils
+import hashlib
 import io
 import json
 import os
@@ -202,6 +206,25 @@ def read_manifest(outdir):
     return json.loads((Path(outdir) / "manifest.json").read_text(encoding="utf-8"))
 
 
+def ensure_full_set(data_dir):
+    """Full set in data_dir (a Path), regenerated unless its manifest is
+    current (same generator, every file of the expected size)."""
+    try:
+        manifest = read_manifest(data_dir)
+        current = (manifest["set"] == "full"
+                   and manifest["generator_sha256"]
+                   == hashlib.sha256(GEN_STUDIES.read_bytes()).hexdigest()
+                   and all((data_dir / i["path"]).stat().st_size == i["size"]
+                           for st in manifest["studies"] for se in st["series"]
+                           for i in se["instances"]))
+    except (OSError, ValueError, KeyError):
+        current = False
+    if current:
+        return manifest
+    print("generating the full data set into %s ..." % data_dir, file=sys.stderr)
+    return generate_studies("full", data_dir)
+
+
 def manifest_uid_tree(manifest, keys=None):
     """{study_uid: {series_uid: set(sop_uids)}} of a manifest (or some studies)."""
     return {st["study_uid"]: {se["series_uid"]: {i["sop_uid"] for i in se["instances"]}
@@ -239,6 +262,80 @@ def write_store_profile(files, profile_path):
     Path(profile_path).write_text("\n".join(lines))
 
 
+# -------------------------------------------------------------- DICOMweb
+
+def http_get(url, headers=None, timeout=60):
+    """GET url; (status, {lower-case header name: value}, body bytes).
+
+    4xx/5xx answers are returned, not raised.
+    """
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, _header_dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, _header_dict(e.headers), e.read()
+
+
+def _header_dict(message):
+    return {k.lower(): v for k, v in message.items()}
+
+
+def content_type_param(content_type, name):
+    """A parameter of a Content-Type value (quoted or not), or None."""
+    msg = email.message.Message()
+    msg["Content-Type"] = content_type
+    value = msg.get_param(name)
+    return email.utils.collapse_rfc2231_value(value) if value is not None else None
+
+
+def parse_multipart(content_type, body):
+    """Parts of a multipart body (RFC 2046 5.1): a list of
+    ({lower-case header name: value}, part bytes).
+
+    The boundary is the Content-Type's parameter.  A preamble, transport
+    padding after a delimiter and an epilogue are allowed; a missing close
+    delimiter raises ValueError.
+    """
+    boundary = content_type_param(content_type, "boundary")
+    if not boundary:
+        raise ValueError("no boundary in %r" % content_type)
+    # Every delimiter but a leading one follows a CRLF.
+    chunks = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("ascii"))
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            return parts
+        padding, sep, rest = chunk.partition(b"\r\n")
+        if not sep or padding.strip(b" \t"):
+            raise ValueError("malformed delimiter line after part %d" % len(parts))
+        parts.append(_split_part(rest))
+    raise ValueError("no close delimiter (--%s--)" % boundary)
+
+
+def _split_part(data):
+    """(headers, content) of one body part: header lines, a blank line,
+    the content (no headers: the part starts with the blank line)."""
+    if data.startswith(b"\r\n"):
+        return {}, data[2:]
+    head, sep, content = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("part without a blank line after its headers")
+    headers = {}
+    name = None
+    for line in head.decode("latin-1").split("\r\n"):
+        if line[:1] in (" ", "\t") and name is not None:
+            headers[name] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ValueError("bad part header line %r" % line)
+        name = name.strip().lower()
+        headers[name] = value.strip()
+    return headers, content
+
+
 # --------------------------------------------------------------- Orthanc
 
 class Orthanc(ManagedProcess):
@@ -247,11 +344,13 @@ class Orthanc(ManagedProcess):
     modalities: {AET: (host, port)} declared as DICOM peers (C-MOVE
     destinations, allowed to C-FIND/C-MOVE/C-GET); add_modality() adds more
     while running.
+    extra_config: top-level keys merged into config(); a "DicomWeb" dict is
+    merged into the DicomWeb section (e.g. {"DicomWeb": {"Servers": ...}}).
     """
 
     name = "Orthanc"
 
-    def __init__(self, workdir, aet="ORTHANC", modalities=None):
+    def __init__(self, workdir, aet="ORTHANC", modalities=None, extra_config=None):
         self.workdir = Path(workdir)
         super().__init__(self.workdir / "orthanc.log")
         self.aet = aet
@@ -259,11 +358,22 @@ class Orthanc(ManagedProcess):
         self.http_port = free_port()
         self.dicom_port = free_port()
         self.modalities = dict(modalities or {})
+        self.extra_config = dict(extra_config or {})
         self.url = "http://%s:%d" % (LOOPBACK, self.http_port)
 
+    @property
+    def dicomweb_url(self):
+        """Root of its DICOMweb API (no trailing slash)."""
+        return self.url + "/dicom-web"
+
     def config(self):
-        """Orthanc configuration (a dict)."""
-        return {
+        """Orthanc configuration (a dict), extra_config merged in."""
+        extra = dict(self.extra_config)
+        dicomweb = {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
+                    "WadoRoot": "/wado", "Ssl": False,
+                    "StudiesMetadata": "Full", "SeriesMetadata": "Full"}
+        dicomweb.update(extra.pop("DicomWeb", {}))
+        return dict({
             "Name": "drimbox-test-pacs",
             "StorageDirectory": str(self.workdir / "storage"),
             "IndexDirectory": str(self.workdir / "storage"),
@@ -275,10 +385,8 @@ class Orthanc(ManagedProcess):
             "DicomModalities": {aet: _modality(aet, host, port)
                                 for aet, (host, port) in self.modalities.items()},
             "Plugins": [DICOMWEB_PLUGIN],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
-                         "WadoRoot": "/wado", "Ssl": False,
-                         "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
-        }
+            "DicomWeb": dicomweb,
+        }, **extra)
 
     def start(self, timeout=10):
         """Start Orthanc and wait until GET /system answers."""
@@ -458,6 +566,7 @@ class Drimbox(ManagedProcess):
         self.daemon_bin, self.cli_bin = drimbox_binaries()
         self.aet = aet
         self.dicom_port = free_port()
+        self.http_port = free_port()
         self.conf_path = self.workdir / "drimbox.conf"
         self.settings = {
             "data_dir": self.workdir / "data",
@@ -468,6 +577,8 @@ class Drimbox(ManagedProcess):
             "dicom_aet": aet,
             "dicom_bind": LOOPBACK,
             "dicom_port": self.dicom_port,
+            "http_bind": LOOPBACK,
+            "http_port": self.http_port,
             "sync_interval": 0,
             "sync_window_days": 7,
         }
@@ -476,6 +587,7 @@ class Drimbox(ManagedProcess):
                                  pacs_aet=pacs.aet, pacs_retrieve=retrieve,
                                  pacs_timeout=30)
         self.settings.update(extra or {})
+        self.http_port = self.settings["http_port"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         if pacs is not None:
@@ -485,6 +597,13 @@ class Drimbox(ManagedProcess):
     def cache_dir(self):
         """Path of the cache directory."""
         return Path(self.settings["cache_dir"])
+
+    @property
+    def dicomweb_url(self):
+        """Root of its DICOMweb API (no trailing slash)."""
+        return "http://%s:%s%s" % (LOOPBACK, self.settings["http_port"],
+                                   str(self.settings.get("dicomweb_root", "/dicomweb"))
+                                   .rstrip("/"))
 
     def write_config(self):
         """(Re)write the `key = value` config file from self.settings."""

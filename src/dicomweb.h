@@ -1,0 +1,53 @@
+/*
+ * dicomweb.h - shared by the HTTP server and its DICOMweb handlers
+ * (http.c, qido.c, wado.c): one request, parsed, and the helpers that
+ * answer it.
+ */
+#ifndef DRIMBOX_DICOMWEB_H
+#define DRIMBOX_DICOMWEB_H
+
+#include "http.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+/* A DICOMweb request: the path split into its resource parts. */
+struct dw_request {
+	const struct http_env *env;
+	struct MHD_Connection *conn;
+	char base[512]; /* "http://host:port/dicomweb" for URLs we return */
+	const char *study, *series, *sop; /* UIDs from the path, or NULL */
+	const char *tail;                 /* what follows the resource: "", */
+	/* "metadata", "frames/1,2", "rendered", "thumbnail", "bulkdata/..." */
+	int qido;  /* /studies, /series, /instances (search) */
+	int level; /* enum idx_level of a search or of the resource */
+};
+
+/* Sends {"error": msg} with status; returns what MHD_queue_response did. */
+enum MHD_Result dw_error(struct MHD_Connection *conn, unsigned status,
+                         const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/*
+ * Sends a JSON body (taken over: freed here) as content_type, gzipped when
+ * the client accepts it; with an ETag and immutable caching when etag is
+ * non-NULL (and 304 when If-None-Match matches).
+ */
+enum MHD_Result dw_send_json(struct MHD_Connection *conn, char *body,
+                             size_t len, const char *content_type,
+                             const char *etag);
+
+/* QIDO-RS search (qido.c). */
+enum MHD_Result qido_handle(struct dw_request *rq);
+
+/* WADO-RS retrieve, metadata, frames, rendered (wado.c). */
+enum MHD_Result wado_handle(struct dw_request *rq);
+
+/*
+ * Makes sure the index knows a study: when it does not, asks the PACS
+ * (C-FIND) and indexes it. 1 known, 0 unknown to the PACS too, -1 when the
+ * PACS could not be asked.
+ */
+int dw_ensure_study(struct dw_request *rq, const char *study);
+
+#endif

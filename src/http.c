@@ -1,0 +1,366 @@
+/*
+ * http.c - see http.h. Parses and validates the path (UIDs, resource
+ * names), then hands the request to the QIDO or WADO handlers. libmicro-
+ * httpd has already percent-decoded the path, so "%2e%2e" arrives as "..",
+ * which no UID accepts.
+ */
+#include "http.h"
+#include "config.h"
+#include "dicomweb.h"
+#include "index.h"
+#include "log.h"
+#include "pacs.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define URL_MAX 2048
+
+struct http {
+	struct http_env env;
+	struct MHD_Daemon *mhd;
+	atomic_ulong requests; /* numbers requests for the log */
+};
+
+/* gzip of buf (level 1: fast, JSON still shrinks ~10x); NULL on failure. */
+static char *gzip(const char *buf, size_t len, size_t *out_len)
+{
+	z_stream z;
+	size_t cap = compressBound((uLong)len) + 32;
+	char *out = malloc(cap);
+
+	memset(&z, 0, sizeof(z));
+	if (out == NULL || deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8,
+	                                Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(out);
+		return NULL;
+	}
+	z.next_in = (Bytef *)buf;
+	z.avail_in = (uInt)len;
+	z.next_out = (Bytef *)out;
+	z.avail_out = (uInt)cap;
+	if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
+		deflateEnd(&z);
+		free(out);
+		return NULL;
+	}
+	*out_len = z.total_out;
+	deflateEnd(&z);
+	return out;
+}
+
+static int accepts_gzip(struct MHD_Connection *conn)
+{
+	const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                             "Accept-Encoding");
+
+	return ae != NULL && strstr(ae, "gzip") != NULL;
+}
+
+/* Answers 304 when the client already holds this ETag. */
+static int not_modified(struct MHD_Connection *conn, const char *etag,
+                        enum MHD_Result *rc)
+{
+	const char *inm = etag ? MHD_lookup_connection_value(
+	                                 conn, MHD_HEADER_KIND, "If-None-Match")
+	                       : NULL;
+	struct MHD_Response *resp;
+
+	if (inm == NULL || strcmp(inm, etag) != 0)
+		return 0;
+	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	*rc = MHD_NO;
+	if (resp != NULL) {
+		MHD_add_response_header(resp, "ETag", etag);
+		*rc = MHD_queue_response(conn, 304, resp);
+		MHD_destroy_response(resp);
+	}
+	return 1;
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status,
+                                 char *body, size_t len,
+                                 const char *content_type, const char *etag)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+	int gz = 0;
+
+	if (not_modified(conn, etag, &rc)) {
+		free(body);
+		return rc;
+	}
+	if (len > 1024 && accepts_gzip(conn)) {
+		size_t zlen;
+		char *z = gzip(body, len, &zlen);
+
+		if (z != NULL) {
+			free(body);
+			body = z;
+			len = zlen;
+			gz = 1;
+		}
+	}
+	resp = MHD_create_response_from_buffer(len, body,
+	                                       MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", content_type);
+	if (gz)
+		MHD_add_response_header(resp, "Content-Encoding", "gzip");
+	MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+	if (etag != NULL) {
+		MHD_add_response_header(resp, "ETag", etag);
+		MHD_add_response_header(resp, "Cache-Control",
+		                        "private, max-age=31536000, immutable");
+	}
+	rc = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+enum MHD_Result dw_send_json(struct MHD_Connection *conn, char *body,
+                             size_t len, const char *content_type,
+                             const char *etag)
+{
+	return send_body(conn, 200, body, len, content_type, etag);
+}
+
+enum MHD_Result dw_error(struct MHD_Connection *conn, unsigned status,
+                         const char *fmt, ...)
+{
+	char msg[512];
+	json_t *o;
+	char *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (status >= 500)
+		log_error(LOGC_HTTP, "%u %s", status, msg);
+	else
+		log_info(LOGC_HTTP, "%u %s", status, msg);
+	o = json_pack("{s:s}", "error", msg);
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body == NULL)
+		return MHD_NO;
+	return send_body(conn, status, body, strlen(body), "application/json",
+	                 NULL);
+}
+
+int dw_ensure_study(struct dw_request *rq, const char *study)
+{
+	struct pacs_sync_stats st;
+	char err[300];
+	long n = 0;
+
+	if (index_study_instances(rq->env->ix, study, &n) == 0 && n > 0)
+		return 1;
+	if (pacs_sync(rq->env->pacs, rq->env->ix, NULL, study, 1, NULL, &st,
+	              err, sizeof(err)) != 0) {
+		log_warn(LOGC_HTTP, "study=%s: PACS look-up failed: %s", study,
+		         err);
+		return -1;
+	}
+	return st.studies > 0;
+}
+
+/* A path segment that is a UID: digits and dots, 1..64, no empty part. */
+static int is_uid(const char *s, size_t n)
+{
+	if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] == '.' && s[i + 1] != '.')))
+			return 0;
+	return 1;
+}
+
+#define SEGS_MAX 8
+
+/*
+ * Fills rq from a path relative to the DICOMweb root, the UIDs copied into
+ * ids (3 x 65) and the tail (sub-resource) into tail. Returns NULL, or a
+ * reason for a 400 ("... UID ...") or a 404.
+ */
+static const char *parse_path(const char *path, struct dw_request *rq,
+                              char ids[3][65], char *tail, size_t tail_cap)
+{
+	static const char *const levels[] = { "studies", "series",
+		                              "instances" };
+	const char *seg[SEGS_MAX];
+	size_t len[SEGS_MAX], n = 0, i;
+	const char *p = path;
+
+	/* Split "/a/b/c" into segments; the tail after them is kept whole. */
+	while (*p == '/' && n < SEGS_MAX) {
+		const char *end = strchr(p + 1, '/');
+
+		seg[n] = p + 1;
+		len[n] = end ? (size_t)(end - p - 1) : strlen(p + 1);
+		n++;
+		p = end ? end : p + strlen(p);
+	}
+	if (n == 0 || *p != '\0')
+		return "no such resource";
+#define IS(k, word)                                                            \
+	(len[k] == strlen(word) && strncmp(seg[k], word, len[k]) == 0)
+	/* /series and /instances: searches across studies */
+	if (n == 1 && (IS(0, "series") || IS(0, "instances"))) {
+		rq->qido = 1;
+		rq->level = IS(0, "series") ? IDX_SERIES : IDX_INSTANCE;
+		return NULL;
+	}
+	/* walk studies/{uid}/series/{uid}/instances/{uid} */
+	for (i = 0; i < 3 && 2 * i < n; i++) {
+		if (!IS(2 * i, levels[i])) {
+			if (i == 1 && IS(2, "instances") && n == 3) {
+				rq->qido = 1; /* /studies/{st}/instances */
+				rq->level = IDX_INSTANCE;
+				return NULL;
+			}
+			break;
+		}
+		if (2 * i + 1 == n) { /* search at this level */
+			rq->qido = 1;
+			rq->level = (int)i;
+			return NULL;
+		}
+		if (!is_uid(seg[2 * i + 1], len[2 * i + 1]))
+			return "malformed UID in the path";
+		memcpy(ids[i], seg[2 * i + 1], len[2 * i + 1]);
+		ids[i][len[2 * i + 1]] = '\0';
+		if (i == 0)
+			rq->study = ids[0];
+		else if (i == 1)
+			rq->series = ids[1];
+		else
+			rq->sop = ids[2];
+	}
+#undef IS
+	if (i == 0)
+		return "no such resource";
+	rq->level = (int)i - 1;
+	/* what follows the resource: "", "metadata", "frames/1,2"... */
+	if (2 * i >= n) {
+		tail[0] = '\0';
+	} else {
+		const char *t = seg[2 * i];
+
+		if (strlen(t) >= tail_cap)
+			return "no such resource";
+		memcpy(tail, t, strlen(t) + 1);
+	}
+	rq->tail = tail;
+	return NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **state)
+{
+	static int first_call_marker;
+	struct http *h = cls;
+	const struct config *cfg = h->env.cfg;
+	struct dw_request rq;
+	char ids[3][65], tail[256];
+	size_t root = strlen(cfg->dicomweb_root);
+	const char *host, *why;
+	char ctx[32];
+
+	(void)version;
+	(void)upload;
+	if (*state == NULL) {
+		*state = &first_call_marker;
+		return MHD_YES;
+	}
+	if (*upload_size != 0) {
+		*upload_size = 0; /* bodies are not used: read and dropped */
+		return MHD_YES;
+	}
+	snprintf(ctx, sizeof(ctx), "req=%lu",
+	         atomic_fetch_add(&h->requests, 1) + 1);
+	log_set_context(ctx);
+	log_debug(LOGC_HTTP, "%s %s", method, url);
+	if (strlen(url) > URL_MAX)
+		return dw_error(conn, 414, "URL too long");
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return dw_error(conn, 405, "method %s not allowed", method);
+	if (strncmp(url, cfg->dicomweb_root, root) != 0 ||
+	    (url[root] != '/' && url[root] != '\0'))
+		return dw_error(conn, 404, "no such resource");
+	memset(&rq, 0, sizeof(rq));
+	rq.env = &h->env;
+	rq.conn = conn;
+	why = parse_path(url + root, &rq, ids, tail, sizeof(tail));
+	if (why != NULL)
+		return dw_error(conn, strstr(why, "UID") ? 400 : 404, "%s",
+		                why);
+	host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+	if (host == NULL || strlen(host) > 255 ||
+	    strpbrk(host, " \"\\<>") != NULL)
+		snprintf(rq.base, sizeof(rq.base), "http://%s:%ld%s",
+		         cfg->http_bind, cfg->http_port, cfg->dicomweb_root);
+	else
+		snprintf(rq.base, sizeof(rq.base), "http://%s%s", host,
+		         cfg->dicomweb_root);
+	return rq.qido ? qido_handle(&rq) : wado_handle(&rq);
+}
+
+struct http *http_start(const struct http_env *env, char *err, size_t errlen)
+{
+	struct http *h = calloc(1, sizeof(*h));
+	struct sockaddr_in sa;
+
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->env = *env;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)env->cfg->http_port);
+	if (inet_pton(AF_INET, env->cfg->http_bind, &sa.sin_addr) != 1) {
+		snprintf(err, errlen, "http_bind: '%s' is not an IPv4 address",
+		         env->cfg->http_bind);
+		free(h);
+		return NULL;
+	}
+	h->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+	                                  MHD_USE_INTERNAL_POLLING_THREAD |
+	                                  MHD_USE_ITC | MHD_USE_TCP_FASTOPEN,
+	                          0, NULL, NULL, on_request, h,
+	                          MHD_OPTION_SOCK_ADDR, &sa,
+	                          MHD_OPTION_CONNECTION_LIMIT,
+	                          (unsigned)env->cfg->http_max_connections,
+	                          MHD_OPTION_CONNECTION_TIMEOUT, 120U,
+	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	                          (size_t)(64 * 1024), MHD_OPTION_END);
+	if (h->mhd == NULL) {
+		snprintf(err, errlen, "HTTP server on %s:%ld could not start",
+		         env->cfg->http_bind, env->cfg->http_port);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void http_stop(struct http *h)
+{
+	if (h == NULL)
+		return;
+	MHD_stop_daemon(h->mhd);
+	free(h);
+}

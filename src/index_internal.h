@@ -1,0 +1,17 @@
+/*
+ * index_internal.h - shared by the files of the SQLite index module only
+ * (index_sqlite.c, index_qido.c): the connection and its lock.
+ */
+#ifndef DRIMBOX_INDEX_INTERNAL_H
+#define DRIMBOX_INDEX_INTERNAL_H
+
+#include <sqlite3.h>
+
+struct index;
+
+/* The connection; use only between index_lock() and index_unlock(). */
+sqlite3 *index_db(struct index *ix);
+void index_lock(struct index *ix);
+void index_unlock(struct index *ix);
+
+#endif

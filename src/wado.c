@@ -1,0 +1,887 @@
+/*
+ * wado.c - WADO-RS (PS3.18 10.4): retrieve of studies, series and
+ * instances as multipart/related streams read from the cache (or, for what
+ * is not cached yet, as the PACS delivers it), metadata from the index's
+ * precomputed DICOM JSON, frames, and rendered images.
+ */
+#include "accept.h"
+#include "cache.h"
+#include "config.h"
+#include "dcm.h"
+#include "dicomweb.h"
+#include "imgenc.h"
+#include "index.h"
+#include "log.h"
+#include "retrieve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TS_ELE "1.2.840.10008.1.2.1" /* the default of PS3.18 */
+#define STREAM_BLOCK (256 * 1024)
+#define FRAMES_MAX 1024
+#define WAIT_SLICE_MS 1000
+#define STALL_MAX_S 300 /* a retrieval that delivers nothing for so long */
+
+/* One instance of the selection. */
+struct item {
+	char sop[65], series[65], rel[200], ts[65];
+	int cached, sent;
+	int64_t size;
+	long frames;
+};
+
+struct items {
+	struct item *v;
+	size_t n;
+};
+
+struct list_ctx {
+	struct items *out;
+	int failed;
+};
+
+static int on_item(void *ctx, const struct idx_match *m)
+{
+	struct list_ctx *l = ctx;
+	struct item *it, *nv;
+
+	if (l->out->n % 64 == 0) {
+		nv = realloc(l->out->v, (l->out->n + 64) * sizeof(*nv));
+		if (nv == NULL) {
+			l->failed = 1;
+			return -1;
+		}
+		l->out->v = nv;
+	}
+	it = &l->out->v[l->out->n++];
+	memset(it, 0, sizeof(*it));
+	snprintf(it->sop, sizeof(it->sop), "%s", m->sop_uid);
+	snprintf(it->series, sizeof(it->series), "%s", m->series_uid);
+	it->cached = m->cache_path != NULL;
+	if (it->cached) {
+		snprintf(it->rel, sizeof(it->rel), "%s", m->cache_path);
+		snprintf(it->ts, sizeof(it->ts), "%s",
+		         m->transfer_syntax ? m->transfer_syntax : "");
+	}
+	it->size = m->size;
+	it->frames = m->frames;
+	return 0;
+}
+
+/* The instances of the request's selection; -1 on a database error. */
+static int list_items(const struct dw_request *rq, struct items *out)
+{
+	struct idx_filter f = { 0x00080018, rq->sop };
+	struct idx_query q;
+	struct list_ctx l = { out, 0 };
+	char err[128];
+
+	memset(&q, 0, sizeof(q));
+	q.level = IDX_INSTANCE;
+	q.study_uid = rq->study;
+	q.series_uid = rq->series;
+	q.filters = rq->sop ? &f : NULL;
+	q.nfilters = rq->sop != NULL;
+	free(out->v);
+	memset(out, 0, sizeof(*out));
+	if (index_qido(rq->env->ix, &q, on_item, &l, err, sizeof(err)) != 0 ||
+	    l.failed)
+		return -1;
+	return 0;
+}
+
+static size_t count_uncached(const struct items *it)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < it->n; i++)
+		n += !it->v[i].cached;
+	return n;
+}
+
+/* ---- transfer syntax negotiation ------------------------------------- */
+
+/*
+ * The ranges of an Accept header that can be answered with parts of
+ * media `part` (e.g. "application/dicom") inside multipart/related.
+ */
+struct prefs {
+	char ts[ACCEPT_MAX][65]; /* "*" = as stored */
+	size_t n;
+};
+
+static int wanted_parts(const struct accept *a, const char *part,
+                        struct prefs *p)
+{
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < a->n; i++) {
+		const struct accept_range *r = &a->r[i];
+		int ok = strcmp(r->media, "*/*") == 0 ||
+		         (strcmp(r->media, "multipart/related") == 0 &&
+		          (r->type[0] == '\0' || strcmp(r->type, part) == 0 ||
+		           strcmp(r->type, "*/*") == 0)) ||
+		         strcmp(r->media, part) == 0;
+
+		if (!ok)
+			continue;
+		snprintf(p->ts[p->n++], sizeof(p->ts[0]), "%s",
+		         r->ts[0] ? r->ts : TS_ELE);
+	}
+	return p->n > 0;
+}
+
+/* The syntax to send an instance stored in `stored`; NULL when none. */
+static const char *choose_ts(const struct prefs *p, const char *stored)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (strcmp(p->ts[i], "*") == 0 || strcmp(p->ts[i], stored) == 0)
+			return stored;
+		if (dcm_can_transcode(stored, p->ts[i]))
+			return p->ts[i];
+	}
+	return NULL;
+}
+
+static int parse_accept(struct dw_request *rq, struct accept *a,
+                        enum MHD_Result *rc)
+{
+	char err[200];
+	const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+	                                            "Accept");
+
+	if (accept_parse(h, a, err, sizeof(err)) != 0) {
+		*rc = dw_error(rq->conn, 400, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- multipart stream --------------------------------------------------- */
+
+/* A random boundary: it must not occur in the parts. */
+static void new_boundary(char *buf, size_t cap)
+{
+	unsigned long long r = 0;
+
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (unsigned long long)time(NULL) ^ (uintptr_t)buf;
+	snprintf(buf, cap, "drimbox-%016llx", r);
+}
+
+struct stream {
+	struct dw_request rq; /* copy; env outlives the stream */
+	char study[65], series[65], sop[65];
+	struct items items;
+	struct prefs prefs;
+	struct retrieval *retrieval;
+	char boundary[48];
+	/* the part being sent: its header, then a file or a buffer */
+	char head[512];
+	size_t head_len, head_off;
+	int fd;
+	off_t off;
+	unsigned char *mem;
+	size_t mem_len, mem_off;
+	int parts, done;
+	time_t last_progress;
+};
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->mem);
+	free(s->items.v);
+	retrieval_release(s->retrieval);
+	free(s);
+}
+
+/* Finds the next instance that can be sent now; waits for the PACS. */
+static struct item *next_item(struct stream *s)
+{
+	struct retrieve_status st;
+
+	for (;;) {
+		size_t unsent = 0;
+
+		for (size_t i = 0; i < s->items.n; i++) {
+			struct item *it = &s->items.v[i];
+
+			if (!it->sent && it->cached)
+				return it;
+			unsent += !it->sent;
+		}
+		if (unsent == 0 || s->retrieval == NULL)
+			return NULL;
+		retrieval_wait(s->retrieval, -1, WAIT_SLICE_MS, &st);
+		/* refresh what is cached, keeping what was sent */
+		{
+			struct items old = s->items, now = { NULL, 0 };
+
+			if (list_items(&s->rq, &now) != 0) {
+				free(now.v);
+				return NULL;
+			}
+			for (size_t i = 0; i < now.n; i++)
+				for (size_t j = 0; j < old.n; j++)
+					if (old.v[j].sent &&
+					    strcmp(old.v[j].sop,
+					           now.v[i].sop) == 0)
+						now.v[i].sent = 1;
+			if (count_uncached(&now) < count_uncached(&old))
+				s->last_progress = time(NULL);
+			free(old.v);
+			s->items = now;
+		}
+		if (st.done && count_uncached(&s->items) > 0) {
+			size_t left = 0;
+
+			for (size_t i = 0; i < s->items.n; i++)
+				left += !s->items.v[i].sent &&
+				        s->items.v[i].cached;
+			if (left == 0) {
+				log_warn(LOGC_HTTP,
+				         "study=%s: %zu instances could not "
+				         "be retrieved: %s",
+				         s->study, count_uncached(&s->items),
+				         st.error);
+				return NULL;
+			}
+		}
+		if (time(NULL) - s->last_progress > STALL_MAX_S) {
+			log_warn(LOGC_HTTP, "study=%s: retrieval stalled",
+			         s->study);
+			return NULL;
+		}
+	}
+}
+
+/* Opens the next part; 0, or -1 when there is none left. */
+static int open_part(struct stream *s)
+{
+	char path[PATH_MAX];
+	struct dcm_err e;
+	struct item *it;
+	const char *ts;
+
+	while ((it = next_item(s)) != NULL) {
+		it->sent = 1;
+		ts = choose_ts(&s->prefs, it->ts);
+		if (ts == NULL) {
+			log_warn(LOGC_HTTP,
+			         "sop=%s: no acceptable transfer "
+			         "syntax for %s: skipped",
+			         it->sop, it->ts);
+			continue;
+		}
+		if (cache_abs_path(s->rq.env->cache, it->rel, path,
+		                   sizeof(path)) != 0)
+			continue;
+		if (strcmp(ts, it->ts) == 0) {
+			s->fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (s->fd < 0) {
+				log_warn(LOGC_HTTP, "%s: %s", path,
+				         strerror(errno));
+				continue;
+			}
+			s->off = 0;
+		} else {
+			void *buf = NULL;
+			size_t len = 0;
+
+			if (dcm_transcode_file(path, ts, &buf, &len, &e) !=
+			    DCM_OK) {
+				log_warn(LOGC_HTTP, "sop=%s: to %s: %s",
+				         it->sop, ts, e.msg);
+				continue;
+			}
+			s->mem = buf;
+			s->mem_len = len;
+			s->mem_off = 0;
+		}
+		s->head_len = (size_t)snprintf(
+		        s->head, sizeof(s->head),
+		        "%s--%s\r\nContent-Type: application/dicom; "
+		        "transfer-syntax=%s\r\n\r\n",
+		        s->parts ? "\r\n" : "", s->boundary, ts);
+		s->head_off = 0;
+		s->parts++;
+		return 0;
+	}
+	return -1;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *s = cls;
+	ssize_t n;
+
+	(void)pos;
+	for (;;) {
+		if (s->head_off < s->head_len) {
+			size_t k = s->head_len - s->head_off;
+
+			k = k < max ? k : max;
+			memcpy(buf, s->head + s->head_off, k);
+			s->head_off += k;
+			return (ssize_t)k;
+		}
+		if (s->fd >= 0) {
+			n = pread(s->fd, buf, max, s->off);
+			if (n > 0) {
+				s->off += n;
+				return n;
+			}
+			close(s->fd);
+			s->fd = -1;
+			if (n < 0)
+				return MHD_CONTENT_READER_END_WITH_ERROR;
+			continue;
+		}
+		if (s->mem != NULL) {
+			size_t k = s->mem_len - s->mem_off;
+
+			if (k > 0) {
+				k = k < max ? k : max;
+				memcpy(buf, s->mem + s->mem_off, k);
+				s->mem_off += k;
+				return (ssize_t)k;
+			}
+			free(s->mem);
+			s->mem = NULL;
+			continue;
+		}
+		if (s->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (open_part(s) != 0) {
+			s->head_len = (size_t)snprintf(
+			        s->head, sizeof(s->head), "%s--%s--\r\n",
+			        s->parts ? "\r\n" : "", s->boundary);
+			s->head_off = 0;
+			s->done = 1;
+		}
+	}
+}
+
+static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+	struct MHD_Response *resp;
+	struct accept a;
+	enum MHD_Result rc;
+	char ctype[160], err[200];
+
+	if (s == NULL)
+		return dw_error(rq->conn, 500, "out of memory");
+	s->fd = -1;
+	if (parse_accept(rq, &a, &rc) != 0) {
+		free(s);
+		return rc;
+	}
+	if (!wanted_parts(&a, "application/dicom", &s->prefs)) {
+		free(s);
+		return dw_error(rq->conn, 406,
+		                "only multipart/related; "
+		                "type=\"application/dicom\" is served here");
+	}
+	/* Refuse now what no cached instance could be sent as. */
+	for (size_t i = 0; i < items->n; i++)
+		if (items->v[i].cached &&
+		    choose_ts(&s->prefs, items->v[i].ts) == NULL) {
+			free(s);
+			return dw_error(rq->conn, 406,
+			                "instance %s (%s) cannot be sent in an "
+			                "acceptable transfer syntax",
+			                items->v[i].sop, items->v[i].ts);
+		}
+	s->rq = *rq;
+	snprintf(s->study, sizeof(s->study), "%s", rq->study);
+	snprintf(s->series, sizeof(s->series), "%s",
+	         rq->series ? rq->series : "");
+	snprintf(s->sop, sizeof(s->sop), "%s", rq->sop ? rq->sop : "");
+	s->rq.study = s->study;
+	s->rq.series = rq->series ? s->series : NULL;
+	s->rq.sop = rq->sop ? s->sop : NULL;
+	s->items = *items;
+	items->v = NULL;
+	s->last_progress = time(NULL);
+	if (count_uncached(&s->items) > 0) {
+		s->retrieval = retriever_start(rq->env->retriever, s->study,
+		                               s->rq.series, err, sizeof(err));
+		if (s->retrieval == NULL)
+			log_warn(LOGC_HTTP, "study=%s: %s", s->study, err);
+	}
+	new_boundary(s->boundary, sizeof(s->boundary));
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+	                                         stream_read, s, stream_free);
+	if (resp == NULL) {
+		stream_free(s);
+		return MHD_NO;
+	}
+	snprintf(ctype, sizeof(ctype),
+	         "multipart/related; type=\"application/dicom\"; "
+	         "boundary=%s",
+	         s->boundary);
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	rc = MHD_queue_response(rq->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+
+/* Retrieves what is not cached yet; 0, or -1 with the reason in err. */
+static int fetch_missing(struct dw_request *rq, struct items *items, char *err,
+                         size_t errlen)
+{
+	struct retrieve_status st;
+
+	if (count_uncached(items) == 0)
+		return 0;
+	if (retriever_fetch(rq->env->retriever, rq->study, rq->series, 1000,
+	                    NULL, NULL, &st) != 0) {
+		snprintf(err, errlen, "%s", st.error);
+		return -1;
+	}
+	if (list_items(rq, items) != 0) {
+		snprintf(err, errlen, "index unreadable");
+		return -1;
+	}
+	return 0;
+}
+
+struct meta_ctx {
+	const struct dw_request *rq;
+	char *buf;
+	size_t len, cap;
+	int failed, count;
+};
+
+static void meta_put(struct meta_ctx *m, const char *s, size_t n)
+{
+	if (m->failed)
+		return;
+	if (m->len + n + 1 > m->cap) {
+		size_t cap = (m->cap + n) * 2 + 4096;
+		char *nb = realloc(m->buf, cap);
+
+		if (nb == NULL) {
+			m->failed = 1;
+			return;
+		}
+		m->buf = nb;
+		m->cap = cap;
+	}
+	memcpy(m->buf + m->len, s, n);
+	m->len += n;
+	m->buf[m->len] = '\0';
+}
+
+/*
+ * Appends one instance's DICOM JSON, its BulkDataURIs (stored as tag
+ * paths) made absolute.
+ */
+static int on_meta(void *ctx, const struct idx_match *mt)
+{
+	static const char key[] = "\"BulkDataURI\":\"";
+	struct meta_ctx *m = ctx;
+	const char *p = mt->metadata, *hit;
+	char prefix[768];
+	int n;
+
+	if (p == NULL)
+		return 0;
+	n = snprintf(prefix, sizeof(prefix),
+	             "%s/studies/%s/series/%s/instances/%s/bulkdata/",
+	             m->rq->base, mt->study_uid, mt->series_uid, mt->sop_uid);
+	if (n < 0 || (size_t)n >= sizeof(prefix))
+		return -1;
+	if (m->count++ > 0)
+		meta_put(m, ",", 1);
+	while ((hit = strstr(p, key)) != NULL) {
+		meta_put(m, p, (size_t)(hit - p) + sizeof(key) - 1);
+		meta_put(m, prefix, (size_t)n);
+		p = hit + sizeof(key) - 1;
+	}
+	meta_put(m, p, strlen(p));
+	return m->failed ? -1 : 0;
+}
+
+static enum MHD_Result metadata(struct dw_request *rq, struct items *items)
+{
+	struct idx_filter f = { 0x00080018, rq->sop };
+	struct meta_ctx m = { rq, NULL, 0, 0, 0, 0 };
+	struct idx_query q;
+	char err[256], etag[80];
+
+	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
+		return dw_error(rq->conn, 502,
+		                "cannot retrieve from the PACS: "
+		                "%s",
+		                err);
+	memset(&q, 0, sizeof(q));
+	q.level = IDX_INSTANCE;
+	q.study_uid = rq->study;
+	q.series_uid = rq->series;
+	q.filters = rq->sop ? &f : NULL;
+	q.nfilters = rq->sop != NULL;
+	meta_put(&m, "[", 1);
+	if (index_qido(rq->env->ix, &q, on_meta, &m, err, sizeof(err)) != 0 ||
+	    m.failed) {
+		free(m.buf);
+		return dw_error(rq->conn, 500, "index unreadable");
+	}
+	meta_put(&m, "]", 1);
+	if (m.failed) {
+		free(m.buf);
+		return dw_error(rq->conn, 500, "out of memory");
+	}
+	/* an instance never changes: its metadata can be cached for good */
+	snprintf(etag, sizeof(etag), "\"%s-meta\"", rq->sop ? rq->sop : "");
+	return dw_send_json(rq->conn, m.buf, m.len, "application/dicom+json",
+	                    rq->sop ? etag : NULL);
+}
+
+/* ---- frames ------------------------------------------------------------ */
+
+/* Parses "1,3,5" into frames[]; returns the count, -1 when malformed. */
+static int parse_frames(const char *list, unsigned *frames, int max)
+{
+	int n = 0;
+	const char *p = list;
+
+	while (*p) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno || end == p || v == 0 || v > 1000000 || n == max ||
+		    (*end != ',' && *end != '\0'))
+			return -1;
+		frames[n++] = (unsigned)v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return n;
+}
+
+/* Media type of a compressed frame syntax, for "image/..." requests. */
+static const char *frame_media(const char *ts)
+{
+	static const struct {
+		const char *ts, *media;
+	} map[] = {
+		{ "1.2.840.10008.1.2.4.50", "image/jpeg" },
+		{ "1.2.840.10008.1.2.4.51", "image/jpeg" },
+		{ "1.2.840.10008.1.2.4.57", "image/jpeg" },
+		{ "1.2.840.10008.1.2.4.70", "image/jpeg" },
+		{ "1.2.840.10008.1.2.4.80", "image/jls" },
+		{ "1.2.840.10008.1.2.4.81", "image/jls" },
+		{ "1.2.840.10008.1.2.4.90", "image/jp2" },
+		{ "1.2.840.10008.1.2.4.91", "image/jp2" },
+		{ "1.2.840.10008.1.2.5", "image/x-dicom-rle" },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].ts, ts) == 0)
+			return map[i].media;
+	return "application/octet-stream";
+}
+
+static enum MHD_Result frames(struct dw_request *rq, struct items *items,
+                              const char *list)
+{
+	unsigned fr[FRAMES_MAX];
+	int n = parse_frames(list, fr, FRAMES_MAX);
+	struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
+	struct MHD_Response *resp;
+	struct accept a;
+	struct prefs octet;
+	enum MHD_Result rc;
+	char path[PATH_MAX], boundary[48], head[256], ctype[160], err[256];
+	struct item *it;
+
+	if (n <= 0)
+		return dw_error(rq->conn, 400,
+		                "frame list: comma-separated numbers from 1, "
+		                "at most %d",
+		                FRAMES_MAX);
+	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
+		return dw_error(rq->conn, 502,
+		                "cannot retrieve from the PACS: "
+		                "%s",
+		                err);
+	it = &items->v[0];
+	if (parse_accept(rq, &a, &rc) != 0)
+		return rc;
+	if (!wanted_parts(&a, "application/octet-stream", &octet) &&
+	    !wanted_parts(&a, frame_media(it->ts), &octet))
+		return dw_error(rq->conn, 406,
+		                "frames are served as "
+		                "multipart/related");
+	if (cache_abs_path(rq->env->cache, it->rel, path, sizeof(path)) != 0)
+		return dw_error(rq->conn, 500, "cache path too long");
+	new_boundary(boundary, sizeof(boundary));
+	for (int i = 0; i < n; i++) {
+		const char *want = choose_ts(&octet, it->ts);
+		char ts_out[65];
+		struct dcm_err e;
+		void *data = NULL;
+		size_t len = 0;
+		int st;
+
+		if (want == NULL) {
+			free(body.buf);
+			return dw_error(rq->conn, 406,
+			                "frames of %s cannot be sent in an "
+			                "acceptable transfer syntax",
+			                it->ts);
+		}
+		st = dcm_frame(path, fr[i], strcmp(want, it->ts) ? want : NULL,
+		               &data, &len, ts_out, &e);
+		if (st != DCM_OK) {
+			free(body.buf);
+			if (st == DCM_ERR_NOT_FOUND)
+				return dw_error(rq->conn, 400,
+				                "frame %u: out of range "
+				                "(NumberOfFrames %ld)",
+				                fr[i],
+				                it->frames > 0 ? it->frames
+				                               : 1L);
+			if (st == DCM_ERR_ARG)
+				return dw_error(rq->conn, 400,
+				                "instance %s has no pixel "
+				                "data",
+				                it->sop);
+			return dw_error(rq->conn, 500, "frame %u: %s", fr[i],
+			                e.msg);
+		}
+		snprintf(head, sizeof(head),
+		         "%s--%s\r\nContent-Type: %s; "
+		         "transfer-syntax=%s\r\n\r\n",
+		         i ? "\r\n" : "", boundary, frame_media(ts_out),
+		         ts_out);
+		meta_put(&body, head, strlen(head));
+		meta_put(&body, data, len);
+		free(data);
+	}
+	snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
+	meta_put(&body, head, strlen(head));
+	if (body.failed) {
+		free(body.buf);
+		return dw_error(rq->conn, 500, "out of memory");
+	}
+	resp = MHD_create_response_from_buffer(body.len, body.buf,
+	                                       MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body.buf);
+		return MHD_NO;
+	}
+	snprintf(ctype, sizeof(ctype),
+	         "multipart/related; type=\"application/octet-stream\"; "
+	         "boundary=%s",
+	         boundary);
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	MHD_add_response_header(resp, "Cache-Control",
+	                        "private, max-age=31536000, immutable");
+	rc = MHD_queue_response(rq->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* ---- rendered ------------------------------------------------------------ */
+
+struct render_params {
+	struct dcm_render_opts o;
+	int quality;
+	char error[160];
+};
+
+static enum MHD_Result on_render_param(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+	struct render_params *p = cls;
+	double a = 0, b = 0;
+	unsigned w = 0, h = 0;
+	int n = 0, used = 0;
+
+	(void)kind;
+	if (value == NULL)
+		value = "";
+	if (strcmp(key, "window") == 0) {
+		/* center,width[,function] */
+		if (sscanf(value, "%lf,%lf%n", &a, &b, &used) == 2 && b > 0 &&
+		    (value[used] == '\0' || value[used] == ',')) {
+			p->o.has_window = 1;
+			p->o.center = a;
+			p->o.width = b;
+		} else {
+			snprintf(p->error, sizeof(p->error),
+			         "window: 'center,width' expected");
+		}
+	} else if (strcmp(key, "viewport") == 0) {
+		n = sscanf(value, "%u,%u%n", &w, &h, &used);
+		if (n == 2 && w > 0 && h > 0 && w <= 8192 && h <= 8192 &&
+		    (value[used] == '\0' || value[used] == ',')) {
+			p->o.max_w = w;
+			p->o.max_h = h;
+		} else {
+			snprintf(p->error, sizeof(p->error),
+			         "viewport: 'width,height' (1..8192) "
+			         "expected");
+		}
+	} else if (strcmp(key, "quality") == 0) {
+		if (sscanf(value, "%d%n", &n, &used) != 1 ||
+		    value[used] != '\0' || n < 1 || n > 100)
+			snprintf(p->error, sizeof(p->error),
+			         "quality: an integer 1..100 expected");
+		else
+			p->quality = n;
+	} else if (strcmp(key, "annotation") != 0 &&
+	           strcmp(key, "charset") != 0 && strcmp(key, "accept") != 0) {
+		snprintf(p->error, sizeof(p->error),
+		         "unknown parameter '%.40s'", key);
+	}
+	return MHD_YES;
+}
+
+/* image/jpeg (default) or image/png, from the Accept header. */
+static const char *render_media(const struct accept *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		if (accept_media_matches(&a->r[i], "image/jpeg"))
+			return "image/jpeg";
+		if (accept_media_matches(&a->r[i], "image/png"))
+			return "image/png";
+	}
+	return NULL;
+}
+
+static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
+                                unsigned frame, int thumbnail)
+{
+	struct render_params p;
+	struct MHD_Response *resp;
+	struct accept a;
+	enum MHD_Result rc;
+	const char *media;
+	char path[PATH_MAX], err[256];
+	unsigned char *px = NULL, *img = NULL;
+	unsigned w, h;
+	int ch, st;
+	size_t len;
+	struct dcm_err e;
+	struct item *it;
+
+	memset(&p, 0, sizeof(p));
+	p.quality = 90;
+	p.o.frame = frame;
+	if (thumbnail)
+		p.o.max_w = p.o.max_h = 128;
+	MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND,
+	                          on_render_param, &p);
+	if (p.error[0])
+		return dw_error(rq->conn, 400, "%s", p.error);
+	if (parse_accept(rq, &a, &rc) != 0)
+		return rc;
+	media = render_media(&a);
+	if (media == NULL)
+		return dw_error(rq->conn, 406,
+		                "rendered images are image/jpeg or image/png");
+	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
+		return dw_error(rq->conn, 502,
+		                "cannot retrieve from the PACS: "
+		                "%s",
+		                err);
+	/* a study or series is represented by its middle instance */
+	it = &items->v[items->n / 2];
+	if (cache_abs_path(rq->env->cache, it->rel, path, sizeof(path)) != 0)
+		return dw_error(rq->conn, 500, "cache path too long");
+	st = dcm_render(path, &p.o, &px, &w, &h, &ch, &e);
+	if (st == DCM_ERR_NOT_FOUND)
+		return dw_error(rq->conn, 400, "frame %u: out of range", frame);
+	if (st != DCM_OK)
+		return dw_error(rq->conn, st == DCM_ERR_UNSUPPORTED ? 406 : 500,
+		                "cannot render %s: %s", it->sop, e.msg);
+	st = strcmp(media, "image/png") == 0
+	             ? imgenc_png(px, w, h, ch, &img, &len)
+	             : imgenc_jpeg(px, w, h, ch, p.quality, &img, &len);
+	free(px);
+	if (st != 0)
+		return dw_error(rq->conn, 500, "cannot encode %s", media);
+	resp = MHD_create_response_from_buffer(len, img, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(img);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", media);
+	if (rq->sop != NULL)
+		MHD_add_response_header(resp, "Cache-Control",
+		                        "private, max-age=3600");
+	rc = MHD_queue_response(rq->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+enum MHD_Result wado_handle(struct dw_request *rq)
+{
+	struct items items = { NULL, 0 };
+	enum MHD_Result rc;
+	const char *t = rq->tail;
+	int known = dw_ensure_study(rq, rq->study);
+
+	if (known < 0)
+		return dw_error(rq->conn, 502,
+		                "study %s is not indexed and the PACS cannot "
+		                "be asked",
+		                rq->study);
+	if (known == 0)
+		return dw_error(rq->conn, 404, "no study %s", rq->study);
+	if (list_items(rq, &items) != 0)
+		return dw_error(rq->conn, 500, "index unreadable");
+	if (items.n == 0) {
+		rc = dw_error(rq->conn, 404, "no such %s",
+		              rq->sop ? "instance" : "series");
+	} else if (t[0] == '\0') {
+		rc = retrieve(rq, &items);
+	} else if (strcmp(t, "metadata") == 0) {
+		rc = metadata(rq, &items);
+	} else if (strcmp(t, "rendered") == 0 || strcmp(t, "thumbnail") == 0) {
+		rc = rendered(rq, &items, 1, t[0] == 't');
+	} else if (rq->sop != NULL && strncmp(t, "frames/", 7) == 0) {
+		const char *r = strchr(t + 7, '/');
+		char one[16];
+		unsigned fr[1];
+
+		if (r == NULL) {
+			rc = frames(rq, &items, t + 7);
+		} else if ((strcmp(r, "/rendered") == 0 ||
+		            strcmp(r, "/thumbnail") == 0) &&
+		           (size_t)(r - t - 7) < sizeof(one)) {
+			memcpy(one, t + 7, (size_t)(r - t - 7));
+			one[r - t - 7] = '\0';
+			rc = parse_frames(one, fr, 1) == 1
+			             ? rendered(rq, &items, fr[0], r[1] == 't')
+			             : dw_error(rq->conn, 400,
+			                        "one frame number expected");
+		} else {
+			rc = dw_error(rq->conn, 404, "no such resource");
+		}
+	} else {
+		rc = dw_error(rq->conn, 404, "no such resource");
+	}
+	free(items.v);
+	return rc;
+}
