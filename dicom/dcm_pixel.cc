@@ -306,7 +306,7 @@ int join_fragments(DcmPixelSequence *seq,
 DcmPixelSequence *stored_sequence(DcmPixelData *pd, E_TransferSyntax x)
 {
 	DcmPixelSequence *seq = nullptr;
-	if (pd->getEncapsulatedRepresentation(x, nullptr, seq).bad())
+	if (!pd || pd->getEncapsulatedRepresentation(x, nullptr, seq).bad())
 		return nullptr;
 	return seq;
 }
@@ -713,13 +713,24 @@ int j2k_to_native(DcmDataset *ds, E_TransferSyntax x, struct dcm_err *err)
 	if (fb == 0 || (uint64_t)fb * pi.frames > kMaxBytes)
 		return fail(err, DCM_ERR_UNSUPPORTED, "unsupported geometry");
 	dcmi::PixelInfo dec = pi;
-	dec.planar = 0;
+	dec.planar = 0; /* colour by pixel */
+	DcmElement *el = nullptr;
+	ds->findAndGetElement(DCM_PixelData, el);
+	DcmPixelSequence *seq =
+	        stored_sequence(dynamic_cast<DcmPixelData *>(el), x);
+	if (!seq)
+		return fail(err, DCM_ERR_PARSE, "no encapsulated pixel data");
+	FrameMap map; /* once: a marker scan per frame would be quadratic */
+	rc = map_frames(ds, seq, x, pi.frames, map, err);
+	if (rc != DCM_OK)
+		return rc;
 	std::vector<Uint8> all;
 	all.reserve(fb * pi.frames);
-	for (Uint32 f = 1; f <= pi.frames; f++) {
-		std::vector<Uint8> one;
-		OFString pm;
-		rc = dcmi::px_native_frame(ds, x, dec, f, one, &pm, err);
+	for (Uint32 f = 0; f < pi.frames; f++) {
+		std::vector<Uint8> frag, one;
+		rc = join_fragments(seq, map[f], frag, err);
+		if (rc == DCM_OK)
+			rc = j2k_decode(frag, dec, one, err);
 		if (rc != DCM_OK)
 			return rc;
 		all.insert(all.end(), one.begin(), one.end());
@@ -797,6 +808,12 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 		            "cannot convert %s to %s: %s",
 		            DcmXfer(from).getXferName(),
 		            DcmXfer(to).getXferName(), c.text());
+	/* DCMTK's JPEG-LS encoder does not flag near-lossless output. */
+	if (pd && to == EXS_JPEGLSLossy && !is_lossy(from)) {
+		ds->putAndInsertString(DCM_LossyImageCompression, "01");
+		ds->putAndInsertString(DCM_LossyImageCompressionMethod,
+		                       "ISO_14495_1");
+	}
 	return write_mem(ff, to, hint, out, len, err);
 }
 

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <openjpeg.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -812,6 +813,55 @@ static void test_render_of_compressed_frame_matches_native(void)
 	free(b);
 }
 
+/* ---- concurrency -------------------------------------------------------- */
+
+struct job {
+	const char *src;
+	const char *ts;
+	void *out;
+	size_t len;
+	int status;
+};
+
+static void *transcode_job(void *arg)
+{
+	struct job *j = arg;
+	struct dcm_err err;
+	for (int i = 0; i < 5 && j->status == DCM_OK; i++) {
+		free(j->out);
+		j->out = NULL;
+		j->status = dcm_transcode_file(j->src, j->ts, &j->out, &j->len,
+		                               &err);
+	}
+	return NULL;
+}
+
+static void test_concurrent_transcodes_give_the_same_bytes(void)
+{
+	char jls[256];
+	CHECK(transcode_to(ct3_path, JLS, "mt_jls.dcm", jls, sizeof(jls)));
+	struct job jobs[4] = {
+		{ jls, ELE, NULL, 0, 0 },
+		{ ct3_path, JLS, NULL, 0, 0 },
+		{ jls, ELE, NULL, 0, 0 },
+		{ ct3_path, JLS, NULL, 0, 0 },
+	};
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&t[i], NULL, transcode_job, &jobs[i]) ==
+		      0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ_INT(jobs[i].status, DCM_OK);
+	CHECK(jobs[0].len == jobs[2].len && jobs[0].out && jobs[2].out &&
+	      memcmp(jobs[0].out, jobs[2].out, jobs[0].len) == 0);
+	CHECK(jobs[1].len == jobs[3].len && jobs[1].out && jobs[3].out &&
+	      memcmp(jobs[1].out, jobs[3].out, jobs[1].len) == 0);
+	for (int i = 0; i < 4; i++)
+		free(jobs[i].out);
+}
+
 static void remove_tmpdir(void)
 {
 	DIR *d = opendir(tmpdir);
@@ -861,6 +911,7 @@ int main(void)
 	test_render_applies_window_rescale_and_monochrome1();
 	test_render_fits_the_viewport_without_upscaling();
 	test_render_of_compressed_frame_matches_native();
+	test_concurrent_transcodes_give_the_same_bytes();
 	free((void *)ct3.pixels);
 	dcm_global_cleanup();
 	if (!getenv("KEEP_TMP"))

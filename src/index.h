@@ -187,10 +187,10 @@ struct idx_match {
 	const char *study_uid, *patient_id, *issuer, *patient_name;
 	const char *birth_date, *sex, *study_date, *study_time, *accession;
 	const char *study_description, *modalities, *referring, *study_id;
-	long study_series, study_instances; /* counted in the index */
+	long study_series, study_instances; /* counted; study level only */
 	/* series (series and instance levels) */
 	const char *series_uid, *modality, *series_description, *body_part;
-	long series_number, series_instances;
+	long series_number, series_instances; /* counted; series level */
 	/* instance (instance level) */
 	const char *sop_uid, *sop_class, *transfer_syntax;
 	const char *metadata;   /* DICOM JSON when cached, else NULL */

@@ -303,19 +303,27 @@ static int add_filter(struct build *b, const struct key *k, const char *v,
 static const char *const select_cols =
         "SELECT st.uid, p.patient_id, p.issuer, p.name, p.birth_date, p.sex, "
         "st.study_date, st.study_time, st.accession, st.description, "
-        "st.modalities, st.referring, st.study_id, "
-        "(SELECT count(*) FROM series x WHERE x.study = st.id), "
+        "st.modalities, st.referring, st.study_id";
+
+/* Counts are only computed at the level they describe (they cost a scan). */
+static const char *const study_counts =
+        ", (SELECT count(*) FROM series x WHERE x.study = st.id), "
         "(SELECT count(*) FROM instances y JOIN series z ON z.id = y.series "
         "WHERE z.study = st.id)";
 
 static void build_query(struct build *b, const struct idx_query *q)
 {
 	add(b, "%s", select_cols);
-	if (q->level >= IDX_SERIES)
+	add(b, "%s", q->level == IDX_STUDY ? study_counts : ", NULL, NULL");
+	if (q->level == IDX_SERIES)
 		add(b, "%s",
 		    ", se.uid, se.modality, se.description, se.body_part, "
 		    "se.number, (SELECT count(*) FROM instances w WHERE "
 		    "w.series = se.id)");
+	else if (q->level == IDX_INSTANCE)
+		add(b, "%s",
+		    ", se.uid, se.modality, se.description, se.body_part, "
+		    "se.number, NULL");
 	if (q->level == IDX_INSTANCE)
 		add(b, "%s",
 		    ", i.uid, i.sop_class, i.transfer_syntax, i.metadata, "

@@ -191,6 +191,7 @@ struct stream {
 	unsigned char *mem;
 	size_t mem_len, mem_off;
 	int parts, done;
+	long seen; /* instances the retrieval had cached at the last look */
 	time_t last_progress;
 };
 
@@ -223,7 +224,8 @@ static struct item *next_item(struct stream *s)
 		}
 		if (unsent == 0 || s->retrieval == NULL)
 			return NULL;
-		retrieval_wait(s->retrieval, -1, WAIT_SLICE_MS, &st);
+		retrieval_wait(s->retrieval, s->seen, WAIT_SLICE_MS, &st);
+		s->seen = st.received;
 		/* refresh what is cached, keeping what was sent */
 		{
 			struct items old = s->items, now = { NULL, 0 };
