@@ -113,8 +113,16 @@ static enum MHD_Result on_param(void *cls, enum MHD_ValueKind kind,
 
 /* ---- DICOM JSON building --------------------------------------------- */
 
-static void put(json_t *o, uint32_t tag, const char *vr, json_t *value)
+struct result;
+static int keep(const struct result *r, uint32_t tag);
+
+static void put(const struct result *r, json_t *o, uint32_t tag, const char *vr,
+                json_t *value)
 {
+	if (!keep(r, tag)) {
+		json_decref(value);
+		return;
+	}
 	char key[9];
 	json_t *attr = json_pack("{s:s}", "vr", vr);
 
@@ -124,27 +132,36 @@ static void put(json_t *o, uint32_t tag, const char *vr, json_t *value)
 	json_object_set_new(o, key, attr);
 }
 
-static void put_str(json_t *o, uint32_t tag, const char *vr, const char *v)
+static void put_str(const struct result *r, json_t *o, uint32_t tag,
+                    const char *vr, const char *v)
 {
-	put(o, tag, vr, v && *v ? json_string(v) : NULL);
+	put(r, o, tag, vr, v && *v ? json_string(v) : NULL);
 }
 
-static void put_pn(json_t *o, uint32_t tag, const char *v)
+static void put_pn(const struct result *r, json_t *o, uint32_t tag,
+                   const char *v)
 {
-	put(o, tag, "PN", v && *v ? json_pack("{s:s}", "Alphabetic", v) : NULL);
+	put(r, o, tag, "PN",
+	    v && *v ? json_pack("{s:s}", "Alphabetic", v) : NULL);
 }
 
-static void put_int(json_t *o, uint32_t tag, const char *vr, long v)
+static void put_int(const struct result *r, json_t *o, uint32_t tag,
+                    const char *vr, long v)
 {
-	put(o, tag, vr, v >= 0 ? json_integer(v) : NULL);
+	put(r, o, tag, vr, v >= 0 ? json_integer(v) : NULL);
 }
 
 /* A multi-valued CS ("CT\MR") as several values. */
-static void put_multi(json_t *o, uint32_t tag, const char *v)
+static void put_multi(const struct result *r, json_t *o, uint32_t tag,
+                      const char *v)
 {
 	char key[9], buf[256], *save = NULL, *tok;
-	json_t *attr = json_pack("{s:s}", "vr", "CS"), *vals = json_array();
+	json_t *attr, *vals;
 
+	if (!keep(r, tag))
+		return;
+	attr = json_pack("{s:s}", "vr", "CS");
+	vals = json_array();
 	snprintf(buf, sizeof(buf), "%s", v ? v : "");
 	for (tok = strtok_r(buf, "\\", &save); tok;
 	     tok = strtok_r(NULL, "\\", &save))
@@ -163,7 +180,89 @@ struct result {
 	enum idx_level level;
 	json_t *array;
 	long count;
+	int full_metadata; /* instance attributes beyond the image tags */
 };
+
+/* Every attribute of an instance's DICOM JSON except bulk data. */
+static void merge_metadata(const struct result *r, json_t *o,
+                           const char *metadata)
+{
+	json_t *md = json_loads(metadata, 0, NULL), *v;
+	const char *k;
+
+	json_object_foreach(md, k, v)
+	{
+		if (json_object_get(v, "BulkDataURI") == NULL &&
+		    keep(r, (uint32_t)strtoul(k, NULL, 16)))
+			json_object_set(o, k, v);
+	}
+	json_decref(md);
+}
+
+/*
+ * The first number of attribute `tag` in DICOM JSON text, found without
+ * parsing it all (the text is ours: compact, as dcm_ds_to_json writes
+ * it). -1 when absent.
+ */
+static long json_first_number(const char *json, const char *tag)
+{
+	char key[16];
+	const char *p, *end;
+
+	snprintf(key, sizeof(key), "\"%s\":{", tag);
+	p = strstr(json, key);
+	if (p == NULL)
+		return -1;
+	end = strchr(p, '}');
+	p = strstr(p, "\"Value\":[");
+	if (p == NULL || end == NULL || p > end)
+		return -1;
+	return strtol(p + 9, NULL, 10);
+}
+
+/* The image attributes a default instance search returns (PS3.18). */
+static void put_image_tags(const struct result *r, json_t *o,
+                           const char *metadata)
+{
+	static const struct {
+		uint32_t tag;
+		const char *hex, *vr;
+	} t[] = {
+		{ 0x00280010, "00280010", "US" },
+		{ 0x00280011, "00280011", "US" },
+		{ 0x00280100, "00280100", "US" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		long v = json_first_number(metadata, t[i].hex);
+
+		if (v >= 0)
+			put_int(r, o, t[i].tag, t[i].vr, v);
+	}
+}
+
+/* True when an instance search needs more than put_image_tags() gives. */
+static int needs_full_metadata(const struct params *p)
+{
+	static const uint32_t cheap[] = {
+		0x00080005, 0x00080016, 0x00080018, 0x00080056, 0x00081190,
+		0x00200013, 0x00280010, 0x00280011, 0x00280100, 0x00280008,
+		0x0020000D, 0x0020000E, 0x00080060, 0x0008103E, 0x00200011,
+	};
+
+	if (p->include_all)
+		return 1;
+	for (size_t i = 0; i < p->nincludes; i++) {
+		size_t j = 0;
+
+		while (j < sizeof(cheap) / sizeof(cheap[0]) &&
+		       cheap[j] != p->includes[i])
+			j++;
+		if (j == sizeof(cheap) / sizeof(cheap[0]))
+			return 1;
+	}
+	return 0;
+}
 
 /* Everything the index holds for a match at its level. */
 static json_t *match_all(struct result *r, const struct idx_match *m)
@@ -171,63 +270,54 @@ static json_t *match_all(struct result *r, const struct idx_match *m)
 	json_t *o = json_object();
 	char url[1024];
 
-	put_str(o, 0x00080005, "CS", "ISO_IR 192");
-	put_str(o, 0x00080056, "CS", "ONLINE");
-	put_str(o, 0x0020000D, "UI", m->study_uid);
-	put_str(o, 0x00080020, "DA", m->study_date);
-	put_str(o, 0x00080030, "TM", m->study_time);
-	put_str(o, 0x00080050, "SH", m->accession);
-	put_multi(o, 0x00080061, m->modalities);
-	put_pn(o, 0x00080090, m->referring);
-	put_str(o, 0x00081030, "LO", m->study_description);
-	put_pn(o, 0x00100010, m->patient_name);
-	put_str(o, 0x00100020, "LO", m->patient_id);
-	put_str(o, 0x00100021, "LO", m->issuer);
-	put_str(o, 0x00100030, "DA", m->birth_date);
-	put_str(o, 0x00100040, "CS", m->sex);
-	put_str(o, 0x00200010, "SH", m->study_id);
-	put_int(o, 0x00201206, "IS", m->study_series);
-	put_int(o, 0x00201208, "IS", m->study_instances);
+	put_str(r, o, 0x00080005, "CS", "ISO_IR 192");
+	put_str(r, o, 0x00080056, "CS", "ONLINE");
+	put_str(r, o, 0x0020000D, "UI", m->study_uid);
+	put_str(r, o, 0x00080020, "DA", m->study_date);
+	put_str(r, o, 0x00080030, "TM", m->study_time);
+	put_str(r, o, 0x00080050, "SH", m->accession);
+	put_multi(r, o, 0x00080061, m->modalities);
+	put_pn(r, o, 0x00080090, m->referring);
+	put_str(r, o, 0x00081030, "LO", m->study_description);
+	put_pn(r, o, 0x00100010, m->patient_name);
+	put_str(r, o, 0x00100020, "LO", m->patient_id);
+	put_str(r, o, 0x00100021, "LO", m->issuer);
+	put_str(r, o, 0x00100030, "DA", m->birth_date);
+	put_str(r, o, 0x00100040, "CS", m->sex);
+	put_str(r, o, 0x00200010, "SH", m->study_id);
+	put_int(r, o, 0x00201206, "IS", m->study_series);
+	put_int(r, o, 0x00201208, "IS", m->study_instances);
 	if (r->level == IDX_STUDY) {
 		snprintf(url, sizeof(url), "%s/studies/%s", r->rq->base,
 		         m->study_uid);
-		put_str(o, 0x00081190, "UR", url);
+		put_str(r, o, 0x00081190, "UR", url);
 		return o;
 	}
-	put_str(o, 0x0020000E, "UI", m->series_uid);
-	put_str(o, 0x00080060, "CS", m->modality);
-	put_str(o, 0x0008103E, "LO", m->series_description);
-	put_str(o, 0x00180015, "CS", m->body_part);
-	put_int(o, 0x00200011, "IS", m->series_number);
-	put_int(o, 0x00201209, "IS", m->series_instances);
+	put_str(r, o, 0x0020000E, "UI", m->series_uid);
+	put_str(r, o, 0x00080060, "CS", m->modality);
+	put_str(r, o, 0x0008103E, "LO", m->series_description);
+	put_str(r, o, 0x00180015, "CS", m->body_part);
+	put_int(r, o, 0x00200011, "IS", m->series_number);
+	put_int(r, o, 0x00201209, "IS", m->series_instances);
 	if (r->level == IDX_SERIES) {
 		snprintf(url, sizeof(url), "%s/studies/%s/series/%s",
 		         r->rq->base, m->study_uid, m->series_uid);
-		put_str(o, 0x00081190, "UR", url);
+		put_str(r, o, 0x00081190, "UR", url);
 		return o;
 	}
 	/* instance: its own metadata when cached, then the index's columns */
-	if (m->metadata != NULL) {
-		json_t *md = json_loads(m->metadata, 0, NULL);
-		const char *k;
-		json_t *v;
-
-		json_object_foreach(md, k, v)
-		{
-			/* bulk data is for /metadata, not for a search */
-			if (json_object_get(v, "BulkDataURI") == NULL)
-				json_object_set(o, k, v);
-		}
-		json_decref(md);
-	}
-	put_str(o, 0x00080018, "UI", m->sop_uid);
-	put_str(o, 0x00080016, "UI", m->sop_class);
-	put_int(o, 0x00200013, "IS", m->instance_number);
+	if (m->metadata != NULL && r->full_metadata)
+		merge_metadata(r, o, m->metadata);
+	else if (m->metadata != NULL)
+		put_image_tags(r, o, m->metadata);
+	put_str(r, o, 0x00080018, "UI", m->sop_uid);
+	put_str(r, o, 0x00080016, "UI", m->sop_class);
+	put_int(r, o, 0x00200013, "IS", m->instance_number);
 	if (m->frames > 1)
-		put_int(o, 0x00280008, "IS", m->frames);
+		put_int(r, o, 0x00280008, "IS", m->frames);
 	snprintf(url, sizeof(url), "%s/studies/%s/series/%s/instances/%s",
 	         r->rq->base, m->study_uid, m->series_uid, m->sop_uid);
-	put_str(o, 0x00081190, "UR", url);
+	put_str(r, o, 0x00081190, "UR", url);
 	return o;
 }
 
@@ -244,10 +334,12 @@ static const uint32_t default_tags[3][24] = {
 	  0x0020000D, 0x0020000E, 0 },
 };
 
-static int wanted(const struct result *r, uint32_t tag)
+static int keep(const struct result *r, uint32_t tag)
 {
 	const struct params *p = r->p;
 
+	if (p->include_all)
+		return 1;
 	for (const uint32_t *t = default_tags[r->level]; *t; t++)
 		if (*t == tag)
 			return 1;
@@ -264,18 +356,9 @@ static int on_match(void *ctx, const struct idx_match *m)
 {
 	struct result *r = ctx;
 	json_t *o = match_all(r, m);
-	const char *k;
-	json_t *v;
-	void *tmp;
 
 	if (o == NULL)
 		return -1;
-	if (!r->p->include_all)
-		json_object_foreach_safe(o, tmp, k, v)
-		{
-			if (!wanted(r, (uint32_t)strtoul(k, NULL, 16)))
-				json_object_del(o, k);
-		}
 	r->count++;
 	return json_array_append_new(r->array, o);
 }
@@ -334,6 +417,7 @@ enum MHD_Result qido_handle(struct dw_request *rq)
 	r.rq = rq;
 	r.p = &p;
 	r.level = q.level;
+	r.full_metadata = needs_full_metadata(&p);
 	r.array = json_array();
 	rc = index_qido(rq->env->ix, &q, on_match, &r, err, sizeof(err));
 	if (rc != 0) {
