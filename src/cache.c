@@ -97,20 +97,25 @@ int cache_sync_data(struct cache *c, char *err, size_t errlen)
 	return rc;
 }
 
+int cache_rel_path(const char *study, const char *series, const char *sop,
+                   char *rel, size_t cap)
+{
+	int n;
+
+	if (!valid_uid(study) || !valid_uid(series) || !valid_uid(sop))
+		return -1;
+	n = snprintf(rel, cap, "%s/%s/%s.dcm", study, series, sop);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int cache_place(struct cache *c, const char *tmp_path, int data_synced,
                 const char *study, const char *series, const char *sop,
                 char *rel, size_t rel_cap, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
-	int n;
 
-	if (!valid_uid(study) || !valid_uid(series) || !valid_uid(sop)) {
+	if (cache_rel_path(study, series, sop, rel, rel_cap) != 0) {
 		snprintf(err, errlen, "invalid UID");
-		return -1;
-	}
-	n = snprintf(rel, rel_cap, "%s/%s/%s.dcm", study, series, sop);
-	if (n < 0 || (size_t)n >= rel_cap) {
-		snprintf(err, errlen, "path too long");
 		return -1;
 	}
 	if (join(path, sizeof(path), c->dir, study) != 0 ||

@@ -32,6 +32,13 @@ int cache_open(const char *dir, uint64_t max_bytes, struct index *ix,
                size_t errlen);
 void cache_close(struct cache *c);
 
+/*
+ * The relative path an instance has in the cache (STUDY/SERIES/SOP.dcm);
+ * -1 when a UID is not valid or the path does not fit.
+ */
+int cache_rel_path(const char *study, const char *series, const char *sop,
+                   char *rel, size_t cap);
+
 /* Absolute path of a cached file from its relative path; -1 if too long. */
 int cache_abs_path(const struct cache *c, const char *rel, char *buf,
                    size_t cap);

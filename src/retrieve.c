@@ -23,6 +23,8 @@ struct entry {
 	struct timespec start;
 	int refs; /* the thread + each requester */
 	unsigned id;
+	struct retrieval_item *arrived; /* in order of arrival */
+	size_t narrived, cap;
 };
 
 struct retriever {
@@ -46,6 +48,27 @@ static double since(const struct timespec *t0)
 	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* Remembers an arrival for the streams following e (lock held). */
+static void note_arrival(struct entry *e, const struct dcm_instance_info *i)
+{
+	struct retrieval_item *it;
+
+	if (e->narrived == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 256;
+		struct retrieval_item *n =
+		        realloc(e->arrived, cap * sizeof(*n));
+
+		if (n == NULL)
+			return; /* followers fall back to the index */
+		e->arrived = n;
+		e->cap = cap;
+	}
+	it = &e->arrived[e->narrived++];
+	snprintf(it->sop, sizeof(it->sop), "%s", i->sop_instance_uid);
+	snprintf(it->series, sizeof(it->series), "%s", i->series_uid);
+	snprintf(it->ts, sizeof(it->ts), "%s", i->transfer_syntax);
+}
+
 /* Store observer: counts an instance for every matching retrieval. */
 static void on_instance(void *ctx, const struct dcm_instance_info *info)
 {
@@ -59,6 +82,7 @@ static void on_instance(void *ctx, const struct dcm_instance_info *info)
 			continue;
 		e->st.received++;
 		e->st.bytes += info->file_size;
+		note_arrival(e, info);
 		hit = 1;
 	}
 	if (hit)
@@ -109,8 +133,10 @@ void retriever_free(struct retriever *r)
 /* Drops a reference; the caller holds the lock. */
 static void entry_put(struct entry *e)
 {
-	if (--e->refs == 0)
+	if (--e->refs == 0) {
+		free(e->arrived);
 		free(e);
+	}
 }
 
 static int on_progress(void *ctx, const struct dcm_progress *p)
@@ -280,6 +306,20 @@ void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
 	if (!st->done)
 		st->elapsed = since(&h->e->start);
 	pthread_mutex_unlock(&r->lock);
+}
+
+size_t retrieval_arrived(struct retrieval *h, size_t from,
+                         struct retrieval_item *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&h->r->lock);
+	while (from + n < h->e->narrived && n < max) {
+		out[n] = h->e->arrived[from + n];
+		n++;
+	}
+	pthread_mutex_unlock(&h->r->lock);
+	return n;
 }
 
 void retrieval_release(struct retrieval *h)

@@ -65,6 +65,18 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
                     struct retrieve_status *st);
 
+/* An instance a retrieval has cached. */
+struct retrieval_item {
+	char sop[65], series[65], ts[65];
+};
+
+/*
+ * Copies into out (up to max) the instances the retrieval has cached, in
+ * the order they arrived, starting with the from-th; returns how many.
+ */
+size_t retrieval_arrived(struct retrieval *h, size_t from,
+                         struct retrieval_item *out, size_t max);
+
 void retrieval_release(struct retrieval *h);
 
 /*

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -166,6 +167,9 @@ static int parse_accept(struct dw_request *rq, struct accept *a,
 
 /* ---- multipart stream --------------------------------------------------- */
 
+struct ahead;
+static void ahead_stop(struct ahead *a);
+
 /* A random boundary: it must not occur in the parts. */
 static void new_boundary(char *buf, size_t cap)
 {
@@ -192,6 +196,8 @@ struct stream {
 	size_t mem_len, mem_off;
 	int parts, done;
 	long seen; /* instances the retrieval had cached at the last look */
+	size_t arrived;      /* arrivals already taken from the retrieval */
+	struct ahead *ahead; /* transcoding ahead, or NULL */
 	time_t last_progress;
 };
 
@@ -204,7 +210,54 @@ static void stream_free(void *cls)
 	free(s->mem);
 	free(s->items.v);
 	retrieval_release(s->retrieval);
+	ahead_stop(s->ahead);
 	free(s);
+}
+
+/* Marks as cached what the retrieval delivered since the last call. */
+static size_t take_arrivals(struct stream *s)
+{
+	struct retrieval_item got[64];
+	size_t n, total = 0;
+
+	while ((n = retrieval_arrived(s->retrieval, s->arrived, got, 64)) > 0) {
+		s->arrived += n;
+		for (size_t k = 0; k < n; k++) {
+			struct item *it = NULL;
+
+			for (size_t i = 0; i < s->items.n && it == NULL; i++)
+				if (strcmp(s->items.v[i].sop, got[k].sop) == 0)
+					it = &s->items.v[i];
+			if (it == NULL || it->cached)
+				continue;
+			if (cache_rel_path(s->study, got[k].series, got[k].sop,
+			                   it->rel, sizeof(it->rel)) != 0)
+				continue;
+			it->cached = 1;
+			snprintf(it->ts, sizeof(it->ts), "%s", got[k].ts);
+			total++;
+		}
+	}
+	return total;
+}
+
+/* Re-reads the selection from the index, keeping what was sent. */
+static int refresh_items(struct stream *s)
+{
+	struct items old = s->items, now = { NULL, 0 };
+
+	if (list_items(&s->rq, &now) != 0) {
+		free(now.v);
+		return -1;
+	}
+	for (size_t i = 0; i < now.n; i++)
+		for (size_t j = 0; j < old.n; j++)
+			if (old.v[j].sent &&
+			    strcmp(old.v[j].sop, now.v[i].sop) == 0)
+				now.v[i].sent = 1;
+	free(old.v);
+	s->items = now;
+	return 0;
 }
 
 /* Finds the next instance that can be sent now; waits for the PACS. */
@@ -226,25 +279,10 @@ static struct item *next_item(struct stream *s)
 			return NULL;
 		retrieval_wait(s->retrieval, s->seen, WAIT_SLICE_MS, &st);
 		s->seen = st.received;
-		/* refresh what is cached, keeping what was sent */
-		{
-			struct items old = s->items, now = { NULL, 0 };
-
-			if (list_items(&s->rq, &now) != 0) {
-				free(now.v);
-				return NULL;
-			}
-			for (size_t i = 0; i < now.n; i++)
-				for (size_t j = 0; j < old.n; j++)
-					if (old.v[j].sent &&
-					    strcmp(old.v[j].sop,
-					           now.v[i].sop) == 0)
-						now.v[i].sent = 1;
-			if (count_uncached(&now) < count_uncached(&old))
-				s->last_progress = time(NULL);
-			free(old.v);
-			s->items = now;
-		}
+		if (take_arrivals(s) > 0)
+			s->last_progress = time(NULL);
+		else if (st.done && refresh_items(s) != 0)
+			return NULL;
 		if (st.done && count_uncached(&s->items) > 0) {
 			size_t left = 0;
 
@@ -268,6 +306,172 @@ static struct item *next_item(struct stream *s)
 	}
 }
 
+/*
+ * Transcoding ahead: when every instance of a stream is cached and some
+ * must be transcoded, worker threads (one per core) convert the next
+ * AHEAD_DEPTH instances in order while the current one is sent.
+ */
+#define AHEAD_DEPTH 6
+#define AHEAD_WORKERS_MAX 8
+
+struct ahead_slot {
+	void *buf;
+	size_t len;
+	int state; /* 0 to do, 1 in progress, 2 ready, 3 failed */
+	char err[256];
+};
+
+struct ahead {
+	pthread_t workers[AHEAD_WORKERS_MAX];
+	int nworkers;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	size_t n, next, taken; /* items; next to claim; consumed */
+	char (*path)[PATH_MAX];
+	const char **ts; /* target syntax per item, NULL = as stored */
+	struct ahead_slot *slot;
+	int stop;
+};
+
+static void *ahead_worker(void *arg)
+{
+	struct ahead *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		size_t i;
+		struct ahead_slot *sl;
+		struct dcm_err e;
+		void *buf = NULL;
+		size_t len = 0;
+		int rc;
+
+		while (!a->stop && a->next < a->n &&
+		       a->next >= a->taken + AHEAD_DEPTH)
+			pthread_cond_wait(&a->changed, &a->lock);
+		if (a->stop || a->next >= a->n)
+			break;
+		i = a->next++;
+		sl = &a->slot[i];
+		if (a->ts[i] == NULL) {
+			sl->state = 2; /* sent as stored by the reader */
+			continue;
+		}
+		sl->state = 1;
+		pthread_mutex_unlock(&a->lock);
+		rc = dcm_transcode_file(a->path[i], a->ts[i], &buf, &len, &e);
+		pthread_mutex_lock(&a->lock);
+		if (rc == DCM_OK) {
+			sl->buf = buf;
+			sl->len = len;
+			sl->state = 2;
+		} else {
+			snprintf(sl->err, sizeof(sl->err), "%s", e.msg);
+			sl->state = 3;
+		}
+		pthread_cond_broadcast(&a->changed);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static void ahead_stop(struct ahead *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stop = 1;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+	for (int w = 0; w < a->nworkers; w++)
+		pthread_join(a->workers[w], NULL);
+	for (size_t i = 0; i < a->n; i++)
+		free(a->slot[i].buf);
+	pthread_cond_destroy(&a->changed);
+	pthread_mutex_destroy(&a->lock);
+	free(a->path);
+	free(a->ts);
+	free(a->slot);
+	free(a);
+}
+
+/*
+ * Starts transcoding ahead for a stream whose items are all cached and
+ * of which at least one needs converting; NULL when not worth it (or on
+ * failure: the stream then transcodes in line).
+ */
+static struct ahead *ahead_start(struct stream *s)
+{
+	struct ahead *a;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int convert = 0;
+
+	if (count_uncached(&s->items) > 0 || s->items.n < 2)
+		return NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	a->n = s->items.n;
+	a->path = calloc(a->n, sizeof(*a->path));
+	a->ts = calloc(a->n, sizeof(*a->ts));
+	a->slot = calloc(a->n, sizeof(*a->slot));
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->changed, NULL);
+	if (a->path == NULL || a->ts == NULL || a->slot == NULL)
+		goto fail;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct item *it = &s->items.v[i];
+		const char *ts = choose_ts(&s->prefs, it->ts);
+
+		if (cache_abs_path(s->rq.env->cache, it->rel, a->path[i],
+		                   sizeof(a->path[i])) != 0)
+			goto fail;
+		a->ts[i] = ts != NULL && strcmp(ts, it->ts) != 0 ? ts : NULL;
+		convert |= a->ts[i] != NULL;
+	}
+	if (!convert)
+		goto fail;
+	cores = cores < 1                   ? 1
+	        : cores > AHEAD_WORKERS_MAX ? AHEAD_WORKERS_MAX
+	                                    : cores;
+	for (int w = 0; w < cores; w++)
+		if (pthread_create(&a->workers[w], NULL, ahead_worker, a) == 0)
+			a->nworkers++;
+	if (a->nworkers == 0)
+		goto fail;
+	return a;
+fail:
+	ahead_stop(a);
+	return NULL;
+}
+
+/*
+ * Takes item i's transcoded bytes from the workers (waiting for them);
+ * 1 with *buf set, 0 when the item is sent as stored, -1 on failure.
+ */
+static int ahead_take(struct ahead *a, size_t i, void **buf, size_t *len)
+{
+	struct ahead_slot *sl = &a->slot[i];
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	while (a->ts[i] != NULL && sl->state < 2)
+		pthread_cond_wait(&a->changed, &a->lock);
+	rc = a->ts[i] == NULL ? 0 : sl->state == 2 ? 1 : -1;
+	if (rc == 1) {
+		*buf = sl->buf;
+		*len = sl->len;
+		sl->buf = NULL;
+	} else if (rc < 0) {
+		log_warn(LOGC_HTTP, "%s: to %s: %s", a->path[i], a->ts[i],
+		         sl->err);
+	}
+	a->taken = i + 1;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
 /* Opens the next part; 0, or -1 when there is none left. */
 static int open_part(struct stream *s)
 {
@@ -275,8 +479,13 @@ static int open_part(struct stream *s)
 	struct dcm_err e;
 	struct item *it;
 	const char *ts;
+	void *buf;
+	size_t len;
+	int rc;
 
 	while ((it = next_item(s)) != NULL) {
+		buf = NULL;
+		len = 0;
 		it->sent = 1;
 		ts = choose_ts(&s->prefs, it->ts);
 		if (ts == NULL) {
@@ -289,7 +498,23 @@ static int open_part(struct stream *s)
 		if (cache_abs_path(s->rq.env->cache, it->rel, path,
 		                   sizeof(path)) != 0)
 			continue;
-		if (strcmp(ts, it->ts) == 0) {
+		rc = s->ahead ? ahead_take(s->ahead, (size_t)(it - s->items.v),
+		                           &buf, &len)
+		     : strcmp(ts, it->ts) == 0 ? 0
+		     : dcm_transcode_file(path, ts, &buf, &len, &e) == DCM_OK
+		             ? 1
+		             : -1;
+		if (rc < 0) {
+			if (s->ahead == NULL)
+				log_warn(LOGC_HTTP, "sop=%s: to %s: %s",
+				         it->sop, ts, e.msg);
+			continue;
+		}
+		if (rc == 1) {
+			s->mem = buf;
+			s->mem_len = len;
+			s->mem_off = 0;
+		} else {
 			s->fd = open(path, O_RDONLY | O_CLOEXEC);
 			if (s->fd < 0) {
 				log_warn(LOGC_HTTP, "%s: %s", path,
@@ -297,19 +522,6 @@ static int open_part(struct stream *s)
 				continue;
 			}
 			s->off = 0;
-		} else {
-			void *buf = NULL;
-			size_t len = 0;
-
-			if (dcm_transcode_file(path, ts, &buf, &len, &e) !=
-			    DCM_OK) {
-				log_warn(LOGC_HTTP, "sop=%s: to %s: %s",
-				         it->sop, ts, e.msg);
-				continue;
-			}
-			s->mem = buf;
-			s->mem_len = len;
-			s->mem_off = 0;
 		}
 		s->head_len = (size_t)snprintf(
 		        s->head, sizeof(s->head),
@@ -417,6 +629,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	s->items = *items;
 	items->v = NULL;
 	s->last_progress = time(NULL);
+	s->ahead = ahead_start(s);
 	if (count_uncached(&s->items) > 0) {
 		s->retrieval = retriever_start(rq->env->retriever, s->study,
 		                               s->rq.series, err, sizeof(err));
