@@ -206,6 +206,17 @@ int dcm_render(const char *path, const struct dcm_render_opts *opts,
                unsigned char **pixels, unsigned *width, unsigned *height,
                int *channels, struct dcm_err *err);
 
+/*
+ * The value of the element at tag_path in the Part 10 file at path, as
+ * dcm_ds_to_json names bulk data ("7FE00010", "00540016/0/00181072":
+ * tag, item index from 0, tag...): its bytes in little endian. *out
+ * malloc'd (caller frees). DCM_ERR_NOT_FOUND when there is no such
+ * element, DCM_ERR_ARG for a malformed path or a sequence,
+ * DCM_ERR_UNSUPPORTED for encapsulated pixel data (use dcm_frame).
+ */
+int dcm_bulk(const char *path, const char *tag_path, void **out, size_t *len,
+             struct dcm_err *err);
+
 /* ---- associations (SCU) ----------------------------------------------- */
 
 struct dcm_peer {

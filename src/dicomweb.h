@@ -37,6 +37,13 @@ enum MHD_Result dw_send_json(struct MHD_Connection *conn, char *body,
                              size_t len, const char *content_type,
                              const char *etag);
 
+/*
+ * Answers 304 (into *rc) and returns 1 when the request's If-None-Match
+ * is etag; 0 otherwise.
+ */
+int dw_not_modified(struct MHD_Connection *conn, const char *etag,
+                    enum MHD_Result *rc);
+
 /* QIDO-RS search (qido.c). */
 enum MHD_Result qido_handle(struct dw_request *rq);
 

@@ -63,9 +63,8 @@ static int accepts_gzip(struct MHD_Connection *conn)
 	return ae != NULL && strstr(ae, "gzip") != NULL;
 }
 
-/* Answers 304 when the client already holds this ETag. */
-static int not_modified(struct MHD_Connection *conn, const char *etag,
-                        enum MHD_Result *rc)
+int dw_not_modified(struct MHD_Connection *conn, const char *etag,
+                    enum MHD_Result *rc)
 {
 	const char *inm = etag ? MHD_lookup_connection_value(
 	                                 conn, MHD_HEADER_KIND, "If-None-Match")
@@ -92,7 +91,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status,
 	enum MHD_Result rc;
 	int gz = 0;
 
-	if (not_modified(conn, etag, &rc)) {
+	if (dw_not_modified(conn, etag, &rc)) {
 		free(body);
 		return rc;
 	}

@@ -593,7 +593,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	struct MHD_Response *resp;
 	struct accept a;
 	enum MHD_Result rc;
-	char ctype[160], err[200];
+	char ctype[160], err[200], etag[160] = "";
 
 	if (s == NULL)
 		return dw_error(rq->conn, 500, "out of memory");
@@ -618,6 +618,15 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 			                "acceptable transfer syntax",
 			                items->v[i].sop, items->v[i].ts);
 		}
+	/* one cached instance never changes: it can be revalidated */
+	if (rq->sop != NULL && items->n == 1 && items->v[0].cached) {
+		snprintf(etag, sizeof(etag), "\"%s-%s\"", items->v[0].sop,
+		         choose_ts(&s->prefs, items->v[0].ts));
+		if (dw_not_modified(rq->conn, etag, &rc)) {
+			free(s);
+			return rc;
+		}
+	}
 	s->rq = *rq;
 	snprintf(s->study, sizeof(s->study), "%s", rq->study);
 	snprintf(s->series, sizeof(s->series), "%s",
@@ -648,6 +657,11 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	         "boundary=%s",
 	         s->boundary);
 	MHD_add_response_header(resp, "Content-Type", ctype);
+	if (etag[0]) {
+		MHD_add_response_header(resp, "ETag", etag);
+		MHD_add_response_header(resp, "Cache-Control",
+		                        "private, max-age=31536000, immutable");
+	}
 	rc = MHD_queue_response(rq->conn, 200, resp);
 	MHD_destroy_response(resp);
 	return rc;
@@ -1048,6 +1062,88 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
 	return rc;
 }
 
+/* ---- bulk data ---------------------------------------------------------- */
+
+static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
+                                const char *tag_path)
+{
+	struct MHD_Response *resp;
+	struct dcm_err e;
+	struct accept a;
+	struct prefs octet;
+	enum MHD_Result rc;
+	char path[PATH_MAX], err[256], boundary[48], head[160], ctype[160];
+	void *data = NULL;
+	size_t len = 0;
+	int st, multipart = 1;
+
+	if (parse_accept(rq, &a, &rc) != 0)
+		return rc;
+	/* multipart/related (the default) or a bare application/octet-stream */
+	if (!wanted_parts(&a, "application/octet-stream", &octet))
+		return dw_error(rq->conn, 406,
+		                "bulk data is "
+		                "application/octet-stream");
+	multipart = !(a.n > 0 && strcmp(a.r[0].media, "application/"
+	                                              "octet-stream") == 0);
+	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
+		return dw_error(rq->conn, 502,
+		                "cannot retrieve from the PACS: "
+		                "%s",
+		                err);
+	if (cache_abs_path(rq->env->cache, items->v[0].rel, path,
+	                   sizeof(path)) != 0)
+		return dw_error(rq->conn, 500, "cache path too long");
+	st = dcm_bulk(path, tag_path, &data, &len, &e);
+	if (st == DCM_ERR_NOT_FOUND)
+		return dw_error(rq->conn, 404, "no bulk data %s", tag_path);
+	if (st == DCM_ERR_ARG || st == DCM_ERR_UNSUPPORTED)
+		return dw_error(rq->conn, 400, "bulk data %s: %s", tag_path,
+		                e.msg);
+	if (st != DCM_OK)
+		return dw_error(rq->conn, 500, "bulk data %s: %s", tag_path,
+		                e.msg);
+	if (multipart) {
+		struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
+
+		new_boundary(boundary, sizeof(boundary));
+		snprintf(head, sizeof(head),
+		         "--%s\r\nContent-Type: "
+		         "application/octet-stream\r\n\r\n",
+		         boundary);
+		meta_put(&body, head, strlen(head));
+		meta_put(&body, data, len);
+		snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
+		meta_put(&body, head, strlen(head));
+		free(data);
+		if (body.failed) {
+			free(body.buf);
+			return dw_error(rq->conn, 500, "out of memory");
+		}
+		data = body.buf;
+		len = body.len;
+		snprintf(
+		        ctype, sizeof(ctype),
+		        "multipart/related; type=\"application/octet-stream\"; "
+		        "boundary=%s",
+		        boundary);
+	} else {
+		snprintf(ctype, sizeof(ctype), "application/octet-stream");
+	}
+	resp = MHD_create_response_from_buffer(len, data,
+	                                       MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(data);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	MHD_add_response_header(resp, "Cache-Control",
+	                        "private, max-age=31536000, immutable");
+	rc = MHD_queue_response(rq->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 enum MHD_Result wado_handle(struct dw_request *rq)
@@ -1075,6 +1171,8 @@ enum MHD_Result wado_handle(struct dw_request *rq)
 		rc = metadata(rq, &items);
 	} else if (strcmp(t, "rendered") == 0 || strcmp(t, "thumbnail") == 0) {
 		rc = rendered(rq, &items, 1, t[0] == 't');
+	} else if (rq->sop != NULL && strncmp(t, "bulkdata/", 9) == 0) {
+		rc = bulkdata(rq, &items, t + 9);
 	} else if (rq->sop != NULL && strncmp(t, "frames/", 7) == 0) {
 		const char *r = strchr(t + 7, '/');
 		char one[16];

@@ -178,6 +178,15 @@ class DicomwebTest(common.PacsTestCase):
         self.assertEqual(len(parts), 1)
         self.assertIn("transfer-syntax=" + ELE, parts[0][0]["content-type"])
 
+    def test_wado_instance_has_an_etag_and_answers_304(self):
+        ct, se = self.first_series("ct")
+        path = "/studies/%s/series/%s/instances/%s" % (ct, se, sorted(self.tree[ct][se])[0])
+        code, hdr, _ = self.get(path, MULTI_DICOM + "; transfer-syntax=*")
+        self.assertEqual(code, 200)
+        code, _, _ = self.get(path, MULTI_DICOM + "; transfer-syntax=*",
+                              headers={"If-None-Match": hdr["etag"]})
+        self.assertEqual(code, 304)
+
     def test_wado_answers_406_when_nothing_acceptable(self):
         ct, se = self.first_series("ct")
         for accept in ("text/html", MULTI_DICOM + "; transfer-syntax=1.2.3.4.5.6"):
@@ -206,6 +215,26 @@ class DicomwebTest(common.PacsTestCase):
         self.assertEqual(code, 200)
         code, _, body = self.get(path, headers={"If-None-Match": hdr["etag"]})
         self.assertEqual(code, 304)
+
+    def test_bulkdata_of_native_pixel_data_and_refusal_for_encapsulated(self):
+        ct, se = self.first_series("ct")
+        sop = sorted(self.tree[ct][se])[0]
+        base = "/studies/%s/series/%s/instances/%s" % (ct, se, sop)
+        meta = self.get_json(base + "/metadata")[0]
+        uri = meta["7FE00010"]["BulkDataURI"]
+        code, hdr, body = harness.http_get(uri)
+        self.assertEqual(code, 200)
+        parts = harness.parse_multipart(hdr["content-type"], body)
+        pixels = dataset_of(self.multipart(base, MULTI_DICOM + "; transfer-syntax=*")[0][1])
+        self.assertEqual(parts[0][1], pixels.PixelData)
+        code, hdr, body = harness.http_get(uri, headers={"Accept": "application/octet-stream"})
+        self.assertEqual((code, body), (200, pixels.PixelData))
+        jls, jse = self.first_series("ct-jls")
+        jsop = sorted(self.tree[jls][jse])[0]
+        self.assert_client_error("/studies/%s/series/%s/instances/%s/bulkdata/7FE00010"
+                                 % (jls, jse, jsop), 400)
+        self.assert_client_error(base + "/bulkdata/00091234", 404)
+        self.assert_client_error(base + "/bulkdata/zz", 400)
 
     # ---- frames and rendered ---------------------------------------------------
 
