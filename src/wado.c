@@ -638,6 +638,11 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	s->items = *items;
 	items->v = NULL;
 	s->last_progress = time(NULL);
+	/* a retrieval may have finished since the items were listed */
+	if (count_uncached(&s->items) > 0 && refresh_items(s) != 0) {
+		stream_free(s);
+		return dw_error(rq->conn, 500, "index unreadable");
+	}
 	s->ahead = ahead_start(s);
 	if (count_uncached(&s->items) > 0) {
 		s->retrieval = retriever_start(rq->env->retriever, s->study,

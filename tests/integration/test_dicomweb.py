@@ -2,6 +2,7 @@
 frames and rendered images, Accept negotiation, and bad requests (never a
 crash, never a 500 for a client error)."""
 
+import concurrent.futures
 import gzip
 import io
 import json
@@ -348,6 +349,20 @@ class ColdStudyTest(common.PacsTestCase):
         sops = {dataset_of(b).SOPInstanceUID for _, b in parts}
         self.assertEqual(sops, set().union(*self.pacs.uid_tree()[mr].values()))
         self.assertEqual(len(common.cached_paths(db.ls())), len(sops))
+
+    def test_concurrent_requests_for_a_cold_study_share_one_retrieval(self):
+        db = self.drimbox("db-shared")
+        ct = self.study_of_kind("ct")
+        url = db.dicomweb_url + "/studies/" + ct
+        accept = {"Accept": MULTI_DICOM + "; transfer-syntax=*"}
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: harness.http_get(url, headers=accept), range(4)))
+        expected = set().union(*self.pacs.uid_tree()[ct].values())
+        for code, hdr, body in answers:
+            self.assertEqual(code, 200)
+            parts = harness.parse_multipart(hdr["content-type"], body)
+            self.assertEqual({dataset_of(b).SOPInstanceUID for _, b in parts}, expected)
+        self.assertEqual(db.log_text().count("retrieve study=" + ct), 1)
 
 
 if __name__ == "__main__":
