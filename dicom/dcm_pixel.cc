@@ -556,6 +556,42 @@ int dcmtk_decode(const std::vector<Uint8> &frag, E_TransferSyntax x,
 	return DCM_OK;
 }
 
+/*
+ * DCMTK 3.6.7's JPEG-LS encoder leaves the pad byte of an odd-length
+ * codestream (after the EOI marker) uninitialised: output that differs
+ * from run to run and a byte of heap memory in the file. Zero it.
+ */
+void zero_jls_padding(DcmPixelData *pd, E_TransferSyntax to)
+{
+	DcmPixelSequence *seq = nullptr;
+
+	if (pd->getEncapsulatedRepresentation(to, nullptr, seq).bad() || !seq)
+		return;
+	for (unsigned long i = 1; i < seq->card(); i++) {
+		DcmPixelItem *it = nullptr;
+		Uint8 *b = nullptr;
+		Uint32 n;
+
+		if (seq->getItem(it, i).bad() || it == nullptr ||
+		    it->getUint8Array(b).bad() || b == nullptr)
+			continue;
+		n = it->getLength();
+		if (n >= 3 && b[n - 3] == 0xFF && b[n - 2] == 0xD9)
+			b[n - 1] = 0;
+	}
+}
+
+OFCondition choose_representation(DcmDataset &d, E_TransferSyntax to)
+{
+	OFCondition c = d.chooseRepresentation(to, nullptr);
+	DcmElement *el = nullptr;
+
+	if (c.good() && (to == EXS_JPEGLSLossless || to == EXS_JPEGLSLossy) &&
+	    d.findAndGetElement(DCM_PixelData, el).good() && el != nullptr)
+		zero_jls_padding(OFstatic_cast(DcmPixelData *, el), to);
+	return c;
+}
+
 /* Encodes one native frame to x; out receives its fragments joined. */
 int dcmtk_encode(const std::vector<Uint8> &native, const dcmi::PixelInfo &pi,
                  const OFString &photometric, DcmItem *orig, E_TransferSyntax x,
@@ -567,7 +603,7 @@ int dcmtk_encode(const std::vector<Uint8> &native, const dcmi::PixelInfo &pi,
 	if (!pd)
 		return fail(err, DCM_ERR_NOMEM, "pixel copy failed");
 	d.insert(pd, OFTrue);
-	OFCondition c = d.chooseRepresentation(x, nullptr);
+	OFCondition c = choose_representation(d, x);
 	DcmPixelSequence *seq = nullptr;
 	if (c.good())
 		c = pd->getEncapsulatedRepresentation(x, nullptr, seq);
@@ -802,7 +838,7 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 		if (rc != DCM_OK)
 			return rc;
 	}
-	OFCondition c = ds->chooseRepresentation(to, nullptr);
+	OFCondition c = choose_representation(*ds, to);
 	if (c.bad() || !ds->canWriteXfer(to))
 		return fail(err, DCM_ERR_UNSUPPORTED,
 		            "cannot convert %s to %s: %s",
