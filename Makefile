@@ -38,6 +38,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 
 bench: build
 	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
+	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
 
 demo: build
 	tests/demo/run start
