@@ -672,6 +672,33 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	return rc;
 }
 
+/* Cache-Control of what never changes once stored. */
+#define IMMUTABLE "private, max-age=31536000, immutable"
+
+/*
+ * Sends data (taken over: freed here) with its Content-Type and, when
+ * non-NULL, a Cache-Control.
+ */
+static enum MHD_Result send_buffer(struct dw_request *rq, void *data,
+                                   size_t len, const char *ctype,
+                                   const char *cache)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	        len, data, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result rc;
+
+	if (resp == NULL) {
+		free(data);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	if (cache != NULL)
+		MHD_add_response_header(resp, "Cache-Control", cache);
+	rc = MHD_queue_response(rq->conn, 200, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
 /* ---- metadata ------------------------------------------------------------ */
 
 /* Retrieves what is not cached yet; 0, or -1 with the reason in err. */
@@ -838,7 +865,6 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 	unsigned fr[FRAMES_MAX];
 	int n = parse_frames(list, fr, FRAMES_MAX);
 	struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
-	struct MHD_Response *resp;
 	struct accept a;
 	struct prefs octet;
 	enum MHD_Result rc;
@@ -915,22 +941,11 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 		free(body.buf);
 		return dw_error(rq->conn, 500, "out of memory");
 	}
-	resp = MHD_create_response_from_buffer(body.len, body.buf,
-	                                       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(body.buf);
-		return MHD_NO;
-	}
 	snprintf(ctype, sizeof(ctype),
 	         "multipart/related; type=\"application/octet-stream\"; "
 	         "boundary=%s",
 	         boundary);
-	MHD_add_response_header(resp, "Content-Type", ctype);
-	MHD_add_response_header(resp, "Cache-Control",
-	                        "private, max-age=31536000, immutable");
-	rc = MHD_queue_response(rq->conn, 200, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	return send_buffer(rq, body.buf, body.len, ctype, IMMUTABLE);
 }
 
 /* ---- rendered ------------------------------------------------------------ */
@@ -1005,7 +1020,6 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
                                 unsigned frame, int thumbnail)
 {
 	struct render_params p;
-	struct MHD_Response *resp;
 	struct accept a;
 	enum MHD_Result rc;
 	const char *media;
@@ -1053,18 +1067,8 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
 	free(px);
 	if (st != 0)
 		return dw_error(rq->conn, 500, "cannot encode %s", media);
-	resp = MHD_create_response_from_buffer(len, img, MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(img);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", media);
-	if (rq->sop != NULL)
-		MHD_add_response_header(resp, "Cache-Control",
-		                        "private, max-age=3600");
-	rc = MHD_queue_response(rq->conn, 200, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	return send_buffer(rq, img, len, media,
+	                   rq->sop != NULL ? "private, max-age=3600" : NULL);
 }
 
 /* ---- bulk data ---------------------------------------------------------- */
@@ -1072,7 +1076,6 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
 static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
                                 const char *tag_path)
 {
-	struct MHD_Response *resp;
 	struct dcm_err e;
 	struct accept a;
 	struct prefs octet;
@@ -1135,18 +1138,7 @@ static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
 	} else {
 		snprintf(ctype, sizeof(ctype), "application/octet-stream");
 	}
-	resp = MHD_create_response_from_buffer(len, data,
-	                                       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(data);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", ctype);
-	MHD_add_response_header(resp, "Cache-Control",
-	                        "private, max-age=31536000, immutable");
-	rc = MHD_queue_response(rq->conn, 200, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	return send_buffer(rq, data, len, ctype, IMMUTABLE);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
