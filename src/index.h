@@ -196,7 +196,8 @@ struct idx_match {
 	const char *metadata;   /* DICOM JSON when cached, else NULL */
 	const char *cache_path; /* relative, when cached, else NULL */
 	long instance_number, frames;
-	int64_t size; /* bytes of the cached file, -1 when not cached */
+	int64_t size;      /* bytes of the cached file, -1 when not cached */
+	int64_t cached_at; /* unix time it was cached, -1 when not cached */
 };
 
 /* True when tag can be used as a matching key at this level. */

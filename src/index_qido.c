@@ -327,7 +327,7 @@ static void build_query(struct build *b, const struct idx_query *q)
 	if (q->level == IDX_INSTANCE)
 		add(b, "%s",
 		    ", i.uid, i.sop_class, i.transfer_syntax, i.metadata, "
-		    "i.number, i.frames, i.cache_path, i.size");
+		    "i.number, i.frames, i.cache_path, i.size, i.cached_at");
 	add(b, "%s",
 	    " FROM studies st LEFT JOIN patients p ON p.id = st.patient");
 	if (q->level >= IDX_SERIES)
@@ -379,6 +379,7 @@ static void read_match(sqlite3_stmt *s, enum idx_level level,
 	m->series_number = m->series_instances = -1;
 	m->instance_number = m->frames = -1;
 	m->size = -1;
+	m->cached_at = -1;
 	if (level >= IDX_SERIES) {
 		m->series_uid = text(s, 15);
 		m->modality = text(s, 16);
@@ -396,6 +397,7 @@ static void read_match(sqlite3_stmt *s, enum idx_level level,
 		m->frames = num(s, 26);
 		m->cache_path = text(s, 27);
 		m->size = m->cache_path ? num(s, 28) : -1;
+		m->cached_at = m->cache_path ? num(s, 29) : -1;
 	}
 }
 

@@ -36,6 +36,7 @@ struct item {
 	char sop[65], series[65], rel[200], ts[65];
 	int cached, sent;
 	int64_t size;
+	int64_t cached_at; /* -1 unknown */
 	long frames;
 };
 
@@ -74,6 +75,7 @@ static int on_item(void *ctx, const struct idx_match *m)
 	}
 	it->size = m->size;
 	it->frames = m->frames;
+	it->cached_at = m->cached_at;
 	return 0;
 }
 
@@ -587,6 +589,19 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 }
 
+/* Last-Modified: when the instance was cached (its copy's date). */
+static void add_last_modified(struct MHD_Response *resp, int64_t when)
+{
+	char date[64];
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	if (when <= 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		return;
+	MHD_add_response_header(resp, "Last-Modified", date);
+}
+
 static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 {
 	struct stream *s = calloc(1, sizeof(*s));
@@ -663,6 +678,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	         s->boundary);
 	MHD_add_response_header(resp, "Content-Type", ctype);
 	if (etag[0]) {
+		add_last_modified(resp, s->items.v[0].cached_at);
 		MHD_add_response_header(resp, "ETag", etag);
 		MHD_add_response_header(resp, "Cache-Control",
 		                        "private, max-age=31536000, immutable");

@@ -184,6 +184,7 @@ class DicomwebTest(common.PacsTestCase):
         path = "/studies/%s/series/%s/instances/%s" % (ct, se, sorted(self.tree[ct][se])[0])
         code, hdr, _ = self.get(path, MULTI_DICOM + "; transfer-syntax=*")
         self.assertEqual(code, 200)
+        self.assertTrue(hdr["last-modified"].endswith(" GMT"), hdr)
         code, _, _ = self.get(path, MULTI_DICOM + "; transfer-syntax=*",
                               headers={"If-None-Match": hdr["etag"]})
         self.assertEqual(code, 304)
