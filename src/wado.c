@@ -1024,28 +1024,78 @@ static enum MHD_Result on_render_param(void *cls, enum MHD_ValueKind kind,
 static const char *render_media(const struct accept *a)
 {
 	for (size_t i = 0; i < a->n; i++) {
-		if (accept_media_matches(&a->r[i], "image/jpeg"))
+		const struct accept_range *r = &a->r[i];
+		int multi = strcmp(r->media, "multipart/related") == 0;
+
+		if (multi && (strcmp(r->type, "image/png") == 0 ||
+		              strcmp(r->type, "image/jpeg") == 0))
+			return strcmp(r->type, "image/png") == 0 ? "image/png"
+			                                         : "image/jpeg";
+		if (multi && r->type[0] == '\0')
 			return "image/jpeg";
-		if (accept_media_matches(&a->r[i], "image/png"))
+		if (accept_media_matches(r, "image/jpeg"))
+			return "image/jpeg";
+		if (accept_media_matches(r, "image/png"))
 			return "image/png";
 	}
 	return NULL;
 }
 
+/*
+ * Renders one instance and encodes it as media. Returns 0 with *img set
+ * (malloc'd), or the HTTP status to answer with a reason in msg.
+ */
+static unsigned render_one(struct dw_request *rq, const struct item *it,
+                           const struct render_params *p, const char *media,
+                           unsigned char **img, size_t *len, char *msg,
+                           size_t msglen)
+{
+	char path[PATH_MAX];
+	unsigned char *px = NULL;
+	unsigned w, h;
+	int ch, st;
+	struct dcm_err e;
+
+	if (cache_abs_path(rq->env->cache, it->rel, path, sizeof(path)) != 0) {
+		snprintf(msg, msglen, "cache path too long");
+		return 500;
+	}
+	st = dcm_render(path, &p->o, &px, &w, &h, &ch, &e);
+	if (st != DCM_OK) {
+		snprintf(msg, msglen, "cannot render %s: %.120s", it->sop,
+		         st == DCM_ERR_NOT_FOUND ? "no such frame" : e.msg);
+		return st == DCM_ERR_NOT_FOUND     ? 400
+		       : st == DCM_ERR_UNSUPPORTED ? 406
+		                                   : 500;
+	}
+	st = strcmp(media, "image/png") == 0
+	             ? imgenc_png(px, w, h, ch, img, len)
+	             : imgenc_jpeg(px, w, h, ch, p->quality, img, len);
+	free(px);
+	if (st != 0) {
+		snprintf(msg, msglen, "cannot encode %s", media);
+		return 500;
+	}
+	return 0;
+}
+
+/*
+ * /rendered of an instance or frame: one image. Of a study or series:
+ * every instance, as multipart/related. /thumbnail: one small image (of
+ * the middle instance for a study or series).
+ */
 static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
                                 unsigned frame, int thumbnail)
 {
 	struct render_params p;
+	struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
 	struct accept a;
 	enum MHD_Result rc;
 	const char *media;
-	char path[PATH_MAX], err[256];
-	unsigned char *px = NULL, *img = NULL;
-	unsigned w, h;
-	int ch, st;
-	size_t len;
-	struct dcm_err e;
-	struct item *it;
+	char err[256], boundary[48], head[160], ctype[160];
+	unsigned char *img = NULL;
+	size_t len = 0;
+	unsigned status;
 
 	memset(&p, 0, sizeof(p));
 	p.quality = 90;
@@ -1067,24 +1117,40 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
 		                "cannot retrieve from the PACS: "
 		                "%s",
 		                err);
-	/* a study or series is represented by its middle instance */
-	it = &items->v[items->n / 2];
-	if (cache_abs_path(rq->env->cache, it->rel, path, sizeof(path)) != 0)
-		return dw_error(rq->conn, 500, "cache path too long");
-	st = dcm_render(path, &p.o, &px, &w, &h, &ch, &e);
-	if (st == DCM_ERR_NOT_FOUND)
-		return dw_error(rq->conn, 400, "frame %u: out of range", frame);
-	if (st != DCM_OK)
-		return dw_error(rq->conn, st == DCM_ERR_UNSUPPORTED ? 406 : 500,
-		                "cannot render %s: %s", it->sop, e.msg);
-	st = strcmp(media, "image/png") == 0
-	             ? imgenc_png(px, w, h, ch, &img, &len)
-	             : imgenc_jpeg(px, w, h, ch, p.quality, &img, &len);
-	free(px);
-	if (st != 0)
-		return dw_error(rq->conn, 500, "cannot encode %s", media);
-	return send_buffer(rq, img, len, media,
-	                   rq->sop != NULL ? "private, max-age=3600" : NULL);
+	if (rq->sop != NULL || thumbnail) {
+		status = render_one(rq, &items->v[items->n / 2], &p, media,
+		                    &img, &len, err, sizeof(err));
+		if (status != 0)
+			return dw_error(rq->conn, status, "%s", err);
+		return send_buffer(rq, img, len, media,
+		                   rq->sop != NULL ? "private, max-age=3600"
+		                                   : NULL);
+	}
+	new_boundary(boundary, sizeof(boundary));
+	for (size_t i = 0; i < items->n; i++) {
+		status = render_one(rq, &items->v[i], &p, media, &img, &len,
+		                    err, sizeof(err));
+		if (status != 0) {
+			free(body.buf);
+			return dw_error(rq->conn, status, "%s", err);
+		}
+		snprintf(head, sizeof(head),
+		         "%s--%s\r\nContent-Type: %s\r\n\r\n", i ? "\r\n" : "",
+		         boundary, media);
+		meta_put(&body, head, strlen(head));
+		meta_put(&body, (const char *)img, len);
+		free(img);
+	}
+	snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
+	meta_put(&body, head, strlen(head));
+	if (body.failed) {
+		free(body.buf);
+		return dw_error(rq->conn, 500, "out of memory");
+	}
+	snprintf(ctype, sizeof(ctype),
+	         "multipart/related; type=\"%s\"; boundary=%s", media,
+	         boundary);
+	return send_buffer(rq, body.buf, body.len, ctype, NULL);
 }
 
 /* ---- bulk data ---------------------------------------------------------- */

@@ -297,6 +297,14 @@ class DicomwebTest(common.PacsTestCase):
         self.assertEqual((code, body[:2]), (200, b"\xff\xd8"))
         self.assertEqual(self.get(base + "/rendered?window=abc")[0], 400)
 
+    def test_rendered_series_is_every_instance(self):
+        mr, se = self.first_series("mr")
+        parts = self.multipart("/studies/%s/series/%s/rendered?viewport=32,32" % (mr, se),
+                               'multipart/related; type="image/jpeg"')
+        self.assertEqual(len(parts), len(self.tree[mr][se]))
+        for headers, body in parts:
+            self.assertEqual((headers["content-type"], body[:2]), ("image/jpeg", b"\xff\xd8"))
+
     # ---- bad requests ------------------------------------------------------------
 
     def assert_client_error(self, path, status=None, **kw):
