@@ -4,6 +4,7 @@
  * loopback storage SCP exercised by the SCU side in the same process.
  */
 #include "dcm.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,41 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-static char tmpdir[64];
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",       \
-			        __FILE__, __LINE__, __func__, #cond);          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
-
-#define CHECK_EQ_INT(a, b)                                                     \
-	do {                                                                   \
-		long _a = (long)(a), _b = (long)(b);                           \
-		if (_a != _b) {                                                \
-			fprintf(stderr,                                        \
-			        "%s:%d: %s: %s == %ld, expected %ld\n",        \
-			        __FILE__, __LINE__, __func__, #a, _a, _b);     \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
-
-#define CHECK_EQ_STR(a, b)                                                     \
-	do {                                                                   \
-		const char *_a = (a), *_b = (b);                               \
-		if (!_a || !_b || strcmp(_a, _b) != 0) {                       \
-			fprintf(stderr,                                        \
-			        "%s:%d: %s: %s == \"%s\", expected \"%s\"\n",  \
-			        __FILE__, __LINE__, __func__, #a,              \
-			        _a ? _a : "(null)", _b ? _b : "(null)");       \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 #define T_SOP_CLASS DCM_TAG(0x0008, 0x0016)
 #define T_SOP_INST DCM_TAG(0x0008, 0x0018)
@@ -64,11 +30,6 @@ static char tmpdir[64];
 
 #define CT_CLASS "1.2.840.10008.5.1.4.1.1.2"
 #define ELE_TS "1.2.840.10008.1.2.1"
-
-static void path_in_tmp(char *buf, size_t cap, const char *name)
-{
-	snprintf(buf, cap, "%s/%s", tmpdir, name);
-}
 
 /* A small CT-like instance; the caller frees it. */
 static struct dcm_ds *make_instance(const char *sop_uid)
@@ -146,7 +107,7 @@ static void test_written_file_reads_back_with_its_transfer_syntax(void)
 	char path[256], buf[80];
 	struct dcm_err err = { { 0 } };
 	struct dcm_ds *ds = make_instance("1.2.3.5"), *back = NULL;
-	path_in_tmp(path, sizeof(path), "rt.dcm");
+	tmp_path(path, sizeof(path), "rt.dcm");
 	CHECK_EQ_INT(dcm_ds_write_file(ds, path, ELE_TS, &err), DCM_OK);
 	CHECK_EQ_INT(dcm_ds_read_file(path, 0, &back, &err), DCM_OK);
 	if (back) {
@@ -180,7 +141,7 @@ static void test_reading_garbage_or_missing_file_fails(void)
 	char path[256];
 	struct dcm_err err = { { 0 } };
 	struct dcm_ds *ds = NULL;
-	path_in_tmp(path, sizeof(path), "garbage.dcm");
+	tmp_path(path, sizeof(path), "garbage.dcm");
 	FILE *f = fopen(path, "wb");
 	CHECK(f != NULL);
 	if (f) {
@@ -191,7 +152,7 @@ static void test_reading_garbage_or_missing_file_fails(void)
 	CHECK_EQ_INT(dcm_ds_read_file(path, 0, &ds, &err), DCM_ERR_PARSE);
 	CHECK(ds == NULL);
 	CHECK(err.msg[0] != '\0');
-	path_in_tmp(path, sizeof(path), "does-not-exist.dcm");
+	tmp_path(path, sizeof(path), "does-not-exist.dcm");
 	CHECK_EQ_INT(dcm_ds_read_file(path, 0, &ds, &err), DCM_ERR_IO);
 	static const char junk[] = "\x01\x02\x03garbage garbage garbage";
 	CHECK_EQ_INT(dcm_ds_read_mem(junk, sizeof(junk), &ds, &err),
@@ -585,7 +546,7 @@ static void test_scu_stores_into_loopback_scp_bit_for_bit(void)
 		CHECK_EQ_INT(dcm_echo(as, &err), DCM_OK);
 
 		char sent[256];
-		path_in_tmp(sent, sizeof(sent), "sent.dcm");
+		tmp_path(sent, sizeof(sent), "sent.dcm");
 		struct dcm_ds *ds = make_instance("1.2.3.8");
 		CHECK_EQ_INT(dcm_ds_write_file(ds, sent, ELE_TS, &err), DCM_OK);
 		dcm_ds_free(ds);
@@ -613,7 +574,7 @@ static void test_scu_stores_into_loopback_scp_bit_for_bit(void)
 
 		/* an instance without a study UID is refused, not stored */
 		char bad[256];
-		path_in_tmp(bad, sizeof(bad), "bad.dcm");
+		tmp_path(bad, sizeof(bad), "bad.dcm");
 		ds = dcm_ds_new();
 		dcm_ds_set_string(ds, T_SOP_CLASS, CT_CLASS);
 		dcm_ds_set_string(ds, T_SOP_INST, "1.2.3.9");
@@ -662,34 +623,10 @@ static void test_scu_stores_into_loopback_scp_bit_for_bit(void)
 	pthread_mutex_destroy(&s.mu);
 }
 
-static void remove_tmpdir(void)
-{
-	DIR *d = opendir(tmpdir);
-	struct dirent *e;
-	char p[512];
-	while (d && (e = readdir(d)) != NULL) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", tmpdir, e->d_name);
-		unlink(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(tmpdir);
-}
-
 int main(void)
 {
-	struct dcm_err err = { { 0 } };
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_dcm.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (test_setup("test_dcm") != 0)
 		return 1;
-	}
-	if (dcm_global_init(&err) != DCM_OK) {
-		fprintf(stderr, "dcm_global_init: %s\n", err.msg);
-		return 1;
-	}
 	CHECK_EQ_STR(dcm_strerror(DCM_ERR_CONNECT), "DCM_ERR_CONNECT");
 	test_get_string_handles_absent_empty_too_long_and_multi_values();
 	test_get_long_reads_binary_and_text_integers();
@@ -699,12 +636,5 @@ int main(void)
 	test_json_is_valid_typed_utf8_and_uses_bulk_uris();
 	test_get_string_converts_text_to_utf8();
 	test_scu_stores_into_loopback_scp_bit_for_bit();
-	dcm_global_cleanup();
-	remove_tmpdir();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all dcm checks passed\n");
-	return 0;
+	return test_finish("dcm");
 }

@@ -7,6 +7,7 @@
  * encoder that is not ours.
  */
 #include "dcm.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,29 +20,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int failures;
-static char tmpdir[64];
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",       \
-			        __FILE__, __LINE__, __func__, #cond);          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
-
-#define CHECK_EQ_INT(a, b)                                                     \
-	do {                                                                   \
-		long _a = (long)(a), _b = (long)(b);                           \
-		if (_a != _b) {                                                \
-			fprintf(stderr,                                        \
-			        "%s:%d: %s: %s == %ld, expected %ld\n",        \
-			        __FILE__, __LINE__, __func__, #a, _a, _b);     \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 #define CHECK_OK(expr)                                                         \
 	do {                                                                   \
@@ -204,11 +182,6 @@ static int save(const char *path, const struct buf *b)
 		return -1;
 	size_t w = fwrite(b->p, 1, b->n, f);
 	return fclose(f) == 0 && w == b->n ? 0 : -1;
-}
-
-static void tmp_path(char *buf, size_t cap, const char *name)
-{
-	snprintf(buf, cap, "%s/%s", tmpdir, name);
 }
 
 /* Writes a native explicit little endian file. */
@@ -862,34 +835,10 @@ static void test_concurrent_transcodes_give_the_same_bytes(void)
 		free(jobs[i].out);
 }
 
-static void remove_tmpdir(void)
-{
-	DIR *d = opendir(tmpdir);
-	struct dirent *e;
-	char p[512];
-	while (d && (e = readdir(d)) != NULL) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", tmpdir, e->d_name);
-		unlink(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(tmpdir);
-}
-
 int main(void)
 {
-	struct dcm_err err = { { 0 } };
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_pixel.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (test_setup("test_pixel") != 0)
 		return 1;
-	}
-	if (dcm_global_init(&err) != DCM_OK) {
-		fprintf(stderr, "dcm_global_init: %s\n", err.msg);
-		return 1;
-	}
 	CHECK(strcmp(dcm_strerror(DCM_ERR_UNSUPPORTED),
 	             "DCM_ERR_UNSUPPORTED") == 0);
 	ct3.pixels = make_pixels(&ct3);
@@ -913,13 +862,5 @@ int main(void)
 	test_render_of_compressed_frame_matches_native();
 	test_concurrent_transcodes_give_the_same_bytes();
 	free((void *)ct3.pixels);
-	dcm_global_cleanup();
-	if (!getenv("KEEP_TMP"))
-		remove_tmpdir();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all pixel checks passed\n");
-	return 0;
+	return test_finish("pixel");
 }

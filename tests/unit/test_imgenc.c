@@ -5,6 +5,7 @@
  * scanlines of the input.
  */
 #include "imgenc.h"
+#include "testutil.h"
 
 #include <setjmp.h>
 #include <stdint.h>
@@ -14,17 +15,6 @@
 
 #include <jpeglib.h>
 #include <zlib.h>
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: %s: check failed: %s\n",       \
-			        __FILE__, __LINE__, __func__, #cond);          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 /* A w x h gradient of `channels` bytes per pixel; the caller frees it. */
 static unsigned char *gradient(unsigned w, unsigned h, int channels)
@@ -200,10 +190,5 @@ int main(void)
 	test_jpeg_starts_with_soi_and_decodes_to_the_same_size();
 	test_jpeg_rejects_bad_arguments();
 	test_png_has_valid_chunks_and_inflates_to_filtered_rows();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
-		return 1;
-	}
-	printf("all imgenc checks passed\n");
-	return 0;
+	return test_failures ? 1 : 0;
 }
