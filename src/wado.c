@@ -695,7 +695,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
  * Sends data (taken over: freed here) with its Content-Type and, when
  * non-NULL, a Cache-Control.
  */
-static enum MHD_Result send_buffer(struct dw_request *rq, void *data,
+static enum MHD_Result send_buffer(const struct dw_request *rq, void *data,
                                    size_t len, const char *ctype,
                                    const char *cache)
 {
@@ -829,6 +829,50 @@ static enum MHD_Result metadata(struct dw_request *rq, struct items *items)
 	                    rq->sop ? etag : NULL);
 }
 
+/* ---- multipart bodies built in memory (frames, rendered, bulk data) --- */
+
+struct multipart {
+	struct meta_ctx body;
+	char boundary[48];
+};
+
+static void mp_init(struct multipart *m, struct dw_request *rq)
+{
+	memset(m, 0, sizeof(*m));
+	m->body.rq = rq;
+	new_boundary(m->boundary, sizeof(m->boundary));
+}
+
+/* Appends a part: its Content-Type (with parameters), then data. */
+static void mp_add(struct multipart *m, const char *ctype, const void *data,
+                   size_t len)
+{
+	char head[256];
+
+	snprintf(head, sizeof(head), "%s--%s\r\nContent-Type: %s\r\n\r\n",
+	         m->body.len ? "\r\n" : "", m->boundary, ctype);
+	meta_put(&m->body, head, strlen(head));
+	meta_put(&m->body, data, len);
+}
+
+/* Closes the body and sends it as multipart/related of type. */
+static enum MHD_Result mp_send(struct multipart *m, const char *type,
+                               const char *cache)
+{
+	char tail[64], ctype[160];
+
+	snprintf(tail, sizeof(tail), "\r\n--%s--\r\n", m->boundary);
+	meta_put(&m->body, tail, strlen(tail));
+	if (m->body.failed) {
+		free(m->body.buf);
+		return dw_error(m->body.rq->conn, 500, "out of memory");
+	}
+	snprintf(ctype, sizeof(ctype),
+	         "multipart/related; type=\"%s\"; boundary=%s", type,
+	         m->boundary);
+	return send_buffer(m->body.rq, m->body.buf, m->body.len, ctype, cache);
+}
+
 /* ---- frames ------------------------------------------------------------ */
 
 /* Parses "1,3,5" into frames[]; returns the count, -1 when malformed. */
@@ -880,11 +924,11 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 {
 	unsigned fr[FRAMES_MAX];
 	int n = parse_frames(list, fr, FRAMES_MAX);
-	struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
+	struct multipart mp;
 	struct accept a;
 	struct prefs octet;
 	enum MHD_Result rc;
-	char path[PATH_MAX], boundary[48], head[256], ctype[160], err[256];
+	char path[PATH_MAX], part[128], err[256];
 	struct item *it;
 
 	if (n <= 0)
@@ -907,7 +951,7 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 		                "multipart/related");
 	if (cache_abs_path(rq->env->cache, it->rel, path, sizeof(path)) != 0)
 		return dw_error(rq->conn, 500, "cache path too long");
-	new_boundary(boundary, sizeof(boundary));
+	mp_init(&mp, rq);
 	for (int i = 0; i < n; i++) {
 		const char *want = choose_ts(&octet, it->ts);
 		char ts_out[65];
@@ -917,7 +961,7 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 		int st;
 
 		if (want == NULL) {
-			free(body.buf);
+			free(mp.body.buf);
 			return dw_error(rq->conn, 406,
 			                "frames of %s cannot be sent in an "
 			                "acceptable transfer syntax",
@@ -926,7 +970,7 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 		st = dcm_frame(path, fr[i], strcmp(want, it->ts) ? want : NULL,
 		               &data, &len, ts_out, &e);
 		if (st != DCM_OK) {
-			free(body.buf);
+			free(mp.body.buf);
 			if (st == DCM_ERR_NOT_FOUND)
 				return dw_error(rq->conn, 400,
 				                "frame %u: out of range "
@@ -942,26 +986,12 @@ static enum MHD_Result frames(struct dw_request *rq, struct items *items,
 			return dw_error(rq->conn, 500, "frame %u: %s", fr[i],
 			                e.msg);
 		}
-		snprintf(head, sizeof(head),
-		         "%s--%s\r\nContent-Type: %s; "
-		         "transfer-syntax=%s\r\n\r\n",
-		         i ? "\r\n" : "", boundary, frame_media(ts_out),
-		         ts_out);
-		meta_put(&body, head, strlen(head));
-		meta_put(&body, data, len);
+		snprintf(part, sizeof(part), "%s; transfer-syntax=%s",
+		         frame_media(ts_out), ts_out);
+		mp_add(&mp, part, data, len);
 		free(data);
 	}
-	snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
-	meta_put(&body, head, strlen(head));
-	if (body.failed) {
-		free(body.buf);
-		return dw_error(rq->conn, 500, "out of memory");
-	}
-	snprintf(ctype, sizeof(ctype),
-	         "multipart/related; type=\"application/octet-stream\"; "
-	         "boundary=%s",
-	         boundary);
-	return send_buffer(rq, body.buf, body.len, ctype, IMMUTABLE);
+	return mp_send(&mp, "application/octet-stream", IMMUTABLE);
 }
 
 /* ---- rendered ------------------------------------------------------------ */
@@ -1088,11 +1118,11 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
                                 unsigned frame, int thumbnail)
 {
 	struct render_params p;
-	struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
+	struct multipart mp;
 	struct accept a;
 	enum MHD_Result rc;
 	const char *media;
-	char err[256], boundary[48], head[160], ctype[160];
+	char err[256];
 	unsigned char *img = NULL;
 	size_t len = 0;
 	unsigned status;
@@ -1126,31 +1156,18 @@ static enum MHD_Result rendered(struct dw_request *rq, struct items *items,
 		                   rq->sop != NULL ? "private, max-age=3600"
 		                                   : NULL);
 	}
-	new_boundary(boundary, sizeof(boundary));
+	mp_init(&mp, rq);
 	for (size_t i = 0; i < items->n; i++) {
 		status = render_one(rq, &items->v[i], &p, media, &img, &len,
 		                    err, sizeof(err));
 		if (status != 0) {
-			free(body.buf);
+			free(mp.body.buf);
 			return dw_error(rq->conn, status, "%s", err);
 		}
-		snprintf(head, sizeof(head),
-		         "%s--%s\r\nContent-Type: %s\r\n\r\n", i ? "\r\n" : "",
-		         boundary, media);
-		meta_put(&body, head, strlen(head));
-		meta_put(&body, (const char *)img, len);
+		mp_add(&mp, media, img, len);
 		free(img);
 	}
-	snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
-	meta_put(&body, head, strlen(head));
-	if (body.failed) {
-		free(body.buf);
-		return dw_error(rq->conn, 500, "out of memory");
-	}
-	snprintf(ctype, sizeof(ctype),
-	         "multipart/related; type=\"%s\"; boundary=%s", media,
-	         boundary);
-	return send_buffer(rq, body.buf, body.len, ctype, NULL);
+	return mp_send(&mp, media, NULL);
 }
 
 /* ---- bulk data ---------------------------------------------------------- */
@@ -1162,10 +1179,10 @@ static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
 	struct accept a;
 	struct prefs octet;
 	enum MHD_Result rc;
-	char path[PATH_MAX], err[256], boundary[48], head[160], ctype[160];
+	char path[PATH_MAX], err[256];
 	void *data = NULL;
 	size_t len = 0;
-	int st, multipart = 1;
+	int st, as_multipart = 1;
 
 	if (parse_accept(rq, &a, &rc) != 0)
 		return rc;
@@ -1174,8 +1191,8 @@ static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
 		return dw_error(rq->conn, 406,
 		                "bulk data is "
 		                "application/octet-stream");
-	multipart = !(a.n > 0 && strcmp(a.r[0].media, "application/"
-	                                              "octet-stream") == 0);
+	as_multipart = !(a.n > 0 && strcmp(a.r[0].media, "application/"
+	                                                 "octet-stream") == 0);
 	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
 		return dw_error(rq->conn, 502,
 		                "cannot retrieve from the PACS: "
@@ -1193,34 +1210,16 @@ static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
 	if (st != DCM_OK)
 		return dw_error(rq->conn, 500, "bulk data %s: %s", tag_path,
 		                e.msg);
-	if (multipart) {
-		struct meta_ctx body = { rq, NULL, 0, 0, 0, 0 };
+	if (as_multipart) {
+		struct multipart mp;
 
-		new_boundary(boundary, sizeof(boundary));
-		snprintf(head, sizeof(head),
-		         "--%s\r\nContent-Type: "
-		         "application/octet-stream\r\n\r\n",
-		         boundary);
-		meta_put(&body, head, strlen(head));
-		meta_put(&body, data, len);
-		snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
-		meta_put(&body, head, strlen(head));
+		mp_init(&mp, rq);
+		mp_add(&mp, "application/octet-stream", data, len);
 		free(data);
-		if (body.failed) {
-			free(body.buf);
-			return dw_error(rq->conn, 500, "out of memory");
-		}
-		data = body.buf;
-		len = body.len;
-		snprintf(
-		        ctype, sizeof(ctype),
-		        "multipart/related; type=\"application/octet-stream\"; "
-		        "boundary=%s",
-		        boundary);
-	} else {
-		snprintf(ctype, sizeof(ctype), "application/octet-stream");
+		return mp_send(&mp, "application/octet-stream", IMMUTABLE);
 	}
-	return send_buffer(rq, data, len, ctype, IMMUTABLE);
+	return send_buffer(rq, data, len, "application/octet-stream",
+	                   IMMUTABLE);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
