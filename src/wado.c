@@ -79,12 +79,16 @@ static int on_item(void *ctx, const struct idx_match *m)
 	return 0;
 }
 
-/* The instances of the request's selection; -1 on a database error. */
-static int list_items(const struct dw_request *rq, struct items *out)
+/*
+ * Calls cb for each instance of the request's selection (study, series or
+ * one instance), in order; what index_qido() returns.
+ */
+static int each_instance(const struct dw_request *rq,
+                         int (*cb)(void *ctx, const struct idx_match *m),
+                         void *ctx)
 {
 	struct idx_filter f = { 0x00080018, rq->sop };
 	struct idx_query q;
-	struct list_ctx l = { out, 0 };
 	char err[128];
 
 	memset(&q, 0, sizeof(q));
@@ -93,10 +97,17 @@ static int list_items(const struct dw_request *rq, struct items *out)
 	q.series_uid = rq->series;
 	q.filters = rq->sop ? &f : NULL;
 	q.nfilters = rq->sop != NULL;
+	return index_qido(rq->env->ix, &q, cb, ctx, err, sizeof(err));
+}
+
+/* The instances of the request's selection; -1 on a database error. */
+static int list_items(const struct dw_request *rq, struct items *out)
+{
+	struct list_ctx l = { out, 0 };
+
 	free(out->v);
 	memset(out, 0, sizeof(*out));
-	if (index_qido(rq->env->ix, &q, on_item, &l, err, sizeof(err)) != 0 ||
-	    l.failed)
+	if (each_instance(rq, on_item, &l) != 0 || l.failed)
 		return -1;
 	return 0;
 }
@@ -796,9 +807,7 @@ static int on_meta(void *ctx, const struct idx_match *mt)
 
 static enum MHD_Result metadata(struct dw_request *rq, struct items *items)
 {
-	struct idx_filter f = { 0x00080018, rq->sop };
 	struct meta_ctx m = { rq, NULL, 0, 0, 0, 0 };
-	struct idx_query q;
 	char err[256], etag[80];
 
 	if (fetch_missing(rq, items, err, sizeof(err)) != 0)
@@ -806,15 +815,8 @@ static enum MHD_Result metadata(struct dw_request *rq, struct items *items)
 		                "cannot retrieve from the PACS: "
 		                "%s",
 		                err);
-	memset(&q, 0, sizeof(q));
-	q.level = IDX_INSTANCE;
-	q.study_uid = rq->study;
-	q.series_uid = rq->series;
-	q.filters = rq->sop ? &f : NULL;
-	q.nfilters = rq->sop != NULL;
 	meta_put(&m, "[", 1);
-	if (index_qido(rq->env->ix, &q, on_meta, &m, err, sizeof(err)) != 0 ||
-	    m.failed) {
+	if (each_instance(rq, on_meta, &m) != 0 || m.failed) {
 		free(m.buf);
 		return dw_error(rq->conn, 500, "index unreadable");
 	}
