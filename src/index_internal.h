@@ -14,4 +14,12 @@ sqlite3 *index_db(struct index *ix);
 void index_lock(struct index *ix);
 void index_unlock(struct index *ix);
 
+/*
+ * A prepared statement for sql from the connection's cache of recent
+ * generated queries (prepared on a miss), ready to bind; the caller holds
+ * the lock and calls sqlite3_reset() when done, never sqlite3_finalize().
+ * NULL on a preparation error (sqlite3_errmsg() says why).
+ */
+sqlite3_stmt *index_cached_stmt(struct index *ix, const char *sql);
+
 #endif

@@ -140,9 +140,20 @@ static const char *const stmt_sql[S__COUNT] = {
 	                      "st.id = se.study WHERE st.uid = ?1",
 };
 
+/* Generated queries (QIDO, WADO listings) kept prepared, least used out. */
+#define QCACHE_SIZE 32
+
+struct cached_stmt {
+	char *sql;
+	uint64_t hash, used;
+	sqlite3_stmt *stmt;
+};
+
 struct index {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S__COUNT];
+	struct cached_stmt qcache[QCACHE_SIZE];
+	uint64_t qclock;
 	pthread_mutex_t lock; /* serialises every call */
 	int version;
 	int64_t last_gen; /* sync generations, strictly increasing */
@@ -326,6 +337,10 @@ void index_close(struct index *ix)
 		return;
 	for (int i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(ix->stmt[i]);
+	for (int i = 0; i < QCACHE_SIZE; i++) {
+		sqlite3_finalize(ix->qcache[i].stmt);
+		free(ix->qcache[i].sql);
+	}
 	sqlite3_close(ix->db);
 	pthread_mutex_destroy(&ix->lock);
 	free(ix);
@@ -805,4 +820,38 @@ void index_lock(struct index *ix)
 void index_unlock(struct index *ix)
 {
 	pthread_mutex_unlock(&ix->lock);
+}
+
+sqlite3_stmt *index_cached_stmt(struct index *ix, const char *sql)
+{
+	uint64_t hash = 14695981039346656037ULL; /* FNV-1a */
+	struct cached_stmt *victim = &ix->qcache[0];
+	sqlite3_stmt *s;
+	char *copy;
+
+	for (const char *p = sql; *p; p++)
+		hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
+	for (int i = 0; i < QCACHE_SIZE; i++) {
+		struct cached_stmt *c = &ix->qcache[i];
+
+		if (c->stmt != NULL && c->hash == hash &&
+		    strcmp(c->sql, sql) == 0) {
+			c->used = ++ix->qclock;
+			return c->stmt;
+		}
+		if (c->used < victim->used)
+			victim = c;
+	}
+	if (sqlite3_prepare_v3(ix->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
+	                       NULL) != SQLITE_OK)
+		return NULL;
+	copy = strdup(sql);
+	if (copy == NULL) {
+		sqlite3_finalize(s);
+		return NULL;
+	}
+	sqlite3_finalize(victim->stmt);
+	free(victim->sql);
+	*victim = (struct cached_stmt){ copy, hash, ++ix->qclock, s };
+	return s;
 }
