@@ -21,6 +21,12 @@
 #include <zlib.h>
 
 #define URL_MAX 2048
+/*
+ * Request headers, all together.  Past about 56 KiB (the 64 KiB connection
+ * pool less the request line and bookkeeping) libmicrohttpd answers 431
+ * itself, with an HTML body; below, a JSON reason comes from here.
+ */
+#define HEADERS_MAX (16 * 1024)
 
 struct http {
 	struct http_env env;
@@ -53,6 +59,25 @@ static char *gzip(const char *buf, size_t len, size_t *out_len)
 	*out_len = z.total_out;
 	deflateEnd(&z);
 	return out;
+}
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+	size_t *total = cls;
+
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+static size_t headers_size(struct MHD_Connection *conn)
+{
+	size_t total = 0;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size,
+	                          &total);
+	return total;
 }
 
 static int accepts_gzip(struct MHD_Connection *conn)
@@ -295,6 +320,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	log_debug(LOGC_HTTP, "%s %s", method, url);
 	if (strlen(url) > URL_MAX)
 		return dw_error(conn, 414, "URL too long");
+	if (headers_size(conn) > HEADERS_MAX)
+		return dw_error(conn, 431, "request headers over %d bytes",
+		                HEADERS_MAX);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return dw_error(conn, 405, "method %s not allowed", method);
 	if (strncmp(url, cfg->dicomweb_root, root) != 0 ||
