@@ -805,7 +805,13 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 		            "unknown transfer syntax %s", ts_uid);
 	DcmFileFormat ff;
 	E_TransferSyntax from = EXS_Unknown;
-	int rc = dcmi::px_load(path, DCM_MaxReadLength, ff, &from, err);
+	/*
+	 * Everything is read now, in one pass: a lazily loaded value would be
+	 * read again by name later, and the file may be renamed or evicted
+	 * in between.
+	 */
+	int rc = dcmi::px_load(path, OFnumeric_limits<Uint32>::max(), ff,
+	                       &from, err);
 	if (rc != DCM_OK)
 		return rc;
 	DcmMetaInfo *mi = ff.getMetaInfo();

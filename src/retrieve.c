@@ -49,7 +49,8 @@ static double since(const struct timespec *t0)
 }
 
 /* Remembers an arrival for the streams following e (lock held). */
-static void note_arrival(struct entry *e, const struct dcm_instance_info *i)
+static void note_arrival(struct entry *e, const struct dcm_instance_info *i,
+                         const char *tmp_path)
 {
 	struct retrieval_item *it;
 
@@ -67,10 +68,15 @@ static void note_arrival(struct entry *e, const struct dcm_instance_info *i)
 	snprintf(it->sop, sizeof(it->sop), "%s", i->sop_instance_uid);
 	snprintf(it->series, sizeof(it->series), "%s", i->series_uid);
 	snprintf(it->ts, sizeof(it->ts), "%s", i->transfer_syntax);
+	snprintf(it->tmp, sizeof(it->tmp), "%s", tmp_path);
 }
 
-/* Store observer: counts an instance for every matching retrieval. */
-static void on_instance(void *ctx, const struct dcm_instance_info *info)
+/*
+ * Store observer: an instance landed (tmp_path set: streams may send it)
+ * or was committed (counted), for every matching retrieval.
+ */
+static void on_instance(void *ctx, const struct dcm_instance_info *info,
+                        const char *tmp_path)
 {
 	struct retriever *r = ctx;
 	int hit = 0;
@@ -80,9 +86,12 @@ static void on_instance(void *ctx, const struct dcm_instance_info *info)
 		if (strcmp(e->study, info->study_uid) != 0 ||
 		    (e->series[0] && strcmp(e->series, info->series_uid) != 0))
 			continue;
-		e->st.received++;
-		e->st.bytes += info->file_size;
-		note_arrival(e, info);
+		if (tmp_path != NULL) {
+			note_arrival(e, info, tmp_path);
+		} else {
+			e->st.received++;
+			e->st.bytes += info->file_size;
+		}
 		hit = 1;
 	}
 	if (hit)
@@ -287,7 +296,7 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 	return h;
 }
 
-void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
+void retrieval_wait(struct retrieval *h, size_t arrived, int timeout_ms,
                     struct retrieve_status *st)
 {
 	struct retriever *r = h->r;
@@ -298,7 +307,7 @@ void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
 	until.tv_sec += timeout_ms / 1000 + until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&r->lock);
-	while (!h->e->st.done && h->e->st.received <= seen &&
+	while (!h->e->st.done && h->e->narrived <= arrived &&
 	       pthread_cond_timedwait(&r->changed, &r->lock, &until) !=
 	               ETIMEDOUT)
 		;

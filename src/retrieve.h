@@ -9,6 +9,7 @@
 
 #include "dcm.h"
 
+#include <limits.h>
 #include <stdint.h>
 
 struct pacs;
@@ -59,20 +60,27 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
                                   const char *series, char *err, size_t errlen);
 
 /*
- * Waits until the retrieval has cached more than `seen` instances, is
- * done, or timeout_ms passed; copies its status to st.
+ * Waits until more than `arrived` instances have arrived (see
+ * retrieval_arrived), the retrieval is done, or timeout_ms passed; copies
+ * its status to st.
  */
-void retrieval_wait(struct retrieval *h, long seen, int timeout_ms,
+void retrieval_wait(struct retrieval *h, size_t arrived, int timeout_ms,
                     struct retrieve_status *st);
 
-/* An instance a retrieval has cached. */
+/*
+ * An instance a retrieval has received: complete in tmp, its temporary
+ * file, until the store renames it into the cache (open tmp, and if it is
+ * gone, the cache path: the file is in one or the other).
+ */
 struct retrieval_item {
 	char sop[65], series[65], ts[65];
+	char tmp[PATH_MAX];
 };
 
 /*
- * Copies into out (up to max) the instances the retrieval has cached, in
- * the order they arrived, starting with the from-th; returns how many.
+ * Copies into out (up to max) the instances the retrieval has received,
+ * in the order they arrived, starting with the from-th (received is
+ * not yet durable: status.received counts those); returns how many.
  */
 size_t retrieval_arrived(struct retrieval *h, size_t from,
                          struct retrieval_item *out, size_t max);

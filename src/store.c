@@ -238,7 +238,7 @@ static void commit(struct store *s, struct pending **batch, size_t n)
 	for (size_t i = 0; i < m; i++) {
 		ok[i]->ok = 1;
 		if (observer && ok[i]->from_pacs)
-			observer(observer_ctx, &ok[i]->info);
+			observer(observer_ctx, &ok[i]->info, NULL);
 	}
 	if (cache_bytes(s->cache) > cache_max_bytes(s->cache))
 		(void)cache_enforce_bound(s->cache);
@@ -300,6 +300,8 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 	wait = p->wait = !p->from_pacs;
 	/* Once queued, p belongs to the committer unless we wait for it. */
 	pthread_mutex_lock(&s->lock);
+	if (p->from_pacs && s->observer) /* before the committer sees p */
+		s->observer(s->observer_ctx, info, tmp_path);
 	*s->tail = p;
 	s->tail = &p->next;
 	s->queued++;

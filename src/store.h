@@ -21,8 +21,14 @@ struct cache;
 struct index;
 struct store;
 
-/* Called after each instance from the PACS is durably cached and indexed. */
-typedef void (*store_observer)(void *ctx, const struct dcm_instance_info *i);
+/*
+ * Told of each instance from the PACS twice: when it has landed, complete
+ * in its temporary file tmp_path (not yet durable; the file may be renamed
+ * into the cache at any moment after), and when it is durably cached and
+ * indexed (tmp_path NULL).  The first call always comes before the second.
+ */
+typedef void (*store_observer)(void *ctx, const struct dcm_instance_info *i,
+                               const char *tmp_path);
 
 /*
  * A new store over cache and index (both outlive it), treating pacs_aet's

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 /* One instance of the selection. */
 struct item {
 	char sop[65], series[65], rel[200], ts[65];
+	char *tmp; /* landed, not yet committed: its temporary file */
 	int cached, sent;
 	int64_t size;
 	int64_t cached_at; /* -1 unknown */
@@ -100,13 +102,20 @@ static int each_instance(const struct dw_request *rq,
 	return index_qido(rq->env->ix, &q, cb, ctx, err, sizeof(err));
 }
 
+static void items_clear(struct items *it)
+{
+	for (size_t i = 0; i < it->n; i++)
+		free(it->v[i].tmp);
+	free(it->v);
+	memset(it, 0, sizeof(*it));
+}
+
 /* The instances of the request's selection; -1 on a database error. */
 static int list_items(const struct dw_request *rq, struct items *out)
 {
 	struct list_ctx l = { out, 0 };
 
-	free(out->v);
-	memset(out, 0, sizeof(*out));
+	items_clear(out);
 	if (each_instance(rq, on_item, &l) != 0 || l.failed)
 		return -1;
 	return 0;
@@ -204,14 +213,14 @@ struct stream {
 	char head[512];
 	size_t head_len, head_off;
 	int fd;
-	off_t off;
+	off_t off, end; /* end: the file's size when the length is declared */
 	unsigned char *mem;
 	size_t mem_len, mem_off;
 	int parts, done;
-	long seen; /* instances the retrieval had cached at the last look */
 	size_t arrived;      /* arrivals already taken from the retrieval */
 	struct ahead *ahead; /* transcoding ahead, or NULL */
 	time_t last_progress;
+	uint64_t length; /* declared Content-Length, 0 when sent chunked */
 };
 
 static void stream_free(void *cls)
@@ -221,7 +230,7 @@ static void stream_free(void *cls)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->mem);
-	free(s->items.v);
+	items_clear(&s->items);
 	retrieval_release(s->retrieval);
 	ahead_stop(s->ahead);
 	free(s);
@@ -230,10 +239,10 @@ static void stream_free(void *cls)
 /* Marks as cached what the retrieval delivered since the last call. */
 static size_t take_arrivals(struct stream *s)
 {
-	struct retrieval_item got[64];
+	struct retrieval_item got[8];
 	size_t n, total = 0;
 
-	while ((n = retrieval_arrived(s->retrieval, s->arrived, got, 64)) > 0) {
+	while ((n = retrieval_arrived(s->retrieval, s->arrived, got, 8)) > 0) {
 		s->arrived += n;
 		for (size_t k = 0; k < n; k++) {
 			struct item *it = NULL;
@@ -247,6 +256,7 @@ static size_t take_arrivals(struct stream *s)
 			                   it->rel, sizeof(it->rel)) != 0)
 				continue;
 			it->cached = 1;
+			it->tmp = strdup(got[k].tmp); /* NULL: use rel */
 			snprintf(it->ts, sizeof(it->ts), "%s", got[k].ts);
 			total++;
 		}
@@ -260,7 +270,7 @@ static int refresh_items(struct stream *s)
 	struct items old = s->items, now = { NULL, 0 };
 
 	if (list_items(&s->rq, &now) != 0) {
-		free(now.v);
+		items_clear(&now);
 		return -1;
 	}
 	for (size_t i = 0; i < now.n; i++)
@@ -268,7 +278,7 @@ static int refresh_items(struct stream *s)
 			if (old.v[j].sent &&
 			    strcmp(old.v[j].sop, now.v[i].sop) == 0)
 				now.v[i].sent = 1;
-	free(old.v);
+	items_clear(&old);
 	s->items = now;
 	return 0;
 }
@@ -290,8 +300,7 @@ static struct item *next_item(struct stream *s)
 		}
 		if (unsent == 0 || s->retrieval == NULL)
 			return NULL;
-		retrieval_wait(s->retrieval, s->seen, WAIT_SLICE_MS, &st);
-		s->seen = st.received;
+		retrieval_wait(s->retrieval, s->arrived, WAIT_SLICE_MS, &st);
 		if (take_arrivals(s) > 0)
 			s->last_progress = time(NULL);
 		else if (st.done && refresh_items(s) != 0)
@@ -485,7 +494,99 @@ static int ahead_take(struct ahead *a, size_t i, void **buf, size_t *len)
 	return rc;
 }
 
-/* Opens the next part; 0, or -1 when there is none left. */
+/* The boundary line and headers that open a part, or close the body. */
+static size_t part_head(char *buf, size_t cap, int first, const char *boundary,
+                        const char *ts)
+{
+	int n = ts ? snprintf(buf, cap,
+	                      "%s--%s\r\nContent-Type: application/dicom; "
+	                      "transfer-syntax=%s\r\n\r\n",
+	                      first ? "" : "\r\n", boundary, ts)
+	           : snprintf(buf, cap, "%s--%s--\r\n", first ? "" : "\r\n",
+	                      boundary);
+
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/*
+ * The body's length when every instance is cached and sent as stored (the
+ * file sizes are taken now; a part that then fails ends the connection),
+ * 0 otherwise.  A declared length spares the client chunked decoding.
+ */
+static uint64_t known_length(struct stream *s)
+{
+	char path[PATH_MAX], head[512];
+	uint64_t total = 0;
+	struct stat st;
+
+	if (s->ahead != NULL)
+		return 0;
+	for (size_t i = 0; i < s->items.n; i++) {
+		struct item *it = &s->items.v[i];
+		const char *ts = choose_ts(&s->prefs, it->ts);
+
+		if (!it->cached || ts == NULL || strcmp(ts, it->ts) != 0 ||
+		    cache_abs_path(s->rq.env->cache, it->rel, path,
+		                   sizeof(path)) != 0 ||
+		    stat(path, &st) != 0)
+			return 0;
+		it->size = st.st_size;
+		total +=
+		        part_head(head, sizeof(head), i == 0, s->boundary, ts) +
+		        (uint64_t)st.st_size;
+	}
+	return total + part_head(head, sizeof(head), s->items.n == 0,
+	                         s->boundary, NULL);
+}
+
+/*
+ * An instance's file, read-only: its temporary file while it has only
+ * landed, else (or once renamed) its cache file.  path gets the name that
+ * opened (it stays valid until the store renames the file).
+ */
+static int open_item(const struct stream *s, const struct item *it, char *path,
+                     size_t len)
+{
+	int fd;
+
+	if (it->tmp != NULL) {
+		snprintf(path, len, "%s", it->tmp);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+	}
+	if (cache_abs_path(s->rq.env->cache, it->rel, path, len) != 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* Transcodes an instance's file (see open_item); DCM_OK or an error. */
+static int transcode_item(const struct stream *s, const struct item *it,
+                          const char *ts, void **buf, size_t *len,
+                          struct dcm_err *e)
+{
+	char path[PATH_MAX];
+	int fd = open_item(s, it, path, sizeof(path)), rc;
+
+	if (fd < 0) {
+		snprintf(e->msg, sizeof(e->msg), "%s", strerror(errno));
+		return DCM_ERR_IO;
+	}
+	close(fd);
+	rc = dcm_transcode_file(path, ts, buf, len, e);
+	/* renamed into the cache in between: once more from there */
+	if (rc != DCM_OK && it->tmp != NULL && strcmp(path, it->tmp) == 0 &&
+	    cache_abs_path(s->rq.env->cache, it->rel, path, sizeof(path)) == 0)
+		rc = dcm_transcode_file(path, ts, buf, len, e);
+	return rc;
+}
+
+/*
+ * Opens the next part; 0, or -1 when there is none left, -2 when a part
+ * cannot be sent although the length was declared.
+ */
 static int open_part(struct stream *s)
 {
 	char path[PATH_MAX];
@@ -501,6 +602,8 @@ static int open_part(struct stream *s)
 		len = 0;
 		it->sent = 1;
 		ts = choose_ts(&s->prefs, it->ts);
+		if (ts == NULL && s->length != 0)
+			return -2;
 		if (ts == NULL) {
 			log_warn(LOGC_HTTP,
 			         "sop=%s: no acceptable transfer "
@@ -508,42 +611,39 @@ static int open_part(struct stream *s)
 			         it->sop, it->ts);
 			continue;
 		}
-		if (cache_abs_path(s->rq.env->cache, it->rel, path,
-		                   sizeof(path)) != 0)
-			continue;
 		rc = s->ahead ? ahead_take(s->ahead, (size_t)(it - s->items.v),
 		                           &buf, &len)
-		     : strcmp(ts, it->ts) == 0 ? 0
-		     : dcm_transcode_file(path, ts, &buf, &len, &e) == DCM_OK
-		             ? 1
-		             : -1;
+		     : strcmp(ts, it->ts) == 0                             ? 0
+		     : transcode_item(s, it, ts, &buf, &len, &e) == DCM_OK ? 1
+		                                                           : -1;
 		if (rc < 0) {
 			if (s->ahead == NULL)
 				log_warn(LOGC_HTTP, "sop=%s: to %s: %s",
 				         it->sop, ts, e.msg);
-			continue;
+			goto skip;
 		}
 		if (rc == 1) {
 			s->mem = buf;
 			s->mem_len = len;
 			s->mem_off = 0;
 		} else {
-			s->fd = open(path, O_RDONLY | O_CLOEXEC);
+			s->fd = open_item(s, it, path, sizeof(path));
 			if (s->fd < 0) {
 				log_warn(LOGC_HTTP, "%s: %s", path,
 				         strerror(errno));
-				continue;
+				goto skip;
 			}
 			s->off = 0;
+			s->end = s->length ? (off_t)it->size : -1;
 		}
-		s->head_len = (size_t)snprintf(
-		        s->head, sizeof(s->head),
-		        "%s--%s\r\nContent-Type: application/dicom; "
-		        "transfer-syntax=%s\r\n\r\n",
-		        s->parts ? "\r\n" : "", s->boundary, ts);
+		s->head_len = part_head(s->head, sizeof(s->head), s->parts == 0,
+		                        s->boundary, ts);
 		s->head_off = 0;
 		s->parts++;
 		return 0;
+	skip:
+		if (s->length != 0)
+			return -2;
 	}
 	return -1;
 }
@@ -564,14 +664,20 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return (ssize_t)k;
 		}
 		if (s->fd >= 0) {
-			n = pread(s->fd, buf, max, s->off);
+			size_t want = max;
+
+			if (s->end >= 0 && (uint64_t)(s->end - s->off) < want)
+				want = (size_t)(s->end - s->off);
+			n = want ? pread(s->fd, buf, want, s->off) : 0;
 			if (n > 0) {
 				s->off += n;
 				return n;
 			}
 			close(s->fd);
 			s->fd = -1;
-			if (n < 0)
+			/* a declared length no longer holds: end the connection
+			 */
+			if (n < 0 || s->off < s->end)
 				return MHD_CONTENT_READER_END_WITH_ERROR;
 			continue;
 		}
@@ -590,12 +696,22 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		}
 		if (s->done)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (open_part(s) != 0) {
-			s->head_len = (size_t)snprintf(
-			        s->head, sizeof(s->head), "%s--%s--\r\n",
-			        s->parts ? "\r\n" : "", s->boundary);
+		switch (open_part(s)) {
+		case 0:
+			break;
+		case -1:
+			s->head_len =
+			        part_head(s->head, sizeof(s->head),
+			                  s->parts == 0, s->boundary, NULL);
 			s->head_off = 0;
 			s->done = 1;
+			break;
+		default:
+			log_warn(LOGC_HTTP,
+			         "study=%s: an instance went missing while "
+			         "it was sent: connection closed",
+			         s->study);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 	}
 }
@@ -662,7 +778,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	s->rq.series = rq->series ? s->series : NULL;
 	s->rq.sop = rq->sop ? s->sop : NULL;
 	s->items = *items;
-	items->v = NULL;
+	memset(items, 0, sizeof(*items)); /* the stream owns them now */
 	s->last_progress = time(NULL);
 	/* a retrieval may have finished since the items were listed */
 	if (count_uncached(&s->items) > 0 && refresh_items(s) != 0) {
@@ -677,8 +793,10 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 			log_warn(LOGC_HTTP, "study=%s: %s", s->study, err);
 	}
 	new_boundary(s->boundary, sizeof(s->boundary));
-	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
-	                                         stream_read, s, stream_free);
+	s->length = known_length(s);
+	resp = MHD_create_response_from_callback(
+	        s->length ? s->length : MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+	        stream_read, s, stream_free);
 	if (resp == NULL) {
 		stream_free(s);
 		return MHD_NO;
@@ -1275,6 +1393,6 @@ enum MHD_Result wado_handle(struct dw_request *rq)
 	} else {
 		rc = dw_error(rq->conn, 404, "no such resource");
 	}
-	free(items.v);
+	items_clear(&items);
 	return rc;
 }
