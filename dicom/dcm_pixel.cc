@@ -810,8 +810,8 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 	 * read again by name later, and the file may be renamed or evicted
 	 * in between.
 	 */
-	int rc = dcmi::px_load(path, OFnumeric_limits<Uint32>::max(), ff,
-	                       &from, err);
+	int rc = dcmi::px_load(path, OFnumeric_limits<Uint32>::max(), ff, &from,
+	                       err);
 	if (rc != DCM_OK)
 		return rc;
 	DcmMetaInfo *mi = ff.getMetaInfo();

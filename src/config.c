@@ -97,6 +97,25 @@ static const struct opt schema[] = {
 	  "with '/', no trailing '/'." },
 	{ "http_max_connections", INT(http_max_connections), 1, 10000, "256",
 	  NULL, NULL, "Maximum number of simultaneous HTTP connections." },
+	{ "hl7_port", INT(hl7_port), 0, 65535, "0", NULL, "HL7 v2 from the RIS",
+	  "TCP port of the MLLP listener the RIS sends its reports to "
+	  "(ORU^R01, MDM^T02/T10/T04); 0 = no listener (no source role)." },
+	{ "hl7_bind", STR(hl7_bind), 0, 0, "127.0.0.1", NULL, NULL,
+	  "Address the MLLP listener listens on (0.0.0.0: every interface)." },
+	{ "hl7_max_message_mb", INT(hl7_max_message_mb), 1, 1024, "16", NULL,
+	  NULL,
+	  "Largest HL7 message accepted, in MiB (a report carries its CDA, "
+	  "with any embedded PDF, in base64). Larger ones are refused (AR)." },
+	{ "hl7_idle_timeout", INT(hl7_idle_timeout), 1, 86400, "300", NULL,
+	  NULL,
+	  "Seconds of silence after which an MLLP connection is closed (a "
+	  "frame still incomplete then is refused)." },
+	{ "hl7_max_connections", INT(hl7_max_connections), 1, 1000, "16", NULL,
+	  NULL, "Maximum number of simultaneous MLLP connections." },
+	{ "hl7_application", STR(hl7_application), 0, 0, "DRIMBOX", NULL, NULL,
+	  "Sending application (MSH-3) of the acknowledgements." },
+	{ "hl7_facility", STR(hl7_facility), 0, 0, "", NULL, NULL,
+	  "Sending facility (MSH-4) of the acknowledgements." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

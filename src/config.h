@@ -40,6 +40,14 @@ struct config {
 	long http_port;
 	char dicomweb_root[64];
 	long http_max_connections;
+	/* HL7 v2 from the RIS (MLLP) */
+	long hl7_port;
+	char hl7_bind[64];
+	long hl7_max_message_mb;
+	long hl7_idle_timeout;
+	long hl7_max_connections;
+	char hl7_application[64];
+	char hl7_facility[64];
 };
 
 /* Sets every key to its default. */

@@ -34,6 +34,10 @@ static void usage(FILE *out)
 	      "daemon)\n"
 	      "  fetch STUDY_UID [--series UID]  retrieve into the cache\n"
 	      "  ls [--json] [STUDY_UID]         what the index holds\n"
+	      "  jobs [--json] [-n N]            the job queue (publications"
+	      "...)\n"
+	      "  messages [--json] [-n N]        the HL7 messages received, "
+	      "and the answers\n"
 	      "FILE defaults to $DRIMBOX_CONF, then " DEFAULT_CONF ".\n",
 	      out);
 }
@@ -545,12 +549,29 @@ static void ls_print_text(json_t *studies)
 	}
 }
 
+/* The index, read-only (the daemon may be running); 0 or -1 (said). */
+static int open_index(const struct config *cfg, struct index **ix)
+{
+	char path[PATH_MAX], err[512];
+
+	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
+	if (access(path, F_OK) != 0) {
+		fprintf(stderr, "drimbox: %s: no index yet (start drimboxd)\n",
+		        path);
+		return -1;
+	}
+	if (index_open(path, 1, ix, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_ls(const struct config *cfg, int argc, char **argv)
 {
 	struct ls_state s = { NULL, NULL, NULL };
 	struct index *ix = NULL;
 	const char *study = NULL;
-	char path[PATH_MAX], err[512];
 	int as_json = 0, rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -563,16 +584,8 @@ static int cmd_ls(const struct config *cfg, int argc, char **argv)
 			return 2;
 		}
 	}
-	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
-	if (access(path, F_OK) != 0) {
-		fprintf(stderr, "drimbox: %s: no index yet (start drimboxd)\n",
-		        path);
+	if (open_index(cfg, &ix) != 0)
 		return 1;
-	}
-	if (index_open(path, 1, &ix, err, sizeof(err)) != 0) {
-		fprintf(stderr, "drimbox: %s\n", err);
-		return 1;
-	}
 	s.studies = json_array();
 	if (s.studies == NULL || index_walk(ix, study, ls_row, &s) != 0) {
 		fprintf(stderr, "drimbox: cannot read the index\n");
@@ -587,6 +600,120 @@ static int cmd_ls(const struct config *cfg, int argc, char **argv)
 	rc = 0;
 out:
 	json_decref(s.studies);
+	index_close(ix);
+	return rc;
+}
+
+/* ---- jobs and messages -------------------------------------------------- */
+
+static const char *when(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || localtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static int job_row(void *ctx, const struct idx_job *j)
+{
+	json_t *out = ctx, *payload = json_loads(j->payload, 0, NULL);
+	json_t *studies = json_object_get(payload, "studies");
+	json_t *orders = json_object_get(payload, "orders");
+	char at[32];
+
+	if (json_is_array(out)) {
+		json_array_append_new(
+		        out,
+		        json_pack("{s:I, s:s, s:s, s:i, s:I, s:I, s:I, s:s?, "
+		                  "s:s?, s:s?, s:O?}",
+		                  "id", (json_int_t)j->id, "kind", j->kind,
+		                  "state", j->state, "attempts",
+		                  (int)j->attempts, "not_before",
+		                  (json_int_t)j->not_before, "created_at",
+		                  (json_int_t)j->created_at, "updated_at",
+		                  (json_int_t)j->updated_at, "reason",
+		                  j->last_error, "subject", j->subject,
+		                  "parked_for", j->parked_for, "payload",
+		                  payload));
+	} else {
+		const char *acc =
+		        jstr(json_array_get(orders, 0), "accession", NULL);
+		const char *uid = jstr(json_array_get(studies, 0), "uid", NULL);
+
+		printf("%6lld %-10s %-7s %3ld  %s  %-12s %s%s%s\n",
+		       (long long)j->id, j->kind, j->state, j->attempts,
+		       when(j->updated_at, at, sizeof(at)), acc[0] ? acc : "-",
+		       uid[0] ? uid : "-", j->last_error ? "\n         " : "",
+		       j->last_error ? j->last_error : "");
+	}
+	json_decref(payload);
+	return 0;
+}
+
+static int message_row(void *ctx, const struct idx_hl7_row *r)
+{
+	json_t *out = ctx;
+	char at[32];
+
+	if (json_is_array(out))
+		json_array_append_new(
+		        out,
+		        json_pack("{s:I, s:I, s:s?, s:s?, s:s?, s:I, s:s, "
+		                  "s:s?, s:I}",
+		                  "id", (json_int_t)r->id, "received_at",
+		                  (json_int_t)r->received_at, "peer", r->peer,
+		                  "control_id", r->control_id, "type", r->type,
+		                  "size", (json_int_t)r->size, "outcome",
+		                  r->outcome, "reason", r->reason, "job",
+		                  (json_int_t)r->job));
+	else
+		printf("%6lld %s %-16s %-20s %s%s%s\n", (long long)r->id,
+		       when(r->received_at, at, sizeof(at)),
+		       r->type ? r->type : "-",
+		       r->control_id ? r->control_id : "-", r->outcome,
+		       r->reason ? "  " : "", r->reason ? r->reason : "");
+	return 0;
+}
+
+/* drimbox jobs | messages [--json] [-n N] */
+static int cmd_list(const struct config *cfg, int argc, char **argv)
+{
+	int jobs = strcmp(argv[0], "jobs") == 0, rc = 1;
+	struct index *ix = NULL;
+	json_t *out = NULL;
+	long limit = 50;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			out = out ? out : json_array();
+		} else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc &&
+		           (limit = strtol(argv[i + 1], NULL, 10)) >= 0) {
+			i++;
+		} else {
+			usage(stderr);
+			json_decref(out);
+			return 2;
+		}
+	}
+	if (open_index(cfg, &ix) != 0) {
+		json_decref(out);
+		return 1;
+	}
+	if ((jobs ? index_jobs(ix, limit, job_row, out)
+	          : index_hl7_messages(ix, limit, message_row, out)) != 0) {
+		fprintf(stderr, "drimbox: cannot read the index\n");
+		goto done;
+	}
+	if (out != NULL) {
+		json_dumpf(out, stdout, JSON_INDENT(1));
+		putchar('\n');
+	}
+	rc = 0;
+done:
+	json_decref(out);
 	index_close(ix);
 	return rc;
 }
@@ -631,6 +758,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "ls") == 0)
 		return cmd_ls(&cfg, argc, argv);
+	if (strcmp(argv[0], "jobs") == 0 || strcmp(argv[0], "messages") == 0)
+		return cmd_list(&cfg, argc, argv);
 	if (strcmp(argv[0], "echo") != 0 && strcmp(argv[0], "find") != 0) {
 		usage(stderr);
 		return 2;

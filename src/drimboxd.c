@@ -11,13 +11,16 @@
 #include "fsutil.h"
 #include "http.h"
 #include "index.h"
+#include "intake.h"
 #include "log.h"
+#include "mllp.h"
 #include "monitor.h"
 #include "pacs.h"
 #include "retrieve.h"
 #include "store.h"
 
 #include <errno.h>
+#include <libxml/parser.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,6 +52,8 @@ struct daemon {
 	struct monitor *monitor;
 	struct control *control;
 	struct http *http;
+	struct intake *intake;
+	struct mllp_server *mllp;
 	atomic_ulong associations; /* numbers incoming associations */
 };
 
@@ -92,6 +97,31 @@ static int accept_aet(void *ctx, const char *calling, const char *called,
 	         "in the configuration",
 	         calling, peer);
 	return 1;
+}
+
+/* The source role's front door: the MLLP listener for the RIS. */
+static int start_hl7(struct daemon *d, char *err, size_t errlen)
+{
+	struct mllp_config mc = {
+		d->cfg.hl7_bind,
+		(int)d->cfg.hl7_port,
+		(size_t)d->cfg.hl7_max_message_mb * 1024 * 1024,
+		(int)d->cfg.hl7_idle_timeout,
+		(int)d->cfg.hl7_max_connections,
+	};
+
+	xmlInitParser(); /* once, before threads parse CDA reports */
+	d->intake = intake_new(&d->cfg, d->ix);
+	if (d->intake == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->mllp = mllp_start(&mc, intake_handle, d->intake, err, errlen);
+	if (d->mllp == NULL)
+		return -1;
+	log_info(LOGC_HL7, "MLLP listening on %s:%d", d->cfg.hl7_bind,
+	         mllp_port(d->mllp));
+	return 0;
 }
 
 static int start(struct daemon *d, char *err, size_t errlen)
@@ -168,6 +198,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 		return -1;
 	log_info(LOGC_HTTP, "DICOMweb at http://%s:%ld%s", d->cfg.http_bind,
 	         d->cfg.http_port, d->cfg.dicomweb_root);
+	if (d->cfg.hl7_port > 0 && start_hl7(d, err, errlen) != 0)
+		return -1;
 	log_info(LOGC_MAIN, "drimboxd ready control=%s", d->cfg.control_socket);
 	return 0;
 }
@@ -176,6 +208,8 @@ static void stop(struct daemon *d)
 {
 	if (d->retriever)
 		retriever_cancel(d->retriever);
+	mllp_stop(d->mllp);
+	intake_free(d->intake);
 	http_stop(d->http);
 	control_stop(d->control);
 	monitor_stop(d->monitor);

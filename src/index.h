@@ -213,4 +213,63 @@ int index_qido(struct index *ix, const struct idx_query *q,
                int (*cb)(void *ctx, const struct idx_match *m), void *ctx,
                char *err, size_t errlen);
 
+/* ---- HL7 journal and jobs (index_jobs.c) ------------------------------ */
+
+/* An HL7 message as received, and the answer given. */
+struct idx_hl7 {
+	const char *peer, *control_id, *type;
+	const void *raw;
+	size_t raw_len;
+	uint64_t size; /* bytes received (more than raw_len when oversized) */
+	const char *outcome; /* "AA", "AE", "AR" */
+	const char *reason;  /* NULL for AA */
+};
+
+/* A job to create. */
+struct idx_new_job {
+	const char *kind;       /* "publish", "replace", "unpublish" ... */
+	const char *payload;    /* JSON */
+	const char *subject;    /* what it is about, for release; or NULL */
+	const char *parked_for; /* NULL: queued; else parked, e.g. "identity" */
+	const char *reason;     /* why parked */
+};
+
+/*
+ * Journals a message and, when job is not NULL, creates its job; when
+ * release_subject is not NULL, the jobs parked for `release_for` with that
+ * subject are queued again, their payload's "patient" replaced by
+ * release_patient (JSON). One transaction, synced to disk before
+ * returning (an AA must survive a power loss). *job_id gets the new job's
+ * id (0 when none). 0, or -1 on a database error.
+ */
+int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
+                      const struct idx_new_job *job,
+                      const char *release_subject, const char *release_for,
+                      const char *release_patient, int64_t *job_id,
+                      int *released);
+
+/* A job, as listed. */
+struct idx_job {
+	int64_t id;
+	const char *kind, *state, *payload, *last_error, *subject, *parked_for;
+	long attempts;
+	int64_t not_before, created_at, updated_at;
+};
+
+/* Calls cb for each job, newest first (at most limit; 0 = all). */
+int index_jobs(struct index *ix, long limit,
+               int (*cb)(void *ctx, const struct idx_job *j), void *ctx);
+
+/* An HL7 message, as listed from the journal (raw bytes not included). */
+struct idx_hl7_row {
+	int64_t id, received_at, job;
+	const char *peer, *control_id, *type, *outcome, *reason;
+	uint64_t size;
+};
+
+/* Calls cb for each journaled message, newest first (at most limit). */
+int index_hl7_messages(struct index *ix, long limit,
+                       int (*cb)(void *ctx, const struct idx_hl7_row *r),
+                       void *ctx);
+
 #endif

@@ -159,10 +159,10 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* Hands a message to the handler; sends its answer, framed. */
-static int answer(struct conn *c, const char *data, size_t len,
+static int answer(struct conn *c, const char *data, size_t len, size_t total,
                   const char *refusal)
 {
-	struct mllp_msg m = { data, len, c->peer, refusal };
+	struct mllp_msg m = { data, len, total, c->peer, refusal };
 	size_t n = 0;
 	char *ack = c->s->handler(c->s->ctx, &m, &n), *framed;
 	int rc = 0;
@@ -195,14 +195,14 @@ static int on_event(struct conn *c, enum mllp_event ev, const char *msg,
 
 	switch (ev) {
 	case MLLP_MESSAGE:
-		return answer(c, msg, len, NULL);
+		return answer(c, msg, len, total, NULL);
 	case MLLP_OVERSIZE:
 		snprintf(why, sizeof(why),
 		         "message of %zu bytes, over the limit of %zu", total,
 		         c->s->cfg.max_message);
-		return answer(c, msg, len, why);
+		return answer(c, msg, len, total, why);
 	case MLLP_CUT:
-		return answer(c, msg, len,
+		return answer(c, msg, len, total,
 		              "frame cut short: a new frame began before "
 		              "its end");
 	case MLLP_NONE:
@@ -235,7 +235,7 @@ static void *conn_thread(void *arg)
 			break;
 		if (r == 0) {
 			if (f.in_frame && f.total > 0)
-				answer(c, f.buf, f.len,
+				answer(c, f.buf, f.len, f.total,
 				       "incomplete frame: no end block before "
 				       "the idle timeout");
 			log_info(LOGC_HL7, "idle for %d s: closed",

@@ -53,6 +53,7 @@ size_t mllp_feed(struct mllp_framer *f, const char *data, size_t len,
 struct mllp_msg {
 	const char *data;
 	size_t len;
+	size_t total;        /* bytes received (more than len if oversized) */
 	const char *peer;    /* "address:port" */
 	const char *refusal; /* non-NULL: refused at framing, for this reason */
 };

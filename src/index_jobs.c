@@ -1,0 +1,233 @@
+/*
+ * index_jobs.c - the HL7 journal and the job queue (see index.h). Uses the
+ * connection's statement cache; every call holds the index lock.
+ */
+#include "index.h"
+#include "index_internal.h"
+#include "log.h"
+
+#include <sqlite3.h>
+#include <string.h>
+#include <time.h>
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	log_error(LOGC_INDEX, "%s: %s", sql, msg ? msg : "?");
+	sqlite3_free(msg);
+	return -1;
+}
+
+static void bind_opt(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+/* Runs a cached statement to completion; 0 or -1. */
+static int step_done(struct index *ix, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE)
+		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(index_db(ix)));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int insert_job(struct index *ix, const struct idx_new_job *j,
+                      int64_t now, int64_t *id)
+{
+	sqlite3_stmt *s = index_cached_stmt(
+	        ix, "INSERT INTO jobs(kind, state, payload, subject, "
+	            "parked_for, last_error, created_at, updated_at) "
+	            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)");
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, j->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, j->parked_for ? "parked" : "queued", -1,
+	                  SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, j->payload, -1, SQLITE_STATIC);
+	bind_opt(s, 4, j->subject);
+	bind_opt(s, 5, j->parked_for);
+	bind_opt(s, 6, j->reason);
+	sqlite3_bind_int64(s, 7, now);
+	if (step_done(ix, s) != 0)
+		return -1;
+	*id = sqlite3_last_insert_rowid(index_db(ix));
+	return 0;
+}
+
+static int release(struct index *ix, const char *subject, const char *why,
+                   const char *patient, int64_t now, int *released)
+{
+	sqlite3_stmt *s = index_cached_stmt(
+	        ix, "UPDATE jobs SET state = 'queued', parked_for = NULL, "
+	            "last_error = NULL, not_before = 0, updated_at = ?1, "
+	            "payload = json_set(payload, '$.patient', json(?2)) "
+	            "WHERE state = 'parked' AND subject = ?3 AND "
+	            "parked_for = ?4");
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_text(s, 2, patient, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, why, -1, SQLITE_STATIC);
+	if (step_done(ix, s) != 0)
+		return -1;
+	*released = sqlite3_changes(index_db(ix));
+	return 0;
+}
+
+static int insert_message(struct index *ix, const struct idx_hl7 *m,
+                          int64_t job, int64_t now)
+{
+	sqlite3_stmt *s = index_cached_stmt(
+	        ix, "INSERT INTO hl7_messages(received_at, peer, control_id, "
+	            "type, raw, size, outcome, reason, job) "
+	            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, now);
+	bind_opt(s, 2, m->peer);
+	bind_opt(s, 3, m->control_id);
+	bind_opt(s, 4, m->type);
+	sqlite3_bind_blob64(s, 5, m->raw ? m->raw : "", m->raw_len,
+	                    SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 7, m->outcome, -1, SQLITE_STATIC);
+	bind_opt(s, 8, m->reason);
+	if (job > 0)
+		sqlite3_bind_int64(s, 9, job);
+	else
+		sqlite3_bind_null(s, 9);
+	return step_done(ix, s);
+}
+
+int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
+                      const struct idx_new_job *job,
+                      const char *release_subject, const char *release_for,
+                      const char *release_patient, int64_t *job_id,
+                      int *released)
+{
+	sqlite3 *db;
+	int64_t now = (int64_t)time(NULL);
+	int rc = -1;
+
+	*job_id = 0;
+	*released = 0;
+	index_lock(ix);
+	db = index_db(ix);
+	/* this commit is what an AA promises: synced, unlike cache fill */
+	if (exec(db, "PRAGMA synchronous = FULL") != 0)
+		goto out;
+	if (exec(db, "BEGIN IMMEDIATE") != 0)
+		goto restore;
+	if ((job != NULL && insert_job(ix, job, now, job_id) != 0) ||
+	    (release_subject != NULL &&
+	     release(ix, release_subject, release_for, release_patient, now,
+	             released) != 0) ||
+	    insert_message(ix, m, *job_id, now) != 0 ||
+	    exec(db, "COMMIT") != 0) {
+		exec(db, "ROLLBACK");
+		*job_id = 0;
+		*released = 0;
+		goto restore;
+	}
+	rc = 0;
+restore:
+	exec(db, "PRAGMA synchronous = NORMAL");
+out:
+	index_unlock(ix);
+	return rc;
+}
+
+static const char *col(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+int index_jobs(struct index *ix, long limit,
+               int (*cb)(void *ctx, const struct idx_job *j), void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	index_lock(ix);
+	s = index_cached_stmt(ix, "SELECT id, kind, state, payload, attempts, "
+	                          "not_before, last_error, created_at, "
+	                          "updated_at, subject, parked_for FROM jobs "
+	                          "ORDER BY id DESC LIMIT ?");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct idx_job j = {
+			.id = sqlite3_column_int64(s, 0),
+			.kind = col(s, 1),
+			.state = col(s, 2),
+			.payload = col(s, 3),
+			.attempts = (long)sqlite3_column_int64(s, 4),
+			.not_before = sqlite3_column_int64(s, 5),
+			.last_error = col(s, 6),
+			.created_at = sqlite3_column_int64(s, 7),
+			.updated_at = sqlite3_column_int64(s, 8),
+			.subject = col(s, 9),
+			.parked_for = col(s, 10),
+		};
+
+		if (cb(ctx, &j) != 0)
+			break;
+	}
+	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+	sqlite3_reset(s);
+out:
+	index_unlock(ix);
+	return rc;
+}
+
+int index_hl7_messages(struct index *ix, long limit,
+                       int (*cb)(void *ctx, const struct idx_hl7_row *r),
+                       void *ctx)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	index_lock(ix);
+	s = index_cached_stmt(ix, "SELECT id, received_at, peer, control_id, "
+	                          "type, size, outcome, reason, job FROM "
+	                          "hl7_messages ORDER BY id DESC LIMIT ?");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct idx_hl7_row r = {
+			.id = sqlite3_column_int64(s, 0),
+			.received_at = sqlite3_column_int64(s, 1),
+			.peer = col(s, 2),
+			.control_id = col(s, 3),
+			.type = col(s, 4),
+			.size = (uint64_t)sqlite3_column_int64(s, 5),
+			.outcome = col(s, 6),
+			.reason = col(s, 7),
+			.job = sqlite3_column_int64(s, 8),
+		};
+
+		if (cb(ctx, &r) != 0)
+			break;
+	}
+	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+	sqlite3_reset(s);
+out:
+	index_unlock(ix);
+	return rc;
+}
