@@ -39,6 +39,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 bench: build
 	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
 	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
+	tests/bench/bigstudy/run --json $(BUILD)/bench-bigstudy.json
 
 demo: build
 	tests/demo/run start
