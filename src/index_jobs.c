@@ -156,38 +156,21 @@ static const char *col(sqlite3_stmt *s, int i)
 	return (const char *)sqlite3_column_text(s, i);
 }
 
-int index_jobs(struct index *ix, long limit,
-               int (*cb)(void *ctx, const struct idx_job *j), void *ctx)
+/* Runs sql (one "LIMIT ?" parameter) and hands each row to row(). */
+static int each_row(struct index *ix, const char *sql, long limit,
+                    int (*row)(sqlite3_stmt *s, void *ctx), void *ctx)
 {
 	sqlite3_stmt *s;
 	int rc = -1, step;
 
 	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT id, kind, state, payload, attempts, "
-	                          "not_before, last_error, created_at, "
-	                          "updated_at, subject, parked_for FROM jobs "
-	                          "ORDER BY id DESC LIMIT ?");
+	s = index_cached_stmt(ix, sql);
 	if (s == NULL)
 		goto out;
 	sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		struct idx_job j = {
-			.id = sqlite3_column_int64(s, 0),
-			.kind = col(s, 1),
-			.state = col(s, 2),
-			.payload = col(s, 3),
-			.attempts = (long)sqlite3_column_int64(s, 4),
-			.not_before = sqlite3_column_int64(s, 5),
-			.last_error = col(s, 6),
-			.created_at = sqlite3_column_int64(s, 7),
-			.updated_at = sqlite3_column_int64(s, 8),
-			.subject = col(s, 9),
-			.parked_for = col(s, 10),
-		};
-
-		if (cb(ctx, &j) != 0)
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
+		if (row(s, ctx) != 0)
 			break;
-	}
 	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
 	sqlite3_reset(s);
 out:
@@ -195,39 +178,76 @@ out:
 	return rc;
 }
 
+struct job_walk {
+	int (*cb)(void *ctx, const struct idx_job *j);
+	void *ctx;
+};
+
+static int job_row(sqlite3_stmt *s, void *ctx)
+{
+	struct job_walk *w = ctx;
+	struct idx_job j = {
+		.id = sqlite3_column_int64(s, 0),
+		.kind = col(s, 1),
+		.state = col(s, 2),
+		.payload = col(s, 3),
+		.attempts = (long)sqlite3_column_int64(s, 4),
+		.not_before = sqlite3_column_int64(s, 5),
+		.last_error = col(s, 6),
+		.created_at = sqlite3_column_int64(s, 7),
+		.updated_at = sqlite3_column_int64(s, 8),
+		.subject = col(s, 9),
+		.parked_for = col(s, 10),
+	};
+
+	return w->cb(w->ctx, &j);
+}
+
+int index_jobs(struct index *ix, long limit,
+               int (*cb)(void *ctx, const struct idx_job *j), void *ctx)
+{
+	struct job_walk w = { cb, ctx };
+
+	return each_row(ix,
+	                "SELECT id, kind, state, payload, attempts, "
+	                "not_before, last_error, created_at, updated_at, "
+	                "subject, parked_for FROM jobs ORDER BY id DESC "
+	                "LIMIT ?",
+	                limit, job_row, &w);
+}
+
+struct hl7_walk {
+	int (*cb)(void *ctx, const struct idx_hl7_row *r);
+	void *ctx;
+};
+
+static int hl7_row(sqlite3_stmt *s, void *ctx)
+{
+	struct hl7_walk *w = ctx;
+	struct idx_hl7_row r = {
+		.id = sqlite3_column_int64(s, 0),
+		.received_at = sqlite3_column_int64(s, 1),
+		.peer = col(s, 2),
+		.control_id = col(s, 3),
+		.type = col(s, 4),
+		.size = (uint64_t)sqlite3_column_int64(s, 5),
+		.outcome = col(s, 6),
+		.reason = col(s, 7),
+		.job = sqlite3_column_int64(s, 8),
+	};
+
+	return w->cb(w->ctx, &r);
+}
+
 int index_hl7_messages(struct index *ix, long limit,
                        int (*cb)(void *ctx, const struct idx_hl7_row *r),
                        void *ctx)
 {
-	sqlite3_stmt *s;
-	int rc = -1, step;
+	struct hl7_walk w = { cb, ctx };
 
-	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT id, received_at, peer, control_id, "
-	                          "type, size, outcome, reason, job FROM "
-	                          "hl7_messages ORDER BY id DESC LIMIT ?");
-	if (s == NULL)
-		goto out;
-	sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		struct idx_hl7_row r = {
-			.id = sqlite3_column_int64(s, 0),
-			.received_at = sqlite3_column_int64(s, 1),
-			.peer = col(s, 2),
-			.control_id = col(s, 3),
-			.type = col(s, 4),
-			.size = (uint64_t)sqlite3_column_int64(s, 5),
-			.outcome = col(s, 6),
-			.reason = col(s, 7),
-			.job = sqlite3_column_int64(s, 8),
-		};
-
-		if (cb(ctx, &r) != 0)
-			break;
-	}
-	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
-	sqlite3_reset(s);
-out:
-	index_unlock(ix);
-	return rc;
+	return each_row(ix,
+	                "SELECT id, received_at, peer, control_id, type, size, "
+	                "outcome, reason, job FROM hl7_messages ORDER BY id "
+	                "DESC LIMIT ?",
+	                limit, hl7_row, &w);
 }

@@ -13,25 +13,6 @@
 
 static const char *shared;
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0 ||
-	    (buf = malloc((size_t)n + 1)) == NULL ||
-	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		perror(path);
-		exit(1);
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*len = (size_t)n;
-	return buf;
-}
-
 static int parse_file(const char *rel, struct cda_info *c)
 {
 	char path[512], err[256];
@@ -40,7 +21,7 @@ static int parse_file(const char *rel, struct cda_info *c)
 	int rc;
 
 	snprintf(path, sizeof(path), "%s%s/%s", shared, CDA_DIR, rel);
-	xml = slurp(path, &len);
+	xml = test_slurp(path, &len);
 	rc = cda_parse(xml, len, c, err, sizeof(err));
 	if (rc != 0)
 		fprintf(stderr, "%s: %s\n", rel, err);

@@ -11,25 +11,6 @@
 
 static const char *shared;
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0 ||
-	    (buf = malloc((size_t)n + 1)) == NULL ||
-	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		perror(path);
-		exit(1);
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*len = (size_t)n;
-	return buf;
-}
-
 static struct hl7_msg *parse_str(const char *s)
 {
 	char err[256];
@@ -66,7 +47,7 @@ static void the_referencing_oru_reads_as_the_brief_says(void)
 	struct hl7_msg *m;
 
 	snprintf(path, sizeof(path), "%s" C_ORU, shared);
-	text = slurp(path, &len);
+	text = test_slurp(path, &len);
 	m = hl7_parse(text, len, err, sizeof(err));
 	CHECK(m != NULL);
 	if (m == NULL) {
@@ -120,7 +101,7 @@ static int parse_tree(const char *dir)
 		} else if (len > 4 &&
 		           (strcmp(e->d_name + len - 4, ".hl7") == 0 ||
 		            strcmp(e->d_name + len - 4, ".er7") == 0)) {
-			char *text = slurp(path, &tlen);
+			char *text = test_slurp(path, &tlen);
 			struct hl7_msg *m =
 			        hl7_parse(text, tlen, err, sizeof(err));
 			/* the demonstrator's sample has a line break inside
@@ -331,7 +312,7 @@ static void mutated_messages_never_break_the_parser(void)
 	int parsed = 0;
 
 	snprintf(path, sizeof(path), "%s" C_ORU, shared);
-	orig = slurp(path, &len);
+	orig = test_slurp(path, &len);
 	len = len > 4096 ? 4096 : len; /* the header segments */
 	buf = malloc(len);
 	for (int round = 0; round < 20000; round++) {
