@@ -3,7 +3,7 @@ should, bad messages and broken frames are refused with a reason and
 create no job, accepted ones are journaled with their job (parked when the
 identity is not qualified, released by a qualified one).
 
-The sample data is read from ../shared (beside the repository); the
+The sample data is read from ../shared (see tests/lib/shared.py); the
 referencing messages' {{placeholders}} are filled in as the ANS test
 platform does.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import harness
 from harness import Drimbox, TempDir
+from shared import shared_dir
 
-SHARED = harness.REPO.parent / "shared"
+SHARED = shared_dir()
 REF = SHARED / "drim-m-data" / "referencement-drimbox" / "jeux-de-donnees" / "hl7v2"
 CISIS = SHARED / "ans-samples" / "hl7v2-cisis" / "trans-doc-cda-v2.1"
 DEMO = SHARED / "ans-samples" / "drimbox-demonstrator"
