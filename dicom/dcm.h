@@ -371,6 +371,55 @@ int dcm_scp_port(const struct dcm_scp *scp);
 /* Stops listening, waits for running associations to end, frees. */
 void dcm_scp_stop(struct dcm_scp *scp);
 
+/* ---- KOS manifest (Key Object Selection, IHE XDS-I.b / DRIM-M) ---------- */
+
+struct dcm_kos_instance {
+	const char *sop_class, *sop_uid;
+};
+
+struct dcm_kos_series {
+	const char *uid;
+	const char *retrieve_url; /* this series' WADO-RS resource */
+	const struct dcm_kos_instance *inst;
+	size_t ninst;
+};
+
+/* A ReferencedRequestSequence item: the order the exam answers. */
+struct dcm_kos_request {
+	const char *accession, *accession_oid; /* issuer: ISO OID, or NULL */
+	const char *placer_order, *placer_oid;
+};
+
+struct dcm_kos {
+	/* patient: the INS, its issuer's name and OID (ISO) */
+	const char *patient_id, *patient_issuer, *patient_issuer_oid;
+	const char *patient_name, *birth_date, *sex;
+	/* the exam, as the PACS describes it */
+	const char *study_uid, *study_date, *study_time, *study_id;
+	const char *study_description, *referring, *accession;
+	/* the manifest itself; NULL UIDs are generated */
+	const char *sop_uid, *series_uid;
+	long series_number, instance_number;
+	const char *description; /* Key Object Description, or NULL */
+	const char *manufacturer, *institution;
+	const struct dcm_kos_request *req;
+	size_t nreq;
+	const struct dcm_kos_series *series;
+	size_t nseries;
+};
+
+/*
+ * Writes the manifest as a Part 10 file (Explicit VR Little Endian, UTF-8):
+ * Key Object Selection Document (1.2.840.10008.5.1.4.1.1.88.59), root
+ * CONTAINER (113030, DCM, "Manifest") with template TID 2010, one IMAGE
+ * item per instance, Current Requested Procedure Evidence with a
+ * RetrieveURL per series, the requests, and the patient's INS with its
+ * issuer qualifiers, repeated in OtherPatientIDsSequence. sop_out (65
+ * bytes) gets its SOP Instance UID.
+ */
+int dcm_kos_write(const struct dcm_kos *k, const char *path, char *sop_out,
+                  struct dcm_err *err);
+
 #ifdef __cplusplus
 }
 #endif
