@@ -116,6 +116,14 @@ static const struct opt schema[] = {
 	  "Sending application (MSH-3) of the acknowledgements." },
 	{ "hl7_facility", STR(hl7_facility), 0, 0, "", NULL, NULL,
 	  "Sending facility (MSH-4) of the acknowledgements." },
+	{ "hl7_tls_cert", STR(hl7_tls_cert), 0, 0, "", NULL, NULL,
+	  "PEM certificate (chain) of the MLLP listener; with hl7_tls_key, "
+	  "the RIS must connect with TLS (1.2 or later). Empty: plain TCP." },
+	{ "hl7_tls_key", STR(hl7_tls_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of hl7_tls_cert." },
+	{ "hl7_tls_ca", STR(hl7_tls_ca), 0, 0, "", NULL, NULL,
+	  "PEM certificates of the CA(s) the RIS's client certificate must "
+	  "come from; empty: no client certificate asked for." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

@@ -48,6 +48,9 @@ struct config {
 	long hl7_max_connections;
 	char hl7_application[64];
 	char hl7_facility[64];
+	char hl7_tls_cert[256];
+	char hl7_tls_key[256];
+	char hl7_tls_ca[256];
 };
 
 /* Sets every key to its default. */

@@ -54,6 +54,7 @@ struct daemon {
 	struct http *http;
 	struct intake *intake;
 	struct mllp_server *mllp;
+	SSL_CTX *hl7_tls;
 	atomic_ulong associations; /* numbers incoming associations */
 };
 
@@ -108,8 +109,16 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 		(size_t)d->cfg.hl7_max_message_mb * 1024 * 1024,
 		(int)d->cfg.hl7_idle_timeout,
 		(int)d->cfg.hl7_max_connections,
+		NULL,
 	};
 
+	if (d->cfg.hl7_tls_cert[0] || d->cfg.hl7_tls_key[0]) {
+		mc.tls = d->hl7_tls = mllp_tls_context(
+		        d->cfg.hl7_tls_cert, d->cfg.hl7_tls_key,
+		        d->cfg.hl7_tls_ca, err, errlen);
+		if (mc.tls == NULL)
+			return -1;
+	}
 	xmlInitParser(); /* once, before threads parse CDA reports */
 	d->intake = intake_new(&d->cfg, d->ix);
 	if (d->intake == NULL) {
@@ -119,8 +128,8 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 	d->mllp = mllp_start(&mc, intake_handle, d->intake, err, errlen);
 	if (d->mllp == NULL)
 		return -1;
-	log_info(LOGC_HL7, "MLLP listening on %s:%d", d->cfg.hl7_bind,
-	         mllp_port(d->mllp));
+	log_info(LOGC_HL7, "MLLP%s listening on %s:%d", mc.tls ? " (TLS)" : "",
+	         d->cfg.hl7_bind, mllp_port(d->mllp));
 	return 0;
 }
 
@@ -209,6 +218,7 @@ static void stop(struct daemon *d)
 	if (d->retriever)
 		retriever_cancel(d->retriever);
 	mllp_stop(d->mllp);
+	SSL_CTX_free(d->hl7_tls);
 	intake_free(d->intake);
 	http_stop(d->http);
 	control_stop(d->control);

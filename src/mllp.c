@@ -11,12 +11,15 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define KEEP_OF_OVERSIZE (64 * 1024)
@@ -140,15 +143,19 @@ struct mllp_server {
 struct conn {
 	struct mllp_server *s;
 	int fd;
+	SSL *ssl; /* NULL: plain TCP */
 	char peer[64];
 };
 
-static int write_all(int fd, const char *p, size_t n)
+static int write_all(struct conn *c, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t k =
+		        c->ssl ? SSL_write(c->ssl, p,
+		                           (int)(n > INT32_MAX ? INT32_MAX : n))
+		               : send(c->fd, p, n, MSG_NOSIGNAL);
 
-		if (k < 0 && errno == EINTR)
+		if (k < 0 && c->ssl == NULL && errno == EINTR)
 			continue;
 		if (k <= 0)
 			return -1;
@@ -156,6 +163,52 @@ static int write_all(int fd, const char *p, size_t n)
 		n -= (size_t)k;
 	}
 	return 0;
+}
+
+/* Reads what is there; as recv() (-1 with errno EINTR to retry). */
+static ssize_t read_some(struct conn *c, char *buf, size_t cap)
+{
+	int n, e;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, buf, cap, 0);
+	n = SSL_read(c->ssl, buf, (int)cap);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, n);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EINTR; /* a TLS record not complete yet: poll again */
+		return -1;
+	}
+	return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+/*
+ * The TLS handshake, bounded by the idle timeout; 0, or -1 (logged: a
+ * client without an acceptable certificate, or speaking plain MLLP).
+ */
+static int handshake(struct conn *c, SSL_CTX *tls, int timeout_s)
+{
+	struct timeval tv = { timeout_s, 0 }, none = { 0, 0 };
+	unsigned long e;
+	char why[256];
+
+	c->ssl = SSL_new(tls);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+		goto fail;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (SSL_accept(c->ssl) != 1)
+		goto fail;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+	return 0;
+fail:
+	e = ERR_get_error();
+	ERR_error_string_n(e, why, sizeof(why));
+	log_warn(LOGC_HL7, "TLS handshake with %s failed: %s", c->peer,
+	         e ? why : "connection closed or timed out");
+	ERR_clear_error();
+	return -1;
 }
 
 /* Hands a message to the handler; sends its answer, framed. */
@@ -178,7 +231,7 @@ static int answer(struct conn *c, const char *data, size_t len, size_t total,
 	memcpy(framed + 1, ack, n);
 	framed[n + 1] = MLLP_EB;
 	framed[n + 2] = '\r';
-	if (write_all(c->fd, framed, n + 3) != 0) {
+	if (write_all(c, framed, n + 3) != 0) {
 		log_warn(LOGC_HL7, "peer=%s: the answer could not be sent: %s",
 		         c->peer, strerror(errno));
 		rc = -1;
@@ -220,12 +273,18 @@ static void *conn_thread(void *arg)
 
 	snprintf(ctx, sizeof(ctx), "mllp=%s", c->peer);
 	log_set_context(ctx);
-	log_info(LOGC_HL7, "connection from %s", c->peer);
+	log_info(LOGC_HL7, "connection from %s%s", c->peer,
+	         s->cfg.tls ? " (TLS)" : "");
 	mllp_framer_init(&f, s->cfg.max_message);
+	if (s->cfg.tls && handshake(c, s->cfg.tls, s->cfg.idle_timeout_s) != 0)
+		goto out;
 	for (;;) {
 		struct pollfd p[2] = { { c->fd, POLLIN, 0 },
 			               { s->wake[0], POLLIN, 0 } };
-		int r = poll(p, 2, s->cfg.idle_timeout_s * 1000);
+		/* bytes already decrypted inside OpenSSL: no poll */
+		int r = c->ssl && SSL_pending(c->ssl) > 0
+		                ? 1
+		                : poll(p, 2, s->cfg.idle_timeout_s * 1000);
 		ssize_t n;
 		size_t off = 0;
 
@@ -242,7 +301,7 @@ static void *conn_thread(void *arg)
 			         s->cfg.idle_timeout_s);
 			break;
 		}
-		n = recv(c->fd, buf, sizeof(buf), 0);
+		n = read_some(c, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -274,6 +333,10 @@ out:
 		log_warn(LOGC_HL7, "%zu bytes outside MLLP frames ignored",
 		         f.stray);
 	mllp_framer_free(&f);
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+	}
 	close(c->fd);
 	free(c);
 	pthread_mutex_lock(&s->lock);
@@ -433,4 +496,32 @@ void mllp_stop(struct mllp_server *s)
 	pthread_cond_destroy(&s->gone);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+SSL_CTX *mllp_tls_context(const char *cert, const char *key, const char *ca,
+                          char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	unsigned long e;
+
+	if (ctx == NULL ||
+	    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1 ||
+	    (ca && ca[0] && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1))
+		goto fail;
+	if (ca && ca[0]) /* the RIS must show a certificate from this CA */
+		SSL_CTX_set_verify(
+		        ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+		        NULL);
+	return ctx;
+fail:
+	e = ERR_get_error();
+	snprintf(err, errlen, "HL7 TLS (%s, %s%s%s): %s", cert, key,
+	         ca && ca[0] ? ", " : "", ca && ca[0] ? ca : "",
+	         e ? ERR_reason_error_string(e) : "cannot set up");
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
 }

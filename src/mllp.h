@@ -10,6 +10,7 @@
 #ifndef DRIMBOX_MLLP_H
 #define DRIMBOX_MLLP_H
 
+#include <openssl/ssl.h>
 #include <stddef.h>
 
 #define MLLP_SB 0x0B /* start block */
@@ -72,7 +73,17 @@ struct mllp_config {
 	size_t max_message;
 	int idle_timeout_s;  /* a silent connection is closed after this */
 	int max_connections; /* more are refused (closed at once) */
+	SSL_CTX *tls;        /* NULL: plain TCP; else TLS (see below) */
 };
+
+/*
+ * A TLS server context (TLS 1.2 at least) from PEM files: the certificate
+ * chain and its key; with ca, clients must present a certificate signed
+ * by it. NULL with err on failure. The caller frees it (SSL_CTX_free)
+ * after mllp_stop().
+ */
+SSL_CTX *mllp_tls_context(const char *cert, const char *key, const char *ca,
+                          char *err, size_t errlen);
 
 struct mllp_server;
 

@@ -10,6 +10,7 @@ platform does.
 
 import json
 import socket
+import ssl
 import subprocess
 import time
 import unittest
@@ -103,10 +104,13 @@ def segments(message):
 
 
 class MllpClient:
-    """A raw MLLP connection: what tests send is exactly what goes out."""
+    """A raw MLLP connection: what tests send is exactly what goes out
+    (over TLS when given an ssl.SSLContext)."""
 
-    def __init__(self, port):
+    def __init__(self, port, tls=None):
         self.sock = socket.create_connection((harness.LOOPBACK, port), timeout=30)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=harness.LOOPBACK)
         self.buf = b""
 
     def send_raw(self, data):
@@ -330,6 +334,73 @@ class IdentityTest(IntakeTestCase):
         self.assert_answer(self.send(oru(extra=extra, control="N1")), "AA")
         self.assertEqual(len(self.jobs()), before)
         self.assertIn("DESTDMP=N", self.messages()[0]["reason"])
+
+
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    (the RIS's), made with the openssl tool in d."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    (Path(d) / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name,
+            "-keyout", name + ".key", "-out", name + ".csr")
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", name + ".pem")
+
+
+class TlsTest(unittest.TestCase):
+    """hl7_tls_*: the RIS connects with TLS and a client certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = TempDir("drimbox-hl7-tls-")
+        d = cls.tmp.__enter__()
+        make_pki(d)
+        cls.pki = d
+        cls.port = harness.free_port()
+        cls.db = Drimbox(d / "db", extra={
+            "hl7_port": cls.port, "hl7_idle_timeout": 5,
+            "hl7_tls_cert": d / "server.pem", "hl7_tls_key": d / "server.key",
+            "hl7_tls_ca": d / "ca.pem"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.stop()
+        cls.tmp.__exit__(None, None, None)
+
+    def context(self, with_client_cert):
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.pem"))
+        if with_client_cert:
+            ctx.load_cert_chain(self.pki / "client.pem", self.pki / "client.key")
+        return ctx
+
+    def journal(self):
+        return json.loads(self.db.cli("messages", "--json", "-n", "0").stdout)
+
+    def test_ris_with_a_certificate_is_answered(self):
+        client = MllpClient(self.port, self.context(True))
+        try:
+            self.assertEqual(client.send(oru(control="TLS1"))["MSA"][1:3], ["AA", "TLS1"])
+        finally:
+            client.close()
+
+    def test_ris_without_a_certificate_or_without_tls_is_not_heard(self):
+        before = len(self.journal())
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            client = MllpClient(self.port, self.context(False))
+            client.send(oru(control="NOCERT"))
+        plain = MllpClient(self.port)
+        try:
+            with self.assertRaises((ConnectionError, OSError)):
+                plain.send(oru(control="PLAIN"))
+        finally:
+            plain.close()
+        self.assertEqual(len(self.journal()), before)
+        self.assertIn("TLS handshake", self.db.log_text())
+        self.assertTrue(self.db.running)
 
 
 if __name__ == "__main__":
