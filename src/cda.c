@@ -2,6 +2,7 @@
  * cda.c - see cda.h. XPath over the parsed tree, relative to each block.
  */
 #include "cda.h"
+#include "utf8.h"
 
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
@@ -43,6 +44,7 @@ static void xp_str(xmlXPathContextPtr x, xmlNodePtr node, const char *expr,
 			                 s[n - 1] == '\r' || s[n - 1] == '\t'))
 				n--;
 			snprintf(out, cap, "%.*s", (int)n, s);
+			utf8_clean(out); /* the cut may split a character */
 			xmlFree(v);
 		}
 	}
@@ -190,6 +192,12 @@ int cda_parse(const char *xml, size_t len, struct cda_info *out, char *err,
 			strcat(err, ")");
 		goto out;
 	}
+	/* a CDA has no DTD; one could only serve to expand entities */
+	if (doc->intSubset != NULL || doc->extSubset != NULL) {
+		snprintf(err, errlen,
+		         "the report declares a DTD (not accepted in a CDA)");
+		goto out;
+	}
 	root = xmlDocGetRootElement(doc);
 	if (root == NULL || root->ns == NULL ||
 	    strcmp((const char *)root->name, "ClinicalDocument") != 0 ||
@@ -220,10 +228,18 @@ int cda_parse(const char *xml, size_t len, struct cda_info *out, char *err,
 	xp_str(x, root, "h:effectiveTime/@value", out->effective_time,
 	       sizeof(out->effective_time));
 	read_code(x, root, "h:confidentialityCode", &out->confidentiality);
-	xp_str(x, root, "h:recordTarget/h:patientRole/h:id/@extension",
-	       out->patient_id, sizeof(out->patient_id));
-	xp_str(x, root, "h:recordTarget/h:patientRole/h:id/@root",
-	       out->patient_root, sizeof(out->patient_root));
+	set = xp_nodes(x, root, "h:recordTarget/h:patientRole/h:id", &n);
+	for (int i = 0; i < n && out->npatient < CDA_MAX_IDS; i++) {
+		xmlNodePtr id = set->nodesetval->nodeTab[i];
+
+		/* root and extension of the same id */
+		xp_str(x, id, "@extension", out->patient[out->npatient].ext,
+		       sizeof(out->patient[0].ext));
+		xp_str(x, id, "@root", out->patient[out->npatient].root,
+		       sizeof(out->patient[0].root));
+		out->npatient++;
+	}
+	xmlXPathFreeObject(set);
 	read_person(x, root, "h:author/h:assignedAuthor", &out->author);
 	read_person(x, root, "h:legalAuthenticator/h:assignedEntity",
 	            &out->legal);

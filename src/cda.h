@@ -49,7 +49,10 @@ struct cda_info {
 	char title[256];
 	char effective_time[32];
 	struct cda_code confidentiality;
-	char patient_id[64], patient_root[80]; /* the first recordTarget id */
+	struct {
+		char ext[64], root[80];
+	} patient[CDA_MAX_IDS]; /* recordTarget/patientRole/id, in order */
+	int npatient;
 	struct cda_person author, legal;
 	char replaces[80], replaces_ext[80]; /* relatedDocument RPLC */
 	struct cda_event event[CDA_MAX_EVENTS];

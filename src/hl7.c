@@ -4,6 +4,7 @@
  * sub-components are found by scanning the field when asked for.
  */
 #include "hl7.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -47,45 +48,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t len,
 }
 
 /* ---- charset ---------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t left)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		n = 2, cp = p[0] & 0x1F;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-		n = 3, cp = p[0] & 0x0F;
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (n > left)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3F);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return n;
-}
-
-static int valid_utf8(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	for (size_t i = 0, n; i < len; i += n)
-		if ((n = utf8_seq(p + i, len - i)) == 0)
-			return 0;
-	return 1;
-}
 
 /* ISO 8859-1 (or -15, for its few differing letters) to UTF-8. */
 static char *latin_to_utf8(const char *s, size_t len, int latin9,
@@ -433,6 +395,15 @@ const struct hl7_seg *hl7_segment(const struct hl7_msg *m, const char *id,
 	return NULL;
 }
 
+const struct hl7_seg *hl7_next(const struct hl7_msg *m,
+                               const struct hl7_seg *after, const char *id)
+{
+	for (int i = after ? (int)(after - m->segs) + 1 : 0; i < m->nsegs; i++)
+		if (strcmp(m->segs[i].id, id) == 0)
+			return &m->segs[i];
+	return NULL;
+}
+
 int hl7_nsegments(const struct hl7_msg *m)
 {
 	return m->nsegs;
@@ -480,6 +451,10 @@ size_t hl7_get(const struct hl7_msg *m, const struct hl7_seg *s, int field,
 		return o.len;
 	}
 	unescape(m, sp, &o);
+	/* \Xhh\ escapes may spell bytes that are not UTF-8, truncation may
+	 * cut a character: what is returned is always valid UTF-8 */
+	if (cap > 0)
+		utf8_clean(out);
 	return o.len;
 }
 
@@ -534,7 +509,7 @@ struct hl7_msg *hl7_parse(const char *buf, size_t len, char *err, size_t errlen)
 	 * (Latin-1 accents are never valid UTF-8); Latin-1 is converted.
 	 */
 	if ((strncasecmp(charset, "8859/1", 6) == 0 || charset[0] == '\0') &&
-	    !valid_utf8(m->text, m->len)) {
+	    !utf8_valid(m->text, m->len)) {
 		int latin9 = strcasecmp(charset, "8859/15") == 0;
 		size_t n;
 		char *u = latin_to_utf8(m->text, m->len, latin9, &n);
@@ -554,7 +529,7 @@ struct hl7_msg *hl7_parse(const char *buf, size_t len, char *err, size_t errlen)
 		set_err(err, errlen, "MSH-18: charset '%s' is not supported",
 		        charset);
 		goto fail;
-	} else if (!valid_utf8(m->text, m->len)) {
+	} else if (!utf8_valid(m->text, m->len)) {
 		set_err(err, errlen,
 		        "the text is not valid UTF-8 although MSH-18 says "
 		        "'%s'",
@@ -604,18 +579,25 @@ static void sb_str(struct sbuf *b, const char *s)
 static void sb_escaped(struct sbuf *b, const char *s)
 {
 	for (; *s; s++) {
-		const char *esc = *s == '|'                  ? "\\F\\"
-		                  : *s == '^'                ? "\\S\\"
-		                  : *s == '&'                ? "\\T\\"
-		                  : *s == '~'                ? "\\R\\"
-		                  : *s == '\\'               ? "\\E\\"
-		                  : *s == '\r' || *s == '\n' ? "\\.br\\"
-		                                             : NULL;
+		unsigned char c = (unsigned char)*s;
+		const char *esc = c == '|'    ? "\\F\\"
+		                  : c == '^'  ? "\\S\\"
+		                  : c == '&'  ? "\\T\\"
+		                  : c == '~'  ? "\\R\\"
+		                  : c == '\\' ? "\\E\\"
+		                              : NULL;
+		char hex[8];
 
-		if (esc != NULL)
+		if (esc != NULL) {
 			sb_str(b, esc);
-		else
+		} else if (c < 0x20 || c == 0x7F) {
+			/* control bytes (MLLP's own among them) never go out
+			 * raw */
+			snprintf(hex, sizeof(hex), "\\X%02X\\", c);
+			sb_str(b, hex);
+		} else {
 			sb_add(b, s, 1);
+		}
 	}
 }
 

@@ -37,6 +37,13 @@ struct hl7_seg;
 const struct hl7_seg *hl7_segment(const struct hl7_msg *m, const char *id,
                                   int nth);
 
+/*
+ * The first segment with that id after `after` (NULL: from the start), or
+ * NULL: walks a message's segments of one kind in linear time.
+ */
+const struct hl7_seg *hl7_next(const struct hl7_msg *m,
+                               const struct hl7_seg *after, const char *id);
+
 /* Number of segments; the ith (from 0) and its three-letter id. */
 int hl7_nsegments(const struct hl7_msg *m);
 const struct hl7_seg *hl7_segment_at(const struct hl7_msg *m, int i);
@@ -46,10 +53,10 @@ const char *hl7_seg_id(const struct hl7_seg *s);
 int hl7_reps(const struct hl7_msg *m, const struct hl7_seg *s, int field);
 
 /*
- * A value, unescaped, into out (always terminated; truncated to cap - 1
- * bytes, which the return value then exceeds). comp and sub 0 mean the
- * whole repetition or component, separators included (unescaped). Returns
- * the length of the full value; 0 when absent.
+ * A value, unescaped, into out (always terminated, valid UTF-8; truncated
+ * to cap - 1 bytes at most, which the return value then exceeds). comp and sub
+ * 0 mean the whole repetition or component, separators included (unescaped).
+ * Returns the length of the full value; 0 when absent.
  */
 size_t hl7_get(const struct hl7_msg *m, const struct hl7_seg *s, int field,
                int rep, int comp, int sub, char *out, size_t cap);

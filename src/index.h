@@ -217,7 +217,8 @@ int index_qido(struct index *ix, const struct idx_query *q,
 
 /* An HL7 message as received, and the answer given. */
 struct idx_hl7 {
-	const char *peer, *control_id, *type;
+	const char *peer, *sender, *control_id, *type;
+	const char *digest; /* of raw: a resent message has the same */
 	const void *raw;
 	size_t raw_len;
 	uint64_t size; /* bytes received (more than raw_len when oversized) */
@@ -240,13 +241,16 @@ struct idx_new_job {
  * subject are queued again, their payload's "patient" replaced by
  * release_patient (JSON). One transaction, synced to disk before
  * returning (an AA must survive a power loss). *job_id gets the new job's
- * id (0 when none). 0, or -1 on a database error.
+ * id (0 when none). A message whose sender, control id and digest were
+ * already accepted with a job (sent again) creates none: *duplicate_of gets
+ * that message's id and *job_id its job (0 otherwise). 0, or -1 on a database
+ * error.
  */
 int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
                       const struct idx_new_job *job,
                       const char *release_subject, const char *release_for,
                       const char *release_patient, int64_t *job_id,
-                      int *released);
+                      int *released, int64_t *duplicate_of);
 
 /* A job, as listed. */
 struct idx_job {

@@ -88,43 +88,73 @@ static int release(struct index *ix, const char *subject, const char *why,
 }
 
 static int insert_message(struct index *ix, const struct idx_hl7 *m,
-                          int64_t job, int64_t now)
+                          const char *reason, int64_t job, int64_t now)
 {
 	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "INSERT INTO hl7_messages(received_at, peer, control_id, "
-	            "type, raw, size, outcome, reason, job) "
-	            "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	        ix, "INSERT INTO hl7_messages(received_at, peer, sender, "
+	            "control_id, type, raw, size, outcome, reason, job, "
+	            "digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, now);
 	bind_opt(s, 2, m->peer);
-	bind_opt(s, 3, m->control_id);
-	bind_opt(s, 4, m->type);
-	sqlite3_bind_blob64(s, 5, m->raw ? m->raw : "", m->raw_len,
+	bind_opt(s, 3, m->sender);
+	bind_opt(s, 4, m->control_id);
+	bind_opt(s, 5, m->type);
+	sqlite3_bind_blob64(s, 6, m->raw ? m->raw : "", m->raw_len,
 	                    SQLITE_STATIC);
-	sqlite3_bind_int64(s, 6, (sqlite3_int64)m->size);
-	sqlite3_bind_text(s, 7, m->outcome, -1, SQLITE_STATIC);
-	bind_opt(s, 8, m->reason);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 8, m->outcome, -1, SQLITE_STATIC);
+	bind_opt(s, 9, reason);
 	if (job > 0)
-		sqlite3_bind_int64(s, 9, job);
+		sqlite3_bind_int64(s, 10, job);
 	else
-		sqlite3_bind_null(s, 9);
+		sqlite3_bind_null(s, 10);
+	bind_opt(s, 11, m->digest);
 	return step_done(ix, s);
+}
+
+/* An accepted message with this sender and control id: its id and job. */
+static int find_accepted(struct index *ix, const struct idx_hl7 *m, int64_t *id,
+                         int64_t *job)
+{
+	sqlite3_stmt *s = index_cached_stmt(
+	        ix, "SELECT id, job FROM hl7_messages WHERE sender = ? AND "
+	            "control_id = ? AND digest = ? AND outcome = 'AA' AND "
+	            "job IS NOT NULL ORDER BY id LIMIT 1");
+	int rc;
+
+	*id = *job = 0;
+	if (s == NULL)
+		return -1;
+	bind_opt(s, 1, m->sender);
+	bind_opt(s, 2, m->control_id);
+	bind_opt(s, 3, m->digest);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(s, 0);
+		*job = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
                       const struct idx_new_job *job,
                       const char *release_subject, const char *release_for,
                       const char *release_patient, int64_t *job_id,
-                      int *released)
+                      int *released, int64_t *duplicate_of)
 {
 	sqlite3 *db;
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL), dup_job = 0;
+	char reason[160];
 	int rc = -1;
 
 	*job_id = 0;
 	*released = 0;
+	*duplicate_of = 0;
 	index_lock(ix);
 	db = index_db(ix);
 	/* this commit is what an AA promises: synced, unlike cache fill */
@@ -132,12 +162,26 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 		goto out;
 	if (exec(db, "BEGIN IMMEDIATE") != 0)
 		goto restore;
+	if (job != NULL && m->sender != NULL && m->control_id != NULL &&
+	    m->digest != NULL &&
+	    find_accepted(ix, m, duplicate_of, &dup_job) != 0)
+		goto rollback;
+	if (*duplicate_of != 0) { /* sent again: the first one's job */
+		snprintf(reason, sizeof(reason),
+		         "sent again: message %lld was accepted with job %lld, "
+		         "no new job",
+		         (long long)*duplicate_of, (long long)dup_job);
+		job = NULL;
+		release_subject = NULL;
+	}
 	if ((job != NULL && insert_job(ix, job, now, job_id) != 0) ||
 	    (release_subject != NULL &&
 	     release(ix, release_subject, release_for, release_patient, now,
 	             released) != 0) ||
-	    insert_message(ix, m, *job_id, now) != 0 ||
+	    insert_message(ix, m, *duplicate_of ? reason : m->reason,
+	                   *duplicate_of ? dup_job : *job_id, now) != 0 ||
 	    exec(db, "COMMIT") != 0) {
+	rollback:
 		exec(db, "ROLLBACK");
 		*job_id = 0;
 		*released = 0;

@@ -38,6 +38,8 @@
 #define E_VERSION 203
 #define E_INTERNAL 207
 
+#define MAX_IDS 32 /* repetitions of PID-3 read */
+
 struct intake {
 	const struct config *cfg;
 	struct index *ix;
@@ -49,7 +51,7 @@ struct decision {
 	enum hl7_ack_code outcome;
 	int code;
 	char reason[512];
-	char type[64], control_id[128];
+	char type[64], control_id[128], sender[192];
 	const char *kind; /* job to create, or NULL */
 	char *payload;
 	char subject[256];
@@ -107,6 +109,10 @@ static int read_patient(const struct hl7_msg *m, struct patient *p,
 	if (pid == NULL)
 		return refuse(d, HL7_AE, E_SEQUENCE, "no PID segment");
 	reps = hl7_reps(m, pid, 3);
+	if (reps > MAX_IDS)
+		return refuse(d, HL7_AE, E_DATA_TYPE,
+		              "PID-3 has %d repetitions (%d at most)", reps,
+		              MAX_IDS);
 	for (int r = 1; r <= reps; r++) {
 		char id[64], oid[64], type[16];
 
@@ -145,7 +151,8 @@ static const struct hl7_seg *report_obx(const struct hl7_msg *m)
 	const struct hl7_seg *obx;
 	char type[8];
 
-	for (int i = 1; (obx = hl7_segment(m, "OBX", i)) != NULL; i++) {
+	for (obx = hl7_next(m, NULL, "OBX"); obx;
+	     obx = hl7_next(m, obx, "OBX")) {
 		GET(m, obx, 2, 1, 1, 0, type);
 		if (strcmp(type, "ED") == 0)
 			return obx;
@@ -276,8 +283,8 @@ static char *payload(const struct hl7_msg *m, const char *event,
 			                  "start", c->event[i].start, "end",
 			                  c->event[i].end, "performer",
 			                  person_json(&c->event[i].performer)));
-	for (int i = 1; c == NULL && hl7_segment(m, "IPC", i) != NULL; i++) {
-		const struct hl7_seg *ipc = hl7_segment(m, "IPC", i);
+	for (const struct hl7_seg *ipc = c ? NULL : hl7_next(m, NULL, "IPC");
+	     ipc; ipc = hl7_next(m, ipc, "IPC")) {
 		char acc[64], uid[65];
 
 		GET(m, ipc, 1, 1, 1, 0, acc);
@@ -321,7 +328,8 @@ static json_t *read_meta(const struct hl7_msg *m)
 	const struct hl7_seg *obx;
 	json_t *meta = json_object();
 
-	for (int i = 1; (obx = hl7_segment(m, "OBX", i)) != NULL; i++) {
+	for (obx = hl7_next(m, NULL, "OBX"); obx;
+	     obx = hl7_next(m, obx, "OBX")) {
 		char sys[32], code[64], value[16];
 
 		GET(m, obx, 3, 1, 3, 0, sys);
@@ -364,6 +372,28 @@ static const char *order_control(const struct hl7_msg *m, const char *event,
 static void judge(const struct hl7_msg *m, struct decision *d,
                   const struct patient *p, const char *orc,
                   const struct cda_info *cda);
+
+/* The report is about PID-3's INS: one of the CDA patient's ids is it. */
+static int same_patient(const struct cda_info *cda, const struct patient *p,
+                        struct decision *d)
+{
+	const char *other = NULL;
+
+	for (int i = 0; i < cda->npatient; i++) {
+		if (!is_ins_oid(cda->patient[i].root))
+			continue;
+		if (strcmp(cda->patient[i].ext, p->ins) == 0)
+			return 1;
+		other = cda->patient[i].ext;
+	}
+	refuse(d, HL7_AE, E_DATA_TYPE,
+	       other ? "the report's patient (CDA recordTarget INS %s) is not "
+	               "PID-3's INS %s"
+	             : "the report's patient (CDA recordTarget) has no INS%s; "
+	               "PID-3's is %s",
+	       other ? other : "", p->ins);
+	return 0;
+}
 
 /*
  * Whether the report (OBX-3 of the ED OBX, or OBR-4) is an imaging report
@@ -480,14 +510,8 @@ static void judge(const struct hl7_msg *m, struct decision *d,
 {
 	struct patient p = *pp;
 	json_t *meta, *pj;
-	if (cda && is_ins_oid(cda->patient_root) &&
-	    strcmp(cda->patient_id, p.ins) != 0) {
-		refuse(d, HL7_AE, E_DATA_TYPE,
-		       "the report's patient (CDA recordTarget %s) is not "
-		       "PID-3's INS %s",
-		       cda->patient_id, p.ins);
+	if (cda && !same_patient(cda, &p, d))
 		return;
-	}
 	if (cda && (cda->nevents == 0 || cda->event[0].nstudies == 0)) {
 		refuse(d, HL7_AE, E_REQUIRED,
 		       "the report names no study "
@@ -543,6 +567,18 @@ static void judge(const struct hl7_msg *m, struct decision *d,
 	}
 }
 
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	out[0] = '\0';
+	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1)
+		return;
+	for (unsigned i = 0; i < n && i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 struct intake *intake_new(const struct config *cfg, struct index *ix)
 {
 	struct intake *in = calloc(1, sizeof(*in));
@@ -564,10 +600,10 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 	struct intake *in = ctx;
 	struct decision d;
 	struct hl7_msg *m;
-	char err[256], ack_id[64];
+	char err[256], ack_id[64], digest[65];
 	struct idx_new_job job;
 	struct idx_hl7 rec;
-	int64_t job_id = 0;
+	int64_t job_id = 0, duplicate = 0;
 	int released = 0;
 	char *ack;
 
@@ -576,8 +612,13 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 	if (m != NULL) {
 		const struct hl7_seg *msh = hl7_segment(m, "MSH", 1);
 
+		char app[96], fac[96];
+
 		GET(m, msh, 9, 1, 0, 0, d.type);
 		GET(m, msh, 10, 1, 1, 0, d.control_id);
+		GET(m, msh, 3, 1, 1, 0, app);
+		GET(m, msh, 4, 1, 1, 0, fac);
+		snprintf(d.sender, sizeof(d.sender), "%s^%s", app, fac);
 	}
 	if (msg->refusal != NULL)
 		refuse(&d, HL7_AR, E_SEQUENCE, "%s", msg->refusal);
@@ -585,9 +626,12 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 		refuse(&d, HL7_AR, E_SEQUENCE, "unreadable message: %s", err);
 	else
 		evaluate(m, &d);
+	sha256_hex(msg->data, msg->len, digest);
 	rec = (struct idx_hl7){ msg->peer,
+		                d.sender[0] ? d.sender : NULL,
 		                d.control_id[0] ? d.control_id : NULL,
 		                d.type[0] ? d.type : NULL,
+		                digest,
 		                msg->data,
 		                msg->len,
 		                msg->total,
@@ -599,10 +643,17 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 		                    d.parked_for ? d.park_reason : NULL };
 	if (index_journal_hl7(in->ix, &rec, d.kind ? &job : NULL,
 	                      d.release ? d.subject : NULL, "identity",
-	                      d.patient_json, &job_id, &released) != 0)
-		refuse(&d, HL7_AE, E_INTERNAL,
+	                      d.patient_json, &job_id, &released,
+	                      &duplicate) != 0)
+		/* not the message's fault: AR, the sender may resend it */
+		refuse(&d, HL7_AR, E_INTERNAL,
 		       "the message could not be journaled (database "
 		       "error): send it again later");
+	else if (duplicate)
+		snprintf(d.reason, sizeof(d.reason),
+		         "sent again (message %lld accepted before): no new "
+		         "job",
+		         (long long)duplicate);
 	log_info(LOGC_HL7,
 	         "peer=%s id=%s type=%s bytes=%zu -> %s%s%s%s%s job=%lld%s",
 	         msg->peer, d.control_id, d.type, msg->total, rec.outcome,

@@ -360,6 +360,7 @@ static void *accept_thread(void *arg)
 		pthread_attr_t attr;
 		pthread_t t;
 		char ip[INET_ADDRSTRLEN];
+		struct timeval send_timeout = { s->cfg.idle_timeout_s, 0 };
 		int fd, one = 1, full;
 
 		if (poll(p, 2, -1) < 0) {
@@ -371,9 +372,22 @@ static void *accept_thread(void *arg)
 			break;
 		fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &salen,
 		             SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* out of descriptors or memory: the listener stays
+			 * readable, so wait instead of spinning */
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_warn(LOGC_HL7, "accept: %s",
+				         strerror(errno));
+				poll(&p[1], 1, 100);
+			}
 			continue;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* a client that does not read its ACKs cannot block a thread
+		 * (and the shutdown) for longer than the idle timeout */
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout,
+		           sizeof(send_timeout));
 		pthread_mutex_lock(&s->lock);
 		full = s->connections >= s->cfg.max_connections;
 		if (!full)

@@ -4,6 +4,8 @@ CREATE TABLE hl7_messages (
     id          INTEGER PRIMARY KEY,
     received_at INTEGER NOT NULL,              -- unix seconds
     peer        TEXT,                          -- address:port
+    sender      TEXT,                          -- MSH-3^MSH-4
+    digest      TEXT,                          -- SHA-256 of raw, hex
     control_id  TEXT,                          -- MSH-10
     type        TEXT,                          -- MSH-9, e.g. MDM^T02^MDM_T02
     raw         BLOB NOT NULL,                 -- as received (an oversized
@@ -14,6 +16,8 @@ CREATE TABLE hl7_messages (
     job         INTEGER REFERENCES jobs(id)
 );
 CREATE INDEX hl7_messages_at ON hl7_messages(received_at);
+-- a message sent again (same sender, MSH-10 and bytes) is recognised
+CREATE INDEX hl7_messages_sent ON hl7_messages(sender, control_id);
 
 -- What a job is about (e.g. the patient's local id, to release the jobs
 -- parked for an unqualified identity), and why it is parked.

@@ -272,6 +272,38 @@ class BadInputTest(IntakeTestCase):
         self.assert_refused(oru()[:5000], "AE", "OBX-5")
         self.assertTrue(self.db.running)
 
+    def test_hostile_reports_are_refused_quickly(self):
+        import base64
+        start = time.monotonic()
+        many_ids = "~".join(["X%d^^^SITE&1.2.3&ISO^PI" % i for i in range(15000)])
+        self.assert_refused(oru(ins_line=many_ids), "AE", "repetitions")
+        # an entity expanded 10^10 times would take the daemon's memory
+        bomb = ('<?xml version="1.0"?><!DOCTYPE c [<!ENTITY e "%s">]>'
+                '<ClinicalDocument xmlns="urn:hl7-org:v3"><id root="1.2"/>'
+                '<title>%s</title></ClinicalDocument>' % ("x" * 100000, "&e;" * 100000))
+        self.assert_refused(oru(obx5="^TEXT^XML^Base64^" +
+                                base64.b64encode(bomb.encode()).decode()), "AE", "DTD")
+        self.assertLess(time.monotonic() - start, 30)
+
+    def test_report_about_another_patient_is_refused(self):
+        import base64
+        cda = (REF.parent / "cda" / "examen-c" / "CR_C.xml").read_text(encoding="utf-8")
+        # the IPP first, then another patient's INS
+        cda = cda.replace('<id extension="279035121518989" root="1.2.250.1.213.1.4.10"/>',
+                          '<id extension="IPP101" root="1.2.250.1.213.4.5.2.4"/>'
+                          '<id extension="162018885045327" root="1.2.250.1.213.1.4.10"/>', 1)
+        self.assertIn("162018885045327", cda)
+        self.assert_refused(oru(obx5="^TEXT^XML^Base64^" +
+                                base64.b64encode(cda.encode()).decode()), "AE",
+                            "not PID-3's INS")
+
+    def test_a_message_sent_again_creates_no_second_job(self):
+        before = len(self.jobs())
+        self.assert_answer(self.send(oru(control="DUP1")), "AA")
+        self.assert_answer(self.send(oru(control="DUP1")), "AA")
+        self.assertEqual(len(self.jobs()), before + 1)
+        self.assertIn("sent again", self.messages()[0]["reason"])
+
     def test_oversized_message_is_refused_and_not_kept_whole(self):
         big = oru(extra="NTE|1||" + "x" * (2 << 20) + "\r")
         self.assert_refused(big, "AR", "over the limit")

@@ -38,8 +38,10 @@ static void exam_f_has_two_orders_and_two_studies(void)
 	CHECK(c.version == 1);
 	CHECK(strcmp(c.type.code, "18748-4") == 0);
 	CHECK(strcmp(c.confidentiality.code, "N") == 0);
-	CHECK(strcmp(c.patient_id, "279035121518989") == 0);
-	CHECK(strcmp(c.patient_root, "1.2.250.1.213.1.4.10") == 0);
+	CHECK(c.npatient == 2);
+	CHECK(strcmp(c.patient[0].ext, "279035121518989") == 0);
+	CHECK(strcmp(c.patient[0].root, "1.2.250.1.213.1.4.10") == 0);
+	CHECK(strcmp(c.patient[1].ext, "IPP101") == 0);
 	CHECK(strcmp(c.author.id, "801234560801") == 0);
 	CHECK(strcmp(c.author.family, "BIDEAULT") == 0);
 	CHECK(strcmp(c.author.role.code, "G15_10/SM44") == 0);
@@ -141,9 +143,9 @@ static void what_is_not_a_cda_is_refused(void)
 	CHECK(refused("<ClinicalDocument/>", "not a CDA"));
 	CHECK(refused("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/>",
 	              "no ClinicalDocument/id"));
-	/* external entities are never loaded */
-	CHECK(cda_parse(xxe, strlen(xxe), &c, err, sizeof(err)) == 0);
-	CHECK(c.title[0] == '\0');
+	/* no DTD: no external entities, no entity expansion */
+	CHECK(cda_parse(xxe, strlen(xxe), &c, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "DTD") != NULL);
 }
 
 int main(int argc, char **argv)

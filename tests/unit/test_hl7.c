@@ -192,6 +192,20 @@ static void truncated_values_report_their_full_length(void)
 	hl7_free(m);
 }
 
+static void values_are_always_valid_utf8(void)
+{
+	struct hl7_msg *m =
+	        parse_str("MSH|^~\\&|A\rPID|||||D\\XE9\\O|x\xc3\xa9y\r");
+	char v[3];
+
+	CHECK(m && get_is(m, "PID", 1, 5, 1, 0, 0, "D?O"));
+	/* "x" + 2-byte "é" cut after one byte: the half character goes */
+	CHECK(m && hl7_get(m, hl7_segment(m, "PID", 1), 6, 1, 0, 0, v,
+	                   sizeof(v)) == 4);
+	CHECK(strcmp(v, "x") == 0);
+	hl7_free(m);
+}
+
 static void latin1_is_converted_to_utf8(void)
 {
 	struct hl7_msg *m = parse_str("MSH|^~\\&||||||||||||||||8859/1\r"
@@ -252,7 +266,7 @@ static void acks_answer_the_message(void)
 	struct hl7_msg *m = parse_str(
 	        "MSH|^~\\&|RIS|SITE|DRIMBOX|SITE|20240101||MDM^T02^MDM_T02|"
 	        "MSG42|P|2.6\rPID|||X\r");
-	struct hl7_msg *a;
+	struct hl7_msg *a, *m2;
 	size_t len;
 	char *ack;
 	char err[256];
@@ -284,6 +298,13 @@ static void acks_answer_the_message(void)
 	hl7_free(a);
 	free(ack);
 	hl7_free(m);
+	/* control bytes echoed from the message never go out raw */
+	m2 = parse_str("MSH|^~\\&|RIS|S|D|S|1||ORU^R01|A\\X1C0D0B\\B|P|2.5\r");
+	ack = m2 ? hl7_ack(m2, HL7_AA, 0, NULL, "D", "S", "A4", &len) : NULL;
+	CHECK(ack != NULL && memchr(ack, 0x1C, len) == NULL &&
+	      memchr(ack, 0x0B, len) == NULL && strstr(ack, "\\X1C\\"));
+	free(ack);
+	hl7_free(m2);
 	/* a message that could not be parsed still gets an answer */
 	ack = hl7_ack(NULL, HL7_AR, 100, "garbage", "D", "S", "A3", &len);
 	a = ack ? hl7_parse(ack, len, err, sizeof(err)) : NULL;
@@ -358,6 +379,7 @@ int main(int argc, char **argv)
 	RUN(segment_ends_may_be_cr_lf_or_crlf);
 	RUN(escapes_and_other_delimiters_are_honoured);
 	RUN(truncated_values_report_their_full_length);
+	RUN(values_are_always_valid_utf8);
 	RUN(latin1_is_converted_to_utf8);
 	RUN(malformed_messages_are_refused_with_a_reason);
 	RUN(acks_answer_the_message);
