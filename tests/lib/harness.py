@@ -705,3 +705,41 @@ if __name__ == "__main__":
         sys.exit("selftest FAILED: %s" % e)
     if os.environ.get("VERBOSE"):
         print("selftest ok in %.1f s" % (time.monotonic() - started))
+
+
+class DmpSim(ManagedProcess):
+    """The DMP simulator (tests/dmp-sim/dmpsim.py) on loopback."""
+
+    name = "dmpsim"
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(self.workdir / "dmpsim.log")
+        self.port = free_port()
+        self.url = "http://%s:%d" % (LOOPBACK, self.port)
+
+    def start(self, timeout=10):
+        """Start it and wait until it answers."""
+        self._spawn(["/usr/bin/python3", str(REPO / "tests" / "dmp-sim" / "dmpsim.py"),
+                     "--port", str(self.port), "--db", str(self.workdir / "dmp.db")])
+        self._wait_ready(self._answers, timeout)
+        return self
+
+    def _answers(self):
+        try:
+            return http_get(self.url + "/_sim/documents", timeout=5)[0] == 200
+        except OSError:
+            return False
+
+    def control(self, path, obj=None):
+        """GET (obj None) or POST JSON to a /_sim/ endpoint; the JSON answer."""
+        data = None if obj is None else json.dumps(obj).encode()
+        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def service_url(self, service):
+        return "%s/si-dmp-server/v2/services/%s" % (self.url, service)
+
