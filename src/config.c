@@ -124,6 +124,19 @@ static const struct opt schema[] = {
 	{ "hl7_tls_ca", STR(hl7_tls_ca), 0, 0, "", NULL, NULL,
 	  "PEM certificates of the CA(s) the RIS's client certificate must "
 	  "come from; empty: no client certificate asked for." },
+	{ "public_url", STR(public_url), 0, 0, "http://127.0.0.1:8080", NULL,
+	  "Publication (source role)",
+	  "How other DRIMboxes reach this one (scheme, host, port): the "
+	  "RetrieveURL of each series in a manifest is this, dicomweb_root, "
+	  "/studies/UID/series/UID." },
+	{ "publish_wait_hours", INT(publish_wait_hours), 0, 24 * 365, "48",
+	  NULL, NULL,
+	  "How long a report waits for its images to reach the PACS (reports "
+	  "can come first) before its publication is parked." },
+	{ "publish_retry_max", INT(publish_retry_max), 1, 86400, "600", NULL,
+	  NULL,
+	  "Longest delay, in seconds, between two attempts of a publication "
+	  "(the delay doubles from 5 s)." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

@@ -51,6 +51,10 @@ struct config {
 	char hl7_tls_cert[256];
 	char hl7_tls_key[256];
 	char hl7_tls_ca[256];
+	/* publication (source role) */
+	char public_url[256];
+	long publish_wait_hours;
+	long publish_retry_max;
 };
 
 /* Sets every key to its default. */

@@ -16,6 +16,7 @@
 #include "mllp.h"
 #include "monitor.h"
 #include "pacs.h"
+#include "publish.h"
 #include "retrieve.h"
 #include "store.h"
 
@@ -55,6 +56,7 @@ struct daemon {
 	struct intake *intake;
 	struct mllp_server *mllp;
 	SSL_CTX *hl7_tls;
+	struct publisher *publisher;
 	atomic_ulong associations; /* numbers incoming associations */
 };
 
@@ -100,7 +102,12 @@ static int accept_aet(void *ctx, const char *calling, const char *called,
 	return 1;
 }
 
-/* The source role's front door: the MLLP listener for the RIS. */
+static void wake_publisher(void *ctx)
+{
+	publisher_wake(ctx);
+}
+
+/* The source role: the MLLP listener for the RIS, the publication worker. */
 static int start_hl7(struct daemon *d, char *err, size_t errlen)
 {
 	struct mllp_config mc = {
@@ -120,7 +127,10 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 			return -1;
 	}
 	xmlInitParser(); /* once, before threads parse CDA reports */
-	d->intake = intake_new(&d->cfg, d->ix);
+	d->publisher = publisher_start(&d->cfg, d->ix, &d->pacs, err, errlen);
+	if (d->publisher == NULL)
+		return -1;
+	d->intake = intake_new(&d->cfg, d->ix, wake_publisher, d->publisher);
 	if (d->intake == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -220,6 +230,7 @@ static void stop(struct daemon *d)
 	mllp_stop(d->mllp);
 	SSL_CTX_free(d->hl7_tls);
 	intake_free(d->intake);
+	publisher_stop(d->publisher);
 	http_stop(d->http);
 	control_stop(d->control);
 	monitor_stop(d->monitor);

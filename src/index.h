@@ -260,6 +260,34 @@ struct idx_job {
 	int64_t not_before, created_at, updated_at;
 };
 
+/* A job claimed to be run. */
+struct idx_claimed {
+	int64_t id, created_at;
+	long attempts;
+	char kind[32];
+	char *payload; /* malloc'd: the caller frees it */
+};
+
+/*
+ * Claims the oldest queued job of one of the kinds ("a,b" list) whose
+ * not_before has come: it becomes running. 1 with *j filled, 0 when none,
+ * -1 on error.
+ */
+int index_job_claim(struct index *ix, const char *kinds, int64_t now,
+                    struct idx_claimed *j);
+
+/*
+ * Ends a claimed job's run: state "done", "queued" (retry at not_before),
+ * "parked" (parked_for set) or "failed"; attempts is incremented, error
+ * recorded (NULL clears it), payload replaced when not NULL. 0 or -1.
+ */
+int index_job_finish(struct index *ix, int64_t id, const char *state,
+                     int64_t not_before, const char *parked_for,
+                     const char *error, const char *payload);
+
+/* Jobs left running by a crash are queued again; how many, or -1. */
+int index_jobs_recover(struct index *ix);
+
 /* Calls cb for each job, newest first (at most limit; 0 = all). */
 int index_jobs(struct index *ix, long limit,
                int (*cb)(void *ctx, const struct idx_job *j), void *ctx);

@@ -7,6 +7,8 @@
 #include "log.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -294,4 +296,85 @@ int index_hl7_messages(struct index *ix, long limit,
 	                "outcome, reason, job FROM hl7_messages ORDER BY id "
 	                "DESC LIMIT ?",
 	                limit, hl7_row, &w);
+}
+
+int index_job_claim(struct index *ix, const char *kinds, int64_t now,
+                    struct idx_claimed *j)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	index_lock(ix);
+	s = index_cached_stmt(
+	        ix,
+	        "UPDATE jobs SET state = 'running', updated_at = ?1 WHERE "
+	        "id = (SELECT id FROM jobs WHERE state = 'queued' AND "
+	        "not_before <= ?1 AND instr(',' || ?2 || ',', ',' || kind "
+	        "|| ',') > 0 ORDER BY not_before, id LIMIT 1) RETURNING id, "
+	        "kind, payload, attempts, created_at");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_text(s, 2, kinds, -1, SQLITE_STATIC);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		const char *payload = col(s, 2);
+
+		j->id = sqlite3_column_int64(s, 0);
+		snprintf(j->kind, sizeof(j->kind), "%s", col(s, 1));
+		j->payload = strdup(payload ? payload : "{}");
+		j->attempts = (long)sqlite3_column_int64(s, 3);
+		j->created_at = sqlite3_column_int64(s, 4);
+		rc = j->payload ? 1 : -1;
+	} else {
+		rc = step == SQLITE_DONE ? 0 : -1;
+		if (rc < 0)
+			log_error(LOGC_INDEX, "claim: %s",
+			          sqlite3_errmsg(index_db(ix)));
+	}
+	/* the update commits when the statement is reset */
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+out:
+	index_unlock(ix);
+	return rc;
+}
+
+int index_job_finish(struct index *ix, int64_t id, const char *state,
+                     int64_t not_before, const char *parked_for,
+                     const char *error, const char *payload)
+{
+	sqlite3_stmt *s;
+	int rc = -1;
+
+	index_lock(ix);
+	s = index_cached_stmt(
+	        ix, "UPDATE jobs SET state = ?2, not_before = ?3, parked_for = "
+	            "?4, last_error = ?5, payload = coalesce(?6, payload), "
+	            "attempts = attempts + 1, updated_at = ?7 WHERE id = ?1");
+	if (s != NULL) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, not_before);
+		bind_opt(s, 4, parked_for);
+		bind_opt(s, 5, error);
+		bind_opt(s, 6, payload);
+		sqlite3_bind_int64(s, 7, (int64_t)time(NULL));
+		rc = step_done(ix, s);
+	}
+	index_unlock(ix);
+	return rc;
+}
+
+int index_jobs_recover(struct index *ix)
+{
+	int rc;
+
+	index_lock(ix);
+	rc = exec(index_db(ix), "UPDATE jobs SET state = 'queued' WHERE "
+	                        "state = 'running'") == 0
+	             ? sqlite3_changes(index_db(ix))
+	             : -1;
+	index_unlock(ix);
+	return rc;
 }

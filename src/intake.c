@@ -43,6 +43,8 @@
 struct intake {
 	const struct config *cfg;
 	struct index *ix;
+	void (*queued)(void *ctx);
+	void *queued_ctx;
 	atomic_ulong seq; /* numbers our acknowledgements */
 };
 
@@ -579,7 +581,8 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-struct intake *intake_new(const struct config *cfg, struct index *ix)
+struct intake *intake_new(const struct config *cfg, struct index *ix,
+                          void (*queued)(void *ctx), void *ctx)
 {
 	struct intake *in = calloc(1, sizeof(*in));
 
@@ -587,6 +590,8 @@ struct intake *intake_new(const struct config *cfg, struct index *ix)
 		return NULL;
 	in->cfg = cfg;
 	in->ix = ix;
+	in->queued = queued;
+	in->queued_ctx = ctx;
 	return in;
 }
 
@@ -660,6 +665,8 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 	         d.reason[0] ? " (" : "", d.reason, d.reason[0] ? ")" : "",
 	         d.parked_for ? " parked" : "", (long long)job_id,
 	         released ? " released parked jobs" : "");
+	if ((job_id > 0 || released > 0) && in->queued)
+		in->queued(in->queued_ctx);
 	snprintf(ack_id, sizeof(ack_id), "DBX%ld%lu", (long)time(NULL),
 	         atomic_fetch_add(&in->seq, 1) + 1);
 	ack = hl7_ack(m, d.outcome, d.code, d.reason, in->cfg->hl7_application,

@@ -14,8 +14,12 @@ struct config;
 struct index;
 struct intake;
 
-/* cfg and ix outlive it. NULL when out of memory. */
-struct intake *intake_new(const struct config *cfg, struct index *ix);
+/*
+ * cfg and ix outlive it; queued(ctx) is called after a job was queued (may
+ * be NULL). NULL when out of memory.
+ */
+struct intake *intake_new(const struct config *cfg, struct index *ix,
+                          void (*queued)(void *ctx), void *ctx);
 void intake_free(struct intake *in);
 
 /* The MLLP handler (ctx: the intake): returns the acknowledgement. */

@@ -1,0 +1,525 @@
+/*
+ * publish.c - see publish.h. A job's outcome is always written back to
+ * the index: done, queued again for later (the PACS is unreachable, the
+ * images have not arrived), or parked with its reason (the exam is not the
+ * report's, the images never came). A crash while running leaves the job
+ * "running": it is queued again at the next start.
+ */
+#include "publish.h"
+#include "config.h"
+#include "dcm.h"
+#include "fsutil.h"
+#include "index.h"
+#include "log.h"
+#include "pacs.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KINDS "publish,replace,unpublish"
+#define FIRST_RETRY_S 5
+
+struct publisher {
+	const struct config *cfg;
+	struct index *ix;
+	const struct pacs *pacs;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int woken, stop; /* guarded by lock */
+	atomic_int cancel;
+};
+
+/* One instance of the exam, as the index holds it after the sync. */
+struct inst {
+	char series[65], sop[65], cls[65];
+};
+
+struct exam {
+	struct inst *v;
+	size_t n, cap;
+	int failed;
+	/* study and patient, as the PACS has them */
+	char patient_id[65], name[256], birth[17], accession[65];
+	char date[17], time[17], study_id[17], description[256], referring[256];
+};
+
+/* What a run decided. */
+struct outcome {
+	const char *state; /* done, queued, parked */
+	const char *parked_for;
+	int64_t not_before;
+	char reason[512];
+};
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static int on_instance(void *ctx, const struct idx_match *m)
+{
+	struct exam *e = ctx;
+
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 256;
+		struct inst *v = realloc(e->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			e->failed = 1;
+			return -1;
+		}
+		e->v = v;
+		e->cap = cap;
+	}
+	if (e->n == 0) {
+		copy(e->patient_id, sizeof(e->patient_id), m->patient_id);
+		copy(e->name, sizeof(e->name), m->patient_name);
+		copy(e->birth, sizeof(e->birth), m->birth_date);
+		copy(e->accession, sizeof(e->accession), m->accession);
+		copy(e->date, sizeof(e->date), m->study_date);
+		copy(e->time, sizeof(e->time), m->study_time);
+		copy(e->study_id, sizeof(e->study_id), m->study_id);
+		copy(e->description, sizeof(e->description),
+		     m->study_description);
+		copy(e->referring, sizeof(e->referring), m->referring);
+	}
+	copy(e->v[e->n].series, sizeof(e->v[0].series), m->series_uid);
+	copy(e->v[e->n].sop, sizeof(e->v[0].sop), m->sop_uid);
+	copy(e->v[e->n].cls, sizeof(e->v[0].cls), m->sop_class);
+	e->n++;
+	return 0;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+__attribute__((format(printf, 3, 4))) static void
+park(struct outcome *o, const char *why, const char *fmt, ...)
+{
+	va_list ap;
+
+	o->state = "parked";
+	o->parked_for = why;
+	va_start(ap, fmt);
+	vsnprintf(o->reason, sizeof(o->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* Queued again, after 5 s doubling with each attempt up to max_s. */
+__attribute__((format(printf, 4, 5))) static void
+retry(struct outcome *o, long max_s, long attempts, const char *fmt, ...)
+{
+	long delay = FIRST_RETRY_S;
+	va_list ap;
+
+	for (long i = 0; i < attempts && delay < max_s; i++)
+		delay *= 2;
+	delay = delay < max_s ? delay : max_s;
+	o->state = "queued";
+	o->not_before = (int64_t)time(NULL) + delay;
+	va_start(ap, fmt);
+	vsnprintf(o->reason, sizeof(o->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* The family name of a DICOM PN or HL7 XPN: what is before the first ^. */
+static void family(const char *name, char *out, size_t cap)
+{
+	size_t n = strcspn(name, "^=");
+
+	snprintf(out, cap, "%.*s", (int)n, name);
+}
+
+/*
+ * Whether the exam in the PACS is the report's: accession number, patient
+ * id (the INS or the local id), family name and birth date. 0, or -1 with
+ * the outcome parked.
+ */
+static int same_exam(const struct exam *e, json_t *payload, const char *study,
+                     struct outcome *o)
+{
+	json_t *patient = json_object_get(payload, "patient");
+	json_t *orders = json_object_get(payload, "orders"), *ord;
+	char pacs_family[128], report_family[128];
+	int have_acc = 0, acc_ok = 0;
+	size_t i;
+
+	json_array_foreach(orders, i, ord)
+	{
+		const char *acc = jstr(ord, "accession");
+
+		if (acc[0]) {
+			have_acc = 1;
+			acc_ok |= strcmp(acc, e->accession) == 0;
+		}
+	}
+	if (have_acc && !acc_ok) {
+		park(o, "mismatch",
+		     "study %s: the PACS has accession number '%s', not the "
+		     "report's",
+		     study, e->accession);
+		return -1;
+	}
+	if (strcmp(e->patient_id, jstr(patient, "ins")) != 0 &&
+	    strcmp(e->patient_id, jstr(patient, "ipp")) != 0) {
+		park(o, "mismatch",
+		     "study %s: the PACS's patient id '%s' is neither the "
+		     "report's INS (%s) nor its local id (%s)",
+		     study, e->patient_id, jstr(patient, "ins"),
+		     jstr(patient, "ipp"));
+		return -1;
+	}
+	family(e->name, pacs_family, sizeof(pacs_family));
+	family(jstr(patient, "family"), report_family, sizeof(report_family));
+	if (pacs_family[0] && report_family[0] &&
+	    strcasecmp(pacs_family, report_family) != 0) {
+		park(o, "mismatch",
+		     "study %s: the PACS's patient is '%s', the report's '%s'",
+		     study, pacs_family, report_family);
+		return -1;
+	}
+	if (e->birth[0] && jstr(patient, "birth")[0] &&
+	    strncmp(e->birth, jstr(patient, "birth"), 8) != 0) {
+		park(o, "mismatch",
+		     "study %s: the PACS's patient was born %s, the report's "
+		     "%s",
+		     study, e->birth, jstr(patient, "birth"));
+		return -1;
+	}
+	return 0;
+}
+
+/* The INS issuer's name (IssuerOfPatientID) for its OID. */
+static const char *ins_issuer(const char *oid)
+{
+	return strcmp(oid, "1.2.250.1.213.1.4.9") == 0 ? "ASIP-SANTE-INS-NIA"
+	                                               : "ASIP-SANTE-INS-NIR";
+}
+
+static int by_series(const void *a, const void *b)
+{
+	return strcmp(((const struct inst *)a)->series,
+	              ((const struct inst *)b)->series);
+}
+
+/*
+ * Writes the KOS of the exam to path (through a temporary file, synced);
+ * 0, or -1 with err.
+ */
+static int build_kos(const struct publisher *pb, struct exam *e,
+                     json_t *payload, const char *study, const char *path,
+                     char *sop, char *err, size_t errlen)
+{
+	json_t *patient = json_object_get(payload, "patient");
+	json_t *orders = json_object_get(payload, "orders"), *ord;
+	size_t nreq = json_array_size(orders), nser = 0, i;
+	struct dcm_kos_request *req = calloc(nreq ? nreq : 1, sizeof(*req));
+	struct dcm_kos_series *ser = calloc(e->n, sizeof(*ser));
+	struct dcm_kos_instance *inst = calloc(e->n, sizeof(*inst));
+	char(*urls)[512] = calloc(e->n, sizeof(*urls));
+	char name[300], tmp[PATH_MAX];
+	struct dcm_err de = { "" };
+	struct dcm_kos k;
+	int rc = -1;
+
+	if (req == NULL || ser == NULL || inst == NULL || urls == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	json_array_foreach(orders, i, ord)
+	{
+		req[i].accession = jstr(ord, "accession");
+		req[i].accession_oid = jstr(ord, "accession_root");
+		req[i].placer_order = jstr(ord, "id");
+		req[i].placer_oid = jstr(ord, "id_root");
+	}
+	qsort(e->v, e->n, sizeof(*e->v), by_series);
+	for (size_t j = 0; j < e->n; j++) {
+		inst[j] = (struct dcm_kos_instance){ e->v[j].cls, e->v[j].sop };
+		if (nser == 0 ||
+		    strcmp(ser[nser - 1].uid, e->v[j].series) != 0) {
+			snprintf(urls[nser], sizeof(urls[0]),
+			         "%s%s/studies/%s/series/%s",
+			         pb->cfg->public_url, pb->cfg->dicomweb_root,
+			         study, e->v[j].series);
+			ser[nser] = (struct dcm_kos_series){ e->v[j].series,
+				                             urls[nser],
+				                             &inst[j], 0 };
+			nser++;
+		}
+		ser[nser - 1].ninst++;
+	}
+	snprintf(name, sizeof(name), "%s^%s", jstr(patient, "family"),
+	         jstr(patient, "given"));
+	memset(&k, 0, sizeof(k));
+	k.patient_id = jstr(patient, "ins");
+	k.patient_issuer = ins_issuer(jstr(patient, "ins_oid"));
+	k.patient_issuer_oid = jstr(patient, "ins_oid");
+	k.patient_name = name;
+	k.birth_date = jstr(patient, "birth");
+	k.sex = jstr(patient, "sex");
+	k.study_uid = study;
+	k.study_date = e->date;
+	k.study_time = e->time;
+	k.study_id = e->study_id;
+	k.study_description = e->description;
+	k.referring = e->referring;
+	k.accession = e->accession;
+	k.series_number = 9999;
+	k.instance_number = 1;
+	k.description = jstr(json_object_get(payload, "document"), "title");
+	k.manufacturer = "drimbox";
+	k.req = req;
+	k.nreq = nreq;
+	k.series = ser;
+	k.nseries = nser;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		snprintf(err, errlen, "path too long");
+		goto out;
+	}
+	if (dcm_kos_write(&k, tmp, sop, &de) != DCM_OK) {
+		snprintf(err, errlen, "KOS: %s", de.msg);
+		unlink(tmp);
+		goto out;
+	}
+	if (fs_sync_path(tmp) != 0 || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(req);
+	free(ser);
+	free(inst);
+	free(urls);
+	return rc;
+}
+
+/* Publishes (or replaces) what the report names; sets o. */
+static void run_publish(struct publisher *pb, const struct idx_claimed *j,
+                        json_t *payload, struct outcome *o)
+{
+	json_t *studies = json_object_get(payload, "studies"), *st;
+	json_t *built = json_array();
+	long wait_s = pb->cfg->publish_wait_hours * 3600L;
+	char dir[PATH_MAX], paths[1024] = "";
+	size_t i;
+
+	snprintf(dir, sizeof(dir), "%s/kos", pb->cfg->data_dir);
+	if (fs_mkdirs(dir) != 0) {
+		retry(o, pb->cfg->publish_retry_max, j->attempts, "%s: %s", dir,
+		      strerror(errno));
+		json_decref(built);
+		return;
+	}
+	json_array_foreach(studies, i, st)
+	{
+		const char *uid = jstr(st, "uid");
+		struct pacs_sync_stats stats;
+		struct idx_query q = { .level = IDX_INSTANCE,
+			               .study_uid = uid };
+		struct exam e;
+		char err[256], path[PATH_MAX], sop[65];
+
+		memset(&e, 0, sizeof(e));
+		if (pacs_sync(pb->pacs, pb->ix, NULL, uid, 1, &pb->cancel,
+		              &stats, err, sizeof(err)) != 0) {
+			retry(o, pb->cfg->publish_retry_max, j->attempts,
+			      "study %s: %s", uid, err);
+			break;
+		}
+		if (index_qido(pb->ix, &q, on_instance, &e, err, sizeof(err)) !=
+		            0 ||
+		    e.failed) {
+			retry(o, pb->cfg->publish_retry_max, j->attempts,
+			      "study %s: index unreadable", uid);
+			free(e.v);
+			break;
+		}
+		if (e.n == 0) {
+			free(e.v);
+			if ((int64_t)time(NULL) - j->created_at < wait_s) {
+				retry(o, pb->cfg->publish_retry_max,
+				      j->attempts,
+				      "study %s is not in the PACS yet "
+				      "(waiting "
+				      "up to %ld h for its images)",
+				      uid, pb->cfg->publish_wait_hours);
+				break;
+			}
+			park(o, "exam",
+			     "study %s was not found in the PACS within %ld h",
+			     uid, pb->cfg->publish_wait_hours);
+			break;
+		}
+		if (same_exam(&e, payload, uid, o) != 0) {
+			free(e.v);
+			break;
+		}
+		if ((size_t)snprintf(path, sizeof(path), "%s/job%lld-%s.dcm",
+		                     dir, (long long)j->id,
+		                     uid) >= sizeof(path)) {
+			park(o, "kos", "study %s: path too long", uid);
+			free(e.v);
+			break;
+		}
+		if (build_kos(pb, &e, payload, uid, path, sop, err,
+		              sizeof(err)) != 0) {
+			park(o, "kos", "study %s: %s", uid, err);
+			free(e.v);
+			break;
+		}
+		log_info(LOGC_JOBS, "job=%lld study=%s: KOS %s (%zu instances)",
+		         (long long)j->id, uid, sop, e.n);
+		json_array_append_new(built,
+		                      json_pack("{s:s, s:s, s:s, s:I}", "study",
+		                                uid, "kos", path, "sop", sop,
+		                                "instances", (json_int_t)e.n));
+		if (strlen(paths) + strlen(path) + 2 < sizeof(paths))
+			strcat(strcat(paths, paths[0] ? " " : ""), path);
+		free(e.v);
+	}
+	if (o->state == NULL) {
+		json_object_set(payload, "kos", built);
+		park(o, "dmp",
+		     "manifest built (%s); sending it to the DMP is not part "
+		     "of this version yet",
+		     paths);
+	}
+	json_decref(built);
+}
+
+static void run(struct publisher *pb, const struct idx_claimed *j)
+{
+	json_t *payload = json_loads(j->payload, 0, NULL);
+	struct outcome o = { NULL, NULL, 0, "" };
+	char *updated = NULL;
+
+	if (payload == NULL) {
+		park(&o, "payload", "the job's payload is not JSON");
+	} else if (strcmp(j->kind, "unpublish") == 0) {
+		park(&o, "dmp",
+		     "unpublishing needs the DMP, which this version does not "
+		     "reach yet");
+	} else {
+		run_publish(pb, j, payload, &o);
+		updated = json_dumps(payload, JSON_COMPACT);
+	}
+	log_info(LOGC_JOBS, "job=%lld kind=%s -> %s%s%s", (long long)j->id,
+	         j->kind, o.state, o.reason[0] ? ": " : "", o.reason);
+	if (index_job_finish(pb->ix, j->id, o.state, o.not_before, o.parked_for,
+	                     o.reason[0] ? o.reason : NULL, updated) != 0)
+		log_error(LOGC_JOBS, "job=%lld: its outcome could not be saved",
+		          (long long)j->id);
+	free(updated);
+	json_decref(payload);
+}
+
+static void *worker(void *arg)
+{
+	struct publisher *pb = arg;
+
+	log_set_context("publish");
+	for (;;) {
+		struct idx_claimed j;
+		struct timespec until;
+		int got;
+
+		pthread_mutex_lock(&pb->lock);
+		if (pb->stop) {
+			pthread_mutex_unlock(&pb->lock);
+			break;
+		}
+		pb->woken = 0;
+		pthread_mutex_unlock(&pb->lock);
+		got = index_job_claim(pb->ix, KINDS, (int64_t)time(NULL), &j);
+		if (got == 1) {
+			run(pb, &j);
+			free(j.payload);
+			continue;
+		}
+		/* nothing due: sleep until woken or for a second */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_mutex_lock(&pb->lock);
+		while (!pb->stop && !pb->woken &&
+		       pthread_cond_timedwait(&pb->wake, &pb->lock, &until) !=
+		               ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&pb->lock);
+	}
+	return NULL;
+}
+
+struct publisher *publisher_start(const struct config *cfg, struct index *ix,
+                                  const struct pacs *p, char *err,
+                                  size_t errlen)
+{
+	struct publisher *pb = calloc(1, sizeof(*pb));
+	int n;
+
+	if (pb == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pb->cfg = cfg;
+	pb->ix = ix;
+	pb->pacs = p;
+	n = index_jobs_recover(ix);
+	if (n > 0)
+		log_info(LOGC_JOBS,
+		         "%d job(s) interrupted by a stop: queued "
+		         "again",
+		         n);
+	pthread_mutex_init(&pb->lock, NULL);
+	pthread_cond_init(&pb->wake, NULL);
+	if (pthread_create(&pb->thread, NULL, worker, pb) != 0) {
+		snprintf(err, errlen, "cannot start the publication thread");
+		pthread_cond_destroy(&pb->wake);
+		pthread_mutex_destroy(&pb->lock);
+		free(pb);
+		return NULL;
+	}
+	return pb;
+}
+
+void publisher_wake(struct publisher *pb)
+{
+	if (pb == NULL)
+		return;
+	pthread_mutex_lock(&pb->lock);
+	pb->woken = 1;
+	pthread_cond_signal(&pb->wake);
+	pthread_mutex_unlock(&pb->lock);
+}
+
+void publisher_stop(struct publisher *pb)
+{
+	if (pb == NULL)
+		return;
+	pthread_mutex_lock(&pb->lock);
+	pb->stop = 1;
+	pthread_cond_signal(&pb->wake);
+	pthread_mutex_unlock(&pb->lock);
+	atomic_store(&pb->cancel, 1);
+	pthread_join(pb->thread, NULL);
+	pthread_cond_destroy(&pb->wake);
+	pthread_mutex_destroy(&pb->lock);
+	free(pb);
+}

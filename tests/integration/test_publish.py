@@ -1,0 +1,149 @@
+"""Publication worker: a report received over MLLP finds its exam in the
+PACS, is checked against it, and gets its KOS manifest (which dciodvfy
+accepts); a report whose exam is another patient's, or is not in the PACS,
+is parked with the reason, and no manifest is built.
+
+The PACS (Orthanc) holds small studies made for the referencing exams C,
+M and G (their UIDs and accession numbers read from the ANS CDA reports),
+under the patient the referencing messages name (IPP101, PAT-TROIS).
+"""
+
+import json
+import re
+import subprocess
+import time
+import unittest
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import harness
+from harness import Drimbox, Orthanc, TempDir
+from shared import shared_dir
+from test_hl7_intake import MllpClient, fill_placeholders
+
+DATA = shared_dir() / "drim-m-data" / "referencement-drimbox" / "jeux-de-donnees"
+PUBLIC = "https://drimbox.test.example"
+
+
+def exam_of(letter, cda_name=None):
+    """(study UID, accession) of a referencing exam, from its CDA."""
+    text = (DATA / "cda" / ("examen-" + letter.lower()) /
+            (cda_name or "CR_%s.xml" % letter)).read_text(encoding="utf-8")
+    uid = re.search(r"<serviceEvent.*?<id root=\"([^\"]+)\"", text, re.S).group(1)
+    acc = re.search(r"accessionNumber root=\"[^\"]+\" extension=\"([^\"]+)\"", text).group(1)
+    return uid, acc
+
+
+def write_study(out, study_uid, accession, series=2, per_series=3):
+    """A small CT study of the referencing patient, as the PACS holds it."""
+    for s in range(series):
+        series_uid = generate_uid()
+        for i in range(per_series):
+            ds = Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.PatientID = "IPP101"
+            ds.PatientName = "PAT-TROIS^DOMINIQUE"
+            ds.PatientBirthDate = "19790328"
+            ds.PatientSex = "F"
+            ds.StudyInstanceUID = study_uid
+            ds.SeriesInstanceUID = series_uid
+            ds.AccessionNumber = accession
+            ds.StudyDate, ds.StudyTime = "20240912", "101500"
+            ds.StudyID, ds.Modality = "1", "CT"
+            ds.SeriesNumber, ds.InstanceNumber = s + 1, i + 1
+            ds.Rows = ds.Columns = 16
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+            ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.PixelData = np.zeros((16, 16), np.uint16).tobytes()
+            path = Path(out) / study_uid / ("%d-%d.dcm" % (s, i))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pydicom.dcmwrite(path, ds, write_like_original=False)
+
+
+class PublishTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = TempDir("drimbox-publish-")
+        d = cls.tmp.__enter__()
+        for letter in ("C", "M"):
+            write_study(d / "studies", *exam_of(letter))
+        cls.pacs = Orthanc(d / "pacs").start()
+        cls.pacs.load_dir(d / "studies")
+        cls.hl7_port = harness.free_port()
+        cls.db = Drimbox(d / "db", pacs=cls.pacs, extra={
+            "hl7_port": cls.hl7_port, "public_url": PUBLIC,
+            "publish_wait_hours": 0}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.stop()
+        cls.pacs.stop()
+        cls.tmp.__exit__(None, None, None)
+
+    def publish(self, rel):
+        """Send a referencing message; its job once it has run."""
+        msg = fill_placeholders((DATA / "hl7v2" / rel).read_text(encoding="utf-8"),
+                                int(time.time() * 1000) % 100000).encode()
+        client = MllpClient(self.hl7_port)
+        try:
+            self.assertEqual(client.send(msg)["MSA"][1], "AA")
+        finally:
+            client.close()
+        job_id = json.loads(self.db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
+                       if j["id"] == job_id)
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(0.2)
+        self.fail("job %d still %s: %s" % (job_id, job["state"], job.get("reason")))
+
+    def test_report_gets_the_manifest_of_its_exam(self):
+        study, accession = exam_of("C")
+        job = self.publish("examen-c/CR_C-ORU.hl7")
+        self.assertEqual((job["state"], job["parked_for"]), ("parked", "dmp"), job["reason"])
+        self.assertIn("manifest built", job["reason"])
+        [built] = job["payload"]["kos"]
+        self.assertEqual((built["study"], built["instances"]), (study, 6))
+        kos = pydicom.dcmread(built["kos"])
+        self.assertEqual(kos.SOPClassUID, "1.2.840.10008.5.1.4.1.1.88.59")
+        self.assertEqual(kos.SOPInstanceUID, built["sop"])
+        self.assertEqual(kos.PatientID, "279035121518989")
+        self.assertEqual(kos.IssuerOfPatientID, "ASIP-SANTE-INS-NIR")
+        self.assertEqual(kos.ReferencedRequestSequence[0].AccessionNumber, accession)
+        evidence = kos.CurrentRequestedProcedureEvidenceSequence[0]
+        self.assertEqual(evidence.StudyInstanceUID, study)
+        self.assertEqual(len(evidence.ReferencedSeriesSequence), 2)
+        for series in evidence.ReferencedSeriesSequence:
+            self.assertEqual(series.RetrieveURL, "%s/dicomweb/studies/%s/series/%s"
+                             % (PUBLIC, study, series.SeriesInstanceUID))
+            self.assertEqual(len(series.ReferencedSOPSequence), 3)
+        out = subprocess.run(["dciodvfy", built["kos"]], capture_output=True, text=True)
+        self.assertNotIn("Error", out.stdout + out.stderr)
+
+    def test_report_about_another_patient_is_parked_without_manifest(self):
+        job = self.publish("examen-m/CR_M-ORU.hl7")
+        self.assertEqual((job["state"], job["parked_for"]), ("parked", "mismatch"))
+        self.assertIn("PAT-TROIS", job["reason"])
+        self.assertNotIn("kos", job["payload"])
+
+    def test_report_whose_exam_is_not_in_the_pacs_is_parked(self):
+        job = self.publish("examen-g/CR_G2-ORU.hl7")
+        self.assertEqual((job["state"], job["parked_for"]), ("parked", "exam"))
+        self.assertIn("1.2.3.4.5.6.7.8.9", job["reason"])
+
+
+if __name__ == "__main__":
+    unittest.main()
