@@ -137,6 +137,47 @@ static const struct opt schema[] = {
 	  NULL,
 	  "Longest delay, in seconds, between two attempts of a publication "
 	  "(the delay doubles from 5 s)." },
+	{ "dmp_url", STR(dmp_url), 0, 0, "", NULL, "The DMP",
+	  "Base URL of the DMP's services (.../si-dmp-server/v2/services); "
+	  "empty: manifests are built but not sent." },
+	{ "dmp_sign_cert", STR(dmp_sign_cert), 0, 0, "", NULL, NULL,
+	  "PEM certificate (IGC-Sante ORG, signature) of the VIHF." },
+	{ "dmp_sign_key", STR(dmp_sign_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of dmp_sign_cert." },
+	{ "dmp_tls_cert", STR(dmp_tls_cert), 0, 0, "", NULL, NULL,
+	  "PEM client certificate (IGC-Sante ORG, authentication) for TLS to "
+	  "the DMP; empty: no client certificate." },
+	{ "dmp_tls_key", STR(dmp_tls_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of dmp_tls_cert." },
+	{ "dmp_tls_ca", STR(dmp_tls_ca), 0, 0, "", NULL, NULL,
+	  "PEM CA certificates the DMP's server certificate must come from; "
+	  "empty: the system's." },
+	{ "dmp_structure_id", STR(dmp_structure_id), 0, 0, "", NULL, NULL,
+	  "Identifier of the care structure (VIHF Identifiant_Structure, "
+	  "authorInstitution), e.g. its FINESS or SIRET-based id." },
+	{ "dmp_structure_name", STR(dmp_structure_name), 0, 0, "", NULL, NULL,
+	  "Name of the care structure (authorInstitution)." },
+	{ "dmp_sector", STR(dmp_sector), 0, 0, "SA07^1.2.250.1.71.4.2.4", NULL,
+	  NULL, "VIHF Secteur_Activite (code^OID)." },
+	{ "dmp_facility_type", STR(dmp_facility_type), 0, 0, "SA07", NULL, NULL,
+	  "healthcareFacilityTypeCode of the manifests (1.2.250.1.71.4.2.4)." },
+	{ "dmp_practice_setting", STR(dmp_practice_setting), 0, 0,
+	  "AMBULATOIRE", NULL, NULL,
+	  "practiceSettingCode of the manifests (1.2.250.1.213.1.1.4.9)." },
+	{ "dmp_content_type", STR(dmp_content_type), 0, 0, "04", NULL, NULL,
+	  "contentTypeCode of the submission sets (1.2.250.1.213.2.2)." },
+	{ "dmp_source_oid", STR(dmp_source_oid), 0, 0, "1.2.250.1.999.1.1",
+	  NULL, NULL,
+	  "OID of this system as a source (sourceId; submission set unique "
+	  "ids are made under it)." },
+	{ "dmp_lps_id", STR(dmp_lps_id), 0, 0, "", NULL, NULL,
+	  "VIHF LPS_ID: this installation's identifier for the DMP." },
+	{ "dmp_lps_version", STR(dmp_lps_version), 0, 0, "1.0", NULL, NULL,
+	  "VIHF LPS_Version." },
+	{ "dmp_lps_homologation", STR(dmp_lps_homologation), 0, 0, "", NULL,
+	  NULL, "VIHF LPS_ID_HOMOLOGATION_DMP (the homologation number)." },
+	{ "dmp_timeout", INT(dmp_timeout), 1, 3600, "60", NULL, NULL,
+	  "Seconds a DMP transaction may take." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

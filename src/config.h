@@ -55,6 +55,16 @@ struct config {
 	char public_url[256];
 	long publish_wait_hours;
 	long publish_retry_max;
+	/* the DMP */
+	char dmp_url[256];
+	char dmp_sign_cert[256], dmp_sign_key[256];
+	char dmp_tls_cert[256], dmp_tls_key[256], dmp_tls_ca[256];
+	char dmp_structure_id[64], dmp_structure_name[128];
+	char dmp_sector[64], dmp_facility_type[64], dmp_practice_setting[64];
+	char dmp_content_type[64];
+	char dmp_source_oid[65];
+	char dmp_lps_id[64], dmp_lps_version[32], dmp_lps_homologation[64];
+	long dmp_timeout;
 };
 
 /* Sets every key to its default. */

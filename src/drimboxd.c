@@ -8,6 +8,7 @@
 #include "config.h"
 #include "control.h"
 #include "dcm.h"
+#include "dmp.h"
 #include "fsutil.h"
 #include "http.h"
 #include "index.h"
@@ -20,6 +21,7 @@
 #include "retrieve.h"
 #include "store.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <libxml/parser.h>
 #include <limits.h>
@@ -57,6 +59,7 @@ struct daemon {
 	struct mllp_server *mllp;
 	SSL_CTX *hl7_tls;
 	struct publisher *publisher;
+	int dmp_ready;             /* libcurl and xmlsec1 initialised */
 	atomic_ulong associations; /* numbers incoming associations */
 };
 
@@ -126,7 +129,15 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 		if (mc.tls == NULL)
 			return -1;
 	}
-	xmlInitParser(); /* once, before threads parse CDA reports */
+	/* once, before the threads that parse CDA reports, sign and post */
+	xmlInitParser();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    dmp_global_init(err, errlen) != 0) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "libcurl could not start");
+		return -1;
+	}
+	d->dmp_ready = 1;
 	d->publisher = publisher_start(&d->cfg, d->ix, &d->pacs, err, errlen);
 	if (d->publisher == NULL)
 		return -1;
@@ -231,6 +242,10 @@ static void stop(struct daemon *d)
 	SSL_CTX_free(d->hl7_tls);
 	intake_free(d->intake);
 	publisher_stop(d->publisher);
+	if (d->dmp_ready) {
+		dmp_global_cleanup();
+		curl_global_cleanup();
+	}
 	http_stop(d->http);
 	control_stop(d->control);
 	monitor_stop(d->monitor);

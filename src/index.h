@@ -285,6 +285,9 @@ int index_job_finish(struct index *ix, int64_t id, const char *state,
                      int64_t not_before, const char *parked_for,
                      const char *error, const char *payload);
 
+/* Replaces a job's payload (a step's result recorded); 0 or -1. */
+int index_job_payload(struct index *ix, int64_t id, const char *payload);
+
 /* Jobs left running by a crash are queued again; how many, or -1. */
 int index_jobs_recover(struct index *ix);
 

@@ -378,3 +378,21 @@ int index_jobs_recover(struct index *ix)
 	index_unlock(ix);
 	return rc;
 }
+
+int index_job_payload(struct index *ix, int64_t id, const char *payload)
+{
+	sqlite3_stmt *s;
+	int rc = -1;
+
+	index_lock(ix);
+	s = index_cached_stmt(ix, "UPDATE jobs SET payload = ?2, updated_at "
+	                          "= ?3 WHERE id = ?1");
+	if (s != NULL) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, payload, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, (int64_t)time(NULL));
+		rc = step_done(ix, s);
+	}
+	index_unlock(ix);
+	return rc;
+}

@@ -8,6 +8,7 @@
 #include "publish.h"
 #include "config.h"
 #include "dcm.h"
+#include "dmp.h"
 #include "fsutil.h"
 #include "index.h"
 #include "log.h"
@@ -298,7 +299,7 @@ static int build_kos(const struct publisher *pb, struct exam *e,
 		goto out;
 	}
 	if (fs_sync_path(tmp) != 0 || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "the manifest: %s", strerror(errno));
 		unlink(tmp);
 		goto out;
 	}
@@ -311,13 +312,101 @@ out:
 	return rc;
 }
 
+/* The manifest already built for a study in an earlier run, or NULL. */
+static json_t *built_for(json_t *payload, const char *study)
+{
+	json_t *kos = json_object_get(payload, "kos"), *k;
+	size_t i;
+
+	json_array_foreach(kos, i, k) if (strcmp(jstr(k, "study"), study) ==
+	                                  0) return k;
+	return NULL;
+}
+
+/*
+ * Finds a study's exam, checks it and builds its manifest, recorded in
+ * the payload (and the payload saved) before anything is sent: a run
+ * after a crash sends the same manifest again, never a second one.
+ * 0, or -1 with o set.
+ */
+static int prepare(struct publisher *pb, const struct idx_claimed *j,
+                   json_t *payload, const char *uid, const char *dir,
+                   struct outcome *o)
+{
+	long wait_s = pb->cfg->publish_wait_hours * 3600L;
+	struct pacs_sync_stats stats;
+	struct idx_query q = { .level = IDX_INSTANCE, .study_uid = uid };
+	struct exam e;
+	char err[256], path[PATH_MAX], sop[65], *saved;
+	json_t *kos;
+	int rc = -1;
+
+	memset(&e, 0, sizeof(e));
+	if (pacs_sync(pb->pacs, pb->ix, NULL, uid, 1, &pb->cancel, &stats, err,
+	              sizeof(err)) != 0) {
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "study %s: %s", uid, err);
+		return -1;
+	}
+	if (index_qido(pb->ix, &q, on_instance, &e, err, sizeof(err)) != 0 ||
+	    e.failed) {
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "study %s: index unreadable", uid);
+		goto out;
+	}
+	if (e.n == 0) {
+		if ((int64_t)time(NULL) - j->created_at < wait_s)
+			retry(o, pb->cfg->publish_retry_max, j->attempts,
+			      "study %s is not in the PACS yet (waiting up to "
+			      "%ld h for its images)",
+			      uid, pb->cfg->publish_wait_hours);
+		else
+			park(o, "exam",
+			     "study %s was not found in the PACS within %ld h",
+			     uid, pb->cfg->publish_wait_hours);
+		goto out;
+	}
+	if (same_exam(&e, payload, uid, o) != 0)
+		goto out;
+	if ((size_t)snprintf(path, sizeof(path), "%s/job%lld-%s.dcm", dir,
+	                     (long long)j->id, uid) >= sizeof(path)) {
+		park(o, "kos", "study %s: path too long", uid);
+		goto out;
+	}
+	if (build_kos(pb, &e, payload, uid, path, sop, err, sizeof(err)) != 0) {
+		park(o, "kos", "study %s: %s", uid, err);
+		goto out;
+	}
+	log_info(LOGC_JOBS, "job=%lld study=%s: KOS %s (%zu instances)",
+	         (long long)j->id, uid, sop, e.n);
+	kos = json_object_get(payload, "kos");
+	if (!json_is_array(kos)) {
+		kos = json_array();
+		json_object_set_new(payload, "kos", kos);
+	}
+	json_array_append_new(kos, json_pack("{s:s, s:s, s:s, s:I, s:b}",
+	                                     "study", uid, "kos", path, "sop",
+	                                     sop, "instances", (json_int_t)e.n,
+	                                     "sent", 0));
+	saved = json_dumps(payload, JSON_COMPACT);
+	if (saved == NULL || index_job_payload(pb->ix, j->id, saved) != 0) {
+		free(saved);
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "study %s: the job could not be saved", uid);
+		goto out;
+	}
+	free(saved);
+	rc = 0;
+out:
+	free(e.v);
+	return rc;
+}
+
 /* Publishes (or replaces) what the report names; sets o. */
 static void run_publish(struct publisher *pb, const struct idx_claimed *j,
                         json_t *payload, struct outcome *o)
 {
 	json_t *studies = json_object_get(payload, "studies"), *st;
-	json_t *built = json_array();
-	long wait_s = pb->cfg->publish_wait_hours * 3600L;
 	char dir[PATH_MAX], paths[1024] = "";
 	size_t i;
 
@@ -325,84 +414,50 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 	if (fs_mkdirs(dir) != 0) {
 		retry(o, pb->cfg->publish_retry_max, j->attempts, "%s: %s", dir,
 		      strerror(errno));
-		json_decref(built);
 		return;
 	}
 	json_array_foreach(studies, i, st)
 	{
 		const char *uid = jstr(st, "uid");
-		struct pacs_sync_stats stats;
-		struct idx_query q = { .level = IDX_INSTANCE,
-			               .study_uid = uid };
-		struct exam e;
-		char err[256], path[PATH_MAX], sop[65];
+		char err[512], ss_unique[128];
+		json_t *k = built_for(payload, uid);
 
-		memset(&e, 0, sizeof(e));
-		if (pacs_sync(pb->pacs, pb->ix, NULL, uid, 1, &pb->cancel,
-		              &stats, err, sizeof(err)) != 0) {
+		if (k == NULL && (prepare(pb, j, payload, uid, dir, o) != 0 ||
+		                  (k = built_for(payload, uid)) == NULL))
+			break;
+		if (strlen(paths) + strlen(jstr(k, "kos")) + 2 < sizeof(paths))
+			strcat(strcat(paths, paths[0] ? " " : ""),
+			       jstr(k, "kos"));
+		if (json_is_true(json_object_get(k, "sent")) ||
+		    pb->cfg->dmp_url[0] == '\0')
+			continue;
+		/* the same for every attempt of this job and study */
+		snprintf(ss_unique, sizeof(ss_unique), "%s.2.%lld.%zu",
+		         pb->cfg->dmp_source_oid, (long long)j->id, i + 1);
+		switch (dmp_publish(pb->cfg, payload, uid, jstr(k, "kos"),
+		                    jstr(k, "sop"), ss_unique, err,
+		                    sizeof(err))) {
+		case DMP_OK:
+			json_object_set_new(k, "sent", json_true());
+			continue;
+		case DMP_RETRY:
 			retry(o, pb->cfg->publish_retry_max, j->attempts,
 			      "study %s: %s", uid, err);
 			break;
-		}
-		if (index_qido(pb->ix, &q, on_instance, &e, err, sizeof(err)) !=
-		            0 ||
-		    e.failed) {
-			retry(o, pb->cfg->publish_retry_max, j->attempts,
-			      "study %s: index unreadable", uid);
-			free(e.v);
+		case DMP_PERMANENT:
+			park(o, "dmp", "study %s: %s", uid, err);
 			break;
 		}
-		if (e.n == 0) {
-			free(e.v);
-			if ((int64_t)time(NULL) - j->created_at < wait_s) {
-				retry(o, pb->cfg->publish_retry_max,
-				      j->attempts,
-				      "study %s is not in the PACS yet "
-				      "(waiting "
-				      "up to %ld h for its images)",
-				      uid, pb->cfg->publish_wait_hours);
-				break;
-			}
-			park(o, "exam",
-			     "study %s was not found in the PACS within %ld h",
-			     uid, pb->cfg->publish_wait_hours);
-			break;
-		}
-		if (same_exam(&e, payload, uid, o) != 0) {
-			free(e.v);
-			break;
-		}
-		if ((size_t)snprintf(path, sizeof(path), "%s/job%lld-%s.dcm",
-		                     dir, (long long)j->id,
-		                     uid) >= sizeof(path)) {
-			park(o, "kos", "study %s: path too long", uid);
-			free(e.v);
-			break;
-		}
-		if (build_kos(pb, &e, payload, uid, path, sop, err,
-		              sizeof(err)) != 0) {
-			park(o, "kos", "study %s: %s", uid, err);
-			free(e.v);
-			break;
-		}
-		log_info(LOGC_JOBS, "job=%lld study=%s: KOS %s (%zu instances)",
-		         (long long)j->id, uid, sop, e.n);
-		json_array_append_new(built,
-		                      json_pack("{s:s, s:s, s:s, s:I}", "study",
-		                                uid, "kos", path, "sop", sop,
-		                                "instances", (json_int_t)e.n));
-		if (strlen(paths) + strlen(path) + 2 < sizeof(paths))
-			strcat(strcat(paths, paths[0] ? " " : ""), path);
-		free(e.v);
+		break;
 	}
-	if (o->state == NULL) {
-		json_object_set(payload, "kos", built);
+	if (o->state != NULL)
+		return;
+	if (pb->cfg->dmp_url[0] == '\0')
 		park(o, "dmp",
-		     "manifest built (%s); sending it to the DMP is not part "
-		     "of this version yet",
+		     "manifest built (%s); no DMP is configured (dmp_url)",
 		     paths);
-	}
-	json_decref(built);
+	else
+		o->state = "done";
 }
 
 static void run(struct publisher *pb, const struct idx_claimed *j)
@@ -415,12 +470,13 @@ static void run(struct publisher *pb, const struct idx_claimed *j)
 		park(&o, "payload", "the job's payload is not JSON");
 	} else if (strcmp(j->kind, "unpublish") == 0) {
 		park(&o, "dmp",
-		     "unpublishing needs the DMP, which this version does not "
-		     "reach yet");
+		     "unpublishing (ITI-57) is not part of this version yet");
 	} else {
 		run_publish(pb, j, payload, &o);
 		updated = json_dumps(payload, JSON_COMPACT);
 	}
+	if (o.state == NULL) /* nothing decided: never left running */
+		park(&o, "internal", "the run decided nothing");
 	log_info(LOGC_JOBS, "job=%lld kind=%s -> %s%s%s", (long long)j->id,
 	         j->kind, o.state, o.reason[0] ? ": " : "", o.reason);
 	if (index_job_finish(pb->ix, j->id, o.state, o.not_before, o.parked_for,

@@ -29,7 +29,9 @@ Documents are kept in SQLite (--db). Faults are injected on demand for the
 next N requests of an action, through a control endpoint (JSON):
   POST /_sim/faults {"action": "urn:...", "kind": KIND, "count": N,
                      "delay": SECONDS}
-  KIND: soap-fault | metadata-error | slow | reset | closed-dmp
+  KIND: soap-fault | metadata-error | slow (before processing) |
+        slow-reply (after processing: the client may give up) | reset |
+        closed-dmp
   GET  /_sim/documents   every stored document's metadata, as JSON
   GET  /_sim/requests    the requests received (action, outcome), as JSON
   POST /_sim/reset       forget documents, requests and faults
@@ -682,6 +684,8 @@ class Handler(BaseHTTPRequestHandler):
             else:  # TD0.2, TD0.3: the patient's DMP exists; authorisation granted
                 result = ET.Element(q("rs:RegistryResponse"), status=SUCCESS)
             store.log(action, "success")
+            if kind == "slow-reply":
+                time.sleep(delay)
             xml = envelope(action, msg_id, result)
             if parts or action == ITI43:
                 ctype, data = mtom(xml, parts)

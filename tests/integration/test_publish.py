@@ -1,7 +1,10 @@
 """Publication worker: a report received over MLLP finds its exam in the
-PACS, is checked against it, and gets its KOS manifest (which dciodvfy
-accepts); a report whose exam is another patient's, or is not in the PACS,
-is parked with the reason, and no manifest is built.
+PACS, is checked against it, gets its KOS manifest (which dciodvfy
+accepts) and is published to the DMP (the simulator) by ITI-41 with a
+signed VIHF; a report whose exam is another patient's, or is not in the
+PACS, is parked with the reason and nothing reaches the DMP. The DMP down
+then up publishes once; drimboxd killed after the DMP registered the
+manifest but before the job recorded it publishes nothing twice.
 
 The PACS (Orthanc) holds small studies made for the referencing exams C,
 M and G (their UIDs and accession numbers read from the ANS CDA reports),
@@ -21,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import harness
-from harness import Drimbox, Orthanc, TempDir
+from harness import DmpSim, Drimbox, Orthanc, TempDir
 from shared import shared_dir
 from test_hl7_intake import MllpClient, fill_placeholders
 
@@ -80,16 +83,30 @@ class PublishTest(unittest.TestCase):
             write_study(d / "studies", *exam_of(letter))
         cls.pacs = Orthanc(d / "pacs").start()
         cls.pacs.load_dir(d / "studies")
+        for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", "/CN=drimbox test signature", "-keyout", "sign.key",
+                      "-out", "sign.pem"],):
+            subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+        cls.sim = DmpSim(d / "dmp").start()
         cls.hl7_port = harness.free_port()
         cls.db = Drimbox(d / "db", pacs=cls.pacs, extra={
             "hl7_port": cls.hl7_port, "public_url": PUBLIC,
-            "publish_wait_hours": 0}).start()
+            "publish_wait_hours": 0, "publish_retry_max": 1,
+            "dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
+            "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key",
+            "dmp_structure_id": "499700367909006",
+            "dmp_structure_name": "Centre de radiologie Ambroise",
+            "dmp_lps_id": "DRIMBOX-TEST", "dmp_timeout": 2}).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.db.stop()
+        cls.sim.stop()
         cls.pacs.stop()
         cls.tmp.__exit__(None, None, None)
+
+    def documents(self):
+        return self.sim.control("documents")
 
     def publish(self, rel):
         """Send a referencing message; its job once it has run."""
@@ -110,12 +127,24 @@ class PublishTest(unittest.TestCase):
             time.sleep(0.2)
         self.fail("job %d still %s: %s" % (job_id, job["state"], job.get("reason")))
 
-    def test_report_gets_the_manifest_of_its_exam(self):
+    def test_report_is_published_with_the_manifest_of_its_exam(self):
         study, accession = exam_of("C")
+        before = len(self.documents())
         job = self.publish("examen-c/CR_C-ORU.hl7")
-        self.assertEqual((job["state"], job["parked_for"]), ("parked", "dmp"), job["reason"])
-        self.assertIn("manifest built", job["reason"])
+        self.assertEqual(job["state"], "done", job.get("reason"))
         [built] = job["payload"]["kos"]
+        self.assertTrue(built["sent"])
+        docs = self.documents()
+        self.assertEqual(len(docs), before + 1)
+        doc = docs[-1]
+        self.assertEqual(doc["unique_id"], built["sop"])
+        self.assertEqual(doc["patient_id"], "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH")
+        self.assertEqual((doc["class_code"], doc["type_code"]), ("31", "IMG-KOS"))
+        refs = json.loads(doc["reference_ids"])
+        self.assertTrue(any(r.startswith(accession + "^^^&") and
+                            r.endswith("&ISO^urn:ihe:iti:xds:2013:accession") for r in refs),
+                        refs)
+        self.assertIn(study + "^^^^urn:ihe:iti:xds:2016:studyInstanceUID", refs)
         self.assertEqual((built["study"], built["instances"]), (study, 6))
         kos = pydicom.dcmread(built["kos"])
         self.assertEqual(kos.SOPClassUID, "1.2.840.10008.5.1.4.1.1.88.59")
@@ -134,7 +163,9 @@ class PublishTest(unittest.TestCase):
         self.assertNotIn("Error", out.stdout + out.stderr)
 
     def test_report_about_another_patient_is_parked_without_manifest(self):
+        before = len(self.documents())
         job = self.publish("examen-m/CR_M-ORU.hl7")
+        self.assertEqual(len(self.documents()), before)
         self.assertEqual((job["state"], job["parked_for"]), ("parked", "mismatch"))
         self.assertIn("PAT-TROIS", job["reason"])
         self.assertNotIn("kos", job["payload"])
@@ -143,6 +174,44 @@ class PublishTest(unittest.TestCase):
         job = self.publish("examen-g/CR_G2-ORU.hl7")
         self.assertEqual((job["state"], job["parked_for"]), ("parked", "exam"))
         self.assertIn("1.2.3.4.5.6.7.8.9", job["reason"])
+
+
+    def test_dmp_down_then_up_publishes_once(self):
+        before = len(self.documents())
+        self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
+                                    "kind": "reset", "count": 2})
+        job = self.publish("examen-c/CR_C-MDM.hl7")
+        self.assertEqual(job["state"], "done", job.get("reason"))
+        self.assertGreaterEqual(job["attempts"], 3)
+        self.assertEqual(len(self.documents()), before + 1)
+
+    def test_killed_after_the_dmp_registered_publishes_nothing_twice(self):
+        before = len(self.documents())
+        self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
+                                    "kind": "slow-reply", "count": 1, "delay": 5})
+        msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
+                                .read_text(encoding="utf-8"), 99991).encode()
+        client = MllpClient(self.hl7_port)
+        try:
+            self.assertEqual(client.send(msg)["MSA"][1], "AA")
+        finally:
+            client.close()
+        deadline = time.monotonic() + 30
+        while len(self.documents()) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(len(self.documents()), before + 1)  # registered, reply pending
+        self.db.kill9()
+        self.db.start()
+        job = json.loads(self.db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
+                         if j["id"] == job)
+            if state["state"] == "done":
+                break
+            time.sleep(0.2)
+        self.assertEqual(state["state"], "done", state.get("reason"))
+        self.assertEqual(len(self.documents()), before + 1)
 
 
 if __name__ == "__main__":

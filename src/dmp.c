@@ -1,0 +1,837 @@
+/*
+ * dmp.c - see dmp.h. The request is built as a libxml2 tree (the XDS
+ * metadata of the ANS validator's ITI-41 sample, with this site's values
+ * from the configuration and the report's from the job), the VIHF is
+ * signed in place by xmlsec1 (enveloped, exclusive C14N, RSA-SHA256), and
+ * the envelope goes out as the root part of an MTOM message whose second
+ * part is the KOS.
+ */
+#include "dmp.h"
+#include "config.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <xmlsec/crypto.h>
+#include <xmlsec/templates.h>
+#include <xmlsec/xmldsig.h>
+#include <xmlsec/xmlsec.h>
+#include <xmlsec/xmltree.h>
+
+#define ITI41 "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+#define NS_SOAP "http://www.w3.org/2003/05/soap-envelope"
+#define NS_WSA "http://www.w3.org/2005/08/addressing"
+#define NS_WSSE                                                                \
+	"http://docs.oasis-open.org/wss/2004/01/"                              \
+	"oasis-200401-wss-wssecurity-secext-1.0.xsd"
+#define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
+#define NS_RIM "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+#define NS_RS "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+#define NS_LCM "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
+#define NS_XDS "urn:ihe:iti:xds-b:2007"
+#define NS_XOP "http://www.w3.org/2004/08/xop/include"
+#define NS_HL7 "urn:hl7-org:v3"
+#define KOS_CLASS "1.2.840.10008.5.1.4.1.1.88.59"
+#define KOS_CID "kos@drimbox"
+#define MAX_RESPONSE (16u << 20)
+
+int dmp_global_init(char *err, size_t errlen)
+{
+	if (xmlSecInit() < 0 || xmlSecCryptoAppInit(NULL) < 0 ||
+	    xmlSecCryptoInit() < 0) {
+		snprintf(err, errlen, "xmlsec1 could not be initialised");
+		return -1;
+	}
+	return 0;
+}
+
+void dmp_global_cleanup(void)
+{
+	xmlSecCryptoShutdown();
+	xmlSecCryptoAppShutdown();
+	xmlSecShutdown();
+}
+
+/* ---- building the request -------------------------------------------- */
+
+struct req {
+	xmlDocPtr doc;
+	xmlNsPtr soap, wsa, wsse, saml, rim, lcm, xds, xop;
+	int ids; /* numbers the classifications and identifiers */
+};
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static xmlNodePtr el(xmlNodePtr parent, xmlNsPtr ns, const char *name,
+                     const char *text)
+{
+	return xmlNewTextChild(parent, ns, BAD_CAST name,
+	                       text ? BAD_CAST text : NULL);
+}
+
+static void attr(xmlNodePtr n, const char *k, const char *v)
+{
+	xmlNewProp(n, BAD_CAST k, BAD_CAST v);
+}
+
+static void slot(struct req *r, xmlNodePtr obj, const char *name,
+                 const char *const *values, int n)
+{
+	xmlNodePtr s = el(obj, r->rim, "Slot", NULL), list;
+
+	attr(s, "name", name);
+	list = el(s, r->rim, "ValueList", NULL);
+	for (int i = 0; i < n; i++)
+		el(list, r->rim, "Value", values[i]);
+}
+
+static void slot1(struct req *r, xmlNodePtr obj, const char *name,
+                  const char *value)
+{
+	slot(r, obj, name, &value, 1);
+}
+
+static void localized(struct req *r, xmlNodePtr parent, const char *tag,
+                      const char *value)
+{
+	xmlNodePtr s = el(el(parent, r->rim, tag, NULL), r->rim,
+	                  "LocalizedString", NULL);
+
+	attr(s, "charset", "UTF8");
+	attr(s, "value", value);
+}
+
+static xmlNodePtr classify(struct req *r, xmlNodePtr obj, const char *objid,
+                           const char *scheme, const char *code,
+                           const char *coding_scheme, const char *display)
+{
+	xmlNodePtr c = el(obj, r->rim, "Classification", NULL);
+	char id[32];
+
+	snprintf(id, sizeof(id), "cl%d", ++r->ids);
+	attr(c, "classificationScheme", scheme);
+	attr(c, "classifiedObject", objid);
+	attr(c, "id", id);
+	if (code != NULL) {
+		attr(c, "nodeRepresentation", code);
+		slot1(r, c, "codingScheme", coding_scheme);
+		localized(r, c, "Name", display && display[0] ? display : code);
+	}
+	return c;
+}
+
+static void external_id(struct req *r, xmlNodePtr obj, const char *objid,
+                        const char *scheme, const char *value, const char *name)
+{
+	xmlNodePtr e = el(obj, r->rim, "ExternalIdentifier", NULL);
+	char id[32];
+
+	snprintf(id, sizeof(id), "ei%d", ++r->ids);
+	attr(e, "id", id);
+	attr(e, "identificationScheme", scheme);
+	attr(e, "registryObject", objid);
+	attr(e, "value", value);
+	localized(r, e, "Name", name);
+}
+
+/* An HL7 DTM in UTC (YYYYMMDDHHMMSS) from a CDA TS with its offset. */
+static void utc(const char *ts, char *out, size_t cap)
+{
+	struct tm tm;
+	int off = 0, sign = 0;
+	time_t t;
+
+	out[0] = '\0';
+	if (strlen(ts) < 8)
+		return;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(ts, "%4d%2d%2d%2d%2d%2d", &tm.tm_year, &tm.tm_mon,
+	           &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) < 3)
+		return;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	const char *z = strpbrk(ts, "+-");
+	if (z && strlen(z) >= 5) {
+		sign = *z == '-' ? -1 : 1;
+		off = ((z[1] - '0') * 10 + (z[2] - '0')) * 3600 +
+		      ((z[3] - '0') * 10 + (z[4] - '0')) * 60;
+	}
+	t = timegm(&tm) - sign * off;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(out, cap, "%Y%m%d%H%M%S", &tm);
+}
+
+static void now_utc(char *out, size_t cap)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, cap, "%Y%m%d%H%M%S", &tm);
+}
+
+static void new_uuid(char *out, size_t cap)
+{
+	unsigned char b[16];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		memset(b, 0, sizeof(b));
+	b[6] = (b[6] & 0x0F) | 0x40;
+	b[8] = (b[8] & 0x3F) | 0x80;
+	snprintf(out, cap,
+	         "urn:uuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	         "%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	         b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* XCN of a person of the payload (author, legal authenticator). */
+static void xcn(json_t *p, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s^%s^%s^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS",
+	         jstr(p, "id"), jstr(p, "family"), jstr(p, "given"));
+}
+
+static void xon(const struct config *cfg, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^%s",
+	         cfg->dmp_structure_name, cfg->dmp_structure_id);
+}
+
+static void author(struct req *r, xmlNodePtr obj, const char *objid,
+                   const char *scheme, const char *person,
+                   const char *institution)
+{
+	xmlNodePtr c = classify(r, obj, objid, scheme, NULL, NULL, NULL);
+
+	slot1(r, c, "authorPerson", person);
+	slot1(r, c, "authorInstitution", institution);
+}
+
+/* The SAML assertion of the VIHF, unsigned yet; its ID in id. */
+static xmlNodePtr vihf(struct req *r, xmlNodePtr security,
+                       const struct config *cfg, json_t *payload,
+                       const char *patient_nh, char *id, size_t idcap)
+{
+	json_t *au = json_object_get(payload, "author");
+	xmlNodePtr a = el(security, r->saml, "Assertion", NULL), st, at, v;
+	char now[32], subject[200];
+	time_t t = time(NULL);
+	struct tm tm;
+	const char *attrs[][2] = {
+		{ "VIHF_Version", "3.0" },
+		{ "Identifiant_Structure", cfg->dmp_structure_id },
+		{ "Secteur_Activite", cfg->dmp_sector },
+		{ "urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject },
+		{ "urn:oasis:names:tc:xacml:2.0:resource:resource-id",
+		  patient_nh },
+		{ "Ressource_URN", "urn:dmp" },
+		{ "LPS_ID", cfg->dmp_lps_id },
+		{ "LPS_Nom", "drimbox" },
+		{ "LPS_Version", cfg->dmp_lps_version },
+		{ "LPS_ID_HOMOLOGATION_DMP", cfg->dmp_lps_homologation },
+		{ "Authentification_Mode", "INDIRECTE" },
+	};
+
+	new_uuid(id, idcap);
+	memmove(id, id + 9, strlen(id + 9) + 1); /* "urn:uuid:" off */
+	id[0] = '_'; /* an xsd:ID starts with a letter or '_' */
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(subject, sizeof(subject), "%s %s", jstr(au, "given"),
+	         jstr(au, "family"));
+	attr(a, "ID", id);
+	attr(a, "IssueInstant", now);
+	attr(a, "Version", "2.0");
+	el(a, r->saml, "Issuer", cfg->dmp_structure_name);
+	el(el(a, r->saml, "Subject", NULL), r->saml, "NameID", jstr(au, "id"));
+	el(el(el(a, r->saml, "AuthnStatement", NULL), r->saml, "AuthnContext",
+	      NULL),
+	   r->saml, "AuthnContextClassRef",
+	   "urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient");
+	st = el(a, r->saml, "AttributeStatement", NULL);
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(*attrs); i++) {
+		at = el(st, r->saml, "Attribute", NULL);
+		attr(at, "Name", attrs[i][0]);
+		el(at, r->saml, "AttributeValue", attrs[i][1]);
+	}
+	at = el(st, r->saml, "Attribute", NULL);
+	attr(at, "Name", "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse");
+	v = el(el(at, r->saml, "AttributeValue", NULL), NULL, "PurposeOfUse",
+	       NULL);
+	xmlSetNs(v, xmlNewNs(v, BAD_CAST NS_HL7, NULL));
+	attr(v, "code", "normal");
+	attr(v, "codeSystem", "1.2.250.1.213.1.1.4.248");
+	attr(v, "displayName", "Acces normal");
+	at = el(st, r->saml, "Attribute", NULL);
+	attr(at, "Name", "urn:oasis:names:tc:xacml:2.0:subject:role");
+	v = el(el(at, r->saml, "AttributeValue", NULL), NULL, "Role", NULL);
+	xmlSetNs(v, xmlNewNs(v, BAD_CAST NS_HL7, NULL));
+	attr(v, "code", "10");
+	attr(v, "codeSystem", "1.2.250.1.71.1.2.7");
+	attr(v, "displayName", "Medecin");
+	return a;
+}
+
+/* Signs the assertion (enveloped signature after its Issuer). */
+static int sign(struct req *r, xmlNodePtr assertion, const char *id,
+                const struct config *cfg, char *err, size_t errlen)
+{
+	xmlNodePtr sig, ref, ki, issuer = xmlFirstElementChild(assertion);
+	xmlSecDSigCtxPtr ctx = NULL;
+	xmlAttrPtr idattr = xmlHasProp(assertion, BAD_CAST "ID");
+	char uri[80];
+	int rc = -1;
+
+	snprintf(uri, sizeof(uri), "#%s", id);
+	xmlAddID(NULL, r->doc, BAD_CAST id, idattr);
+	sig = xmlSecTmplSignatureCreate(r->doc, xmlSecTransformExclC14NId,
+	                                xmlSecTransformRsaSha256Id, NULL);
+	if (sig == NULL || xmlAddNextSibling(issuer, sig) == NULL)
+		goto out;
+	ref = xmlSecTmplSignatureAddReference(sig, xmlSecTransformSha256Id,
+	                                      NULL, BAD_CAST uri, NULL);
+	if (ref == NULL ||
+	    xmlSecTmplReferenceAddTransform(ref, xmlSecTransformEnvelopedId) ==
+	            NULL ||
+	    xmlSecTmplReferenceAddTransform(ref, xmlSecTransformExclC14NId) ==
+	            NULL)
+		goto out;
+	ki = xmlSecTmplSignatureEnsureKeyInfo(sig, NULL);
+	if (ki == NULL || xmlSecTmplKeyInfoAddX509Data(ki) == NULL)
+		goto out;
+	ctx = xmlSecDSigCtxCreate(NULL);
+	if (ctx == NULL)
+		goto out;
+	ctx->signKey = xmlSecCryptoAppKeyLoad(
+	        cfg->dmp_sign_key, xmlSecKeyDataFormatPem, NULL, NULL, NULL);
+	if (ctx->signKey == NULL ||
+	    xmlSecCryptoAppKeyCertLoad(ctx->signKey, cfg->dmp_sign_cert,
+	                               xmlSecKeyDataFormatPem) < 0) {
+		snprintf(err, errlen, "VIHF: cannot load %s / %s",
+		         cfg->dmp_sign_key, cfg->dmp_sign_cert);
+		goto done;
+	}
+	if (xmlSecDSigCtxSign(ctx, sig) < 0) {
+		snprintf(err, errlen, "VIHF: signing failed");
+		goto done;
+	}
+	rc = 0;
+	goto done;
+out:
+	snprintf(err, errlen, "VIHF: cannot build the signature");
+done:
+	if (ctx)
+		xmlSecDSigCtxDestroy(ctx);
+	return rc;
+}
+
+static int sha1_hex(const unsigned char *data, size_t len, char out[41])
+{
+	unsigned char md[20];
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, md, &n, EVP_sha1(), NULL) != 1 || n != 20)
+		return -1;
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/* The submission set and the KOS's document entry. */
+static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
+                     json_t *payload, const char *study, const char *kos_sop,
+                     const char *ss_unique, const char *patient_nh,
+                     size_t kos_len, const char *kos_sha1)
+{
+	json_t *pat = json_object_get(payload, "patient");
+	json_t *doc = json_object_get(payload, "document");
+	json_t *studies = json_object_get(payload, "studies"), *st = NULL, *o;
+	json_t *orders = json_object_get(payload, "orders");
+	json_t *meta = json_object_get(payload, "meta");
+	xmlNodePtr ss, de, as;
+	char now[32], created[32], start[32], stop[32], buf[512], inst[300];
+	char pid5[300], pid7[40], pid8[20], size[32], srcpid[200];
+	const char *info[3] = { pid5, pid7, pid8 };
+	const char *refs[2 * 16 + 1];
+	char refbuf[2 * 16 + 1][200];
+	size_t nref = 0, i;
+
+	json_array_foreach(studies, i,
+	                   o) if (strcmp(jstr(o, "uid"), study) == 0) st = o;
+	now_utc(now, sizeof(now));
+	utc(jstr(doc, "effective_time"), created, sizeof(created));
+	utc(jstr(st, "start"), start, sizeof(start));
+	utc(jstr(st, "end"), stop, sizeof(stop));
+	xon(cfg, inst, sizeof(inst));
+	/* submission set */
+	ss = el(list, r->rim, "RegistryPackage", NULL);
+	attr(ss, "id", "SubmissionSet01");
+	slot1(r, ss, "submissionTime", now);
+	localized(r, ss, "Name", "Reference d'Objets d'un Examen d'Imagerie");
+	xcn(json_object_get(payload, "author"), buf, sizeof(buf));
+	author(r, ss, "SubmissionSet01",
+	       "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d", buf, inst);
+	classify(r, ss, "SubmissionSet01",
+	         "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500",
+	         cfg->dmp_content_type, "1.2.250.1.213.2.2", NULL);
+	attr(classify(r, ss, "SubmissionSet01", "", NULL, NULL, NULL),
+	     "classificationNode",
+	     "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd");
+	external_id(r, ss, "SubmissionSet01",
+	            "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446", patient_nh,
+	            "XDSSubmissionSet.patientId");
+	external_id(r, ss, "SubmissionSet01",
+	            "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832",
+	            cfg->dmp_source_oid, "XDSSubmissionSet.sourceId");
+	external_id(r, ss, "SubmissionSet01",
+	            "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8", ss_unique,
+	            "XDSSubmissionSet.uniqueId");
+	/* the KOS */
+	de = el(list, r->rim, "ExtrinsicObject", NULL);
+	attr(de, "id", "KOS");
+	attr(de, "mimeType", "application/dicom");
+	attr(de, "objectType", "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1");
+	snprintf(size, sizeof(size), "%zu", kos_len);
+	slot1(r, de, "hash", kos_sha1);
+	slot1(r, de, "size", size);
+	slot1(r, de, "creationTime", created[0] ? created : now);
+	slot1(r, de, "languageCode", "fr-FR");
+	xcn(json_object_get(payload, "legal"), buf, sizeof(buf));
+	slot1(r, de, "legalAuthenticator", buf);
+	if (start[0])
+		slot1(r, de, "serviceStartTime", start);
+	if (stop[0])
+		slot1(r, de, "serviceStopTime", stop);
+	if (jstr(pat, "ipp")[0])
+		snprintf(srcpid, sizeof(srcpid), "%s^^^&%s&ISO^PI",
+		         jstr(pat, "ipp"), jstr(pat, "ipp_oid"));
+	else
+		snprintf(srcpid, sizeof(srcpid), "%s^^^&%s&ISO^PI",
+		         jstr(pat, "ins"), jstr(pat, "ins_oid"));
+	slot1(r, de, "sourcePatientId", srcpid);
+	snprintf(pid5, sizeof(pid5), "PID-5|%s^%s^^^^^L", jstr(pat, "family"),
+	         jstr(pat, "given"));
+	snprintf(pid7, sizeof(pid7), "PID-7|%s", jstr(pat, "birth"));
+	snprintf(pid8, sizeof(pid8), "PID-8|%s", jstr(pat, "sex"));
+	slot(r, de, "sourcePatientInfo", info, 3);
+	json_array_foreach(orders, i, o)
+	{
+		if (nref + 2 > 2 * 16)
+			break;
+		if (jstr(o, "accession")[0]) {
+			snprintf(refbuf[nref], sizeof(refbuf[0]),
+			         "%s^^^&%s&ISO^urn:ihe:iti:xds:2013:accession",
+			         jstr(o, "accession"),
+			         jstr(o, "accession_root"));
+			refs[nref] = refbuf[nref];
+			nref++;
+		}
+		if (jstr(o, "id")[0]) {
+			snprintf(refbuf[nref], sizeof(refbuf[0]),
+			         "%s^^^&%s&ISO^urn:ihe:iti:xds:2013:order",
+			         jstr(o, "id"), jstr(o, "id_root"));
+			refs[nref] = refbuf[nref];
+			nref++;
+		}
+	}
+	snprintf(refbuf[nref], sizeof(refbuf[0]),
+	         "%s^^^^urn:ihe:iti:xds:2016:studyInstanceUID", study);
+	refs[nref] = refbuf[nref];
+	nref++;
+	slot(r, de, "urn:ihe:iti:xds:2013:referenceIdList", refs, (int)nref);
+	localized(r, de, "Name", "Reference d'Objets d'un Examen d'Imagerie");
+	xcn(json_object_get(payload, "author"), buf, sizeof(buf));
+	author(r, de, "KOS", "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d",
+	       buf, inst);
+	classify(r, de, "KOS", "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a",
+	         "31", "1.2.250.1.213.1.1.4.1", "Imagerie medicale");
+	classify(r, de, "KOS", "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983",
+	         "IMG-KOS", "1.2.250.1.213.1.1.4.12",
+	         "Reference d'objets d'un examen d'imagerie");
+	classify(r, de, "KOS", "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f",
+	         jstr(json_object_get(doc, "confidentiality"), "code")[0]
+	                 ? jstr(json_object_get(doc, "confidentiality"), "code")
+	                 : "N",
+	         "2.16.840.1.113883.5.25", NULL);
+	/* the report's confidentiality flags, as the DMP's codes */
+	static const char *const flags[] = { "MASQUE_PS", "INVISIBLE_PATIENT",
+		                             "INVISIBLE_REP_LEGAUX" };
+	for (i = 0; i < sizeof(flags) / sizeof(*flags); i++)
+		if (strcmp(jstr(meta, flags[i]), "Y") == 0)
+			classify(
+			        r, de, "KOS",
+			        "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f",
+			        flags[i], "1.2.250.1.213.1.1.4.13", NULL);
+	classify(r, de, "KOS", "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d",
+	         KOS_CLASS, "1.2.840.10008.2.6.1", NULL);
+	classify(r, de, "KOS", "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1",
+	         cfg->dmp_facility_type, "1.2.250.1.71.4.2.4", NULL);
+	classify(r, de, "KOS", "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead",
+	         cfg->dmp_practice_setting, "1.2.250.1.213.1.1.4.9", NULL);
+	if (jstr(json_object_get(st, "modality"), "code")[0])
+		classify(r, de, "KOS",
+		         "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4",
+		         jstr(json_object_get(st, "modality"), "code"),
+		         "1.2.250.1.213.1.1.5.618", NULL);
+	if (jstr(json_object_get(st, "region"), "code")[0])
+		classify(r, de, "KOS",
+		         "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4",
+		         jstr(json_object_get(st, "region"), "code"),
+		         "2.16.840.1.113883.6.96", NULL);
+	external_id(r, de, "KOS",
+	            "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427", patient_nh,
+	            "XDSDocumentEntry.patientId");
+	external_id(r, de, "KOS",
+	            "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab", kos_sop,
+	            "XDSDocumentEntry.uniqueId");
+	/* the set holds the KOS */
+	as = el(list, r->rim, "Association", NULL);
+	attr(as, "associationType",
+	     "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember");
+	attr(as, "id", "as1");
+	attr(as, "sourceObject", "SubmissionSet01");
+	attr(as, "targetObject", "KOS");
+	slot1(r, as, "SubmissionSetStatus", "Original");
+}
+
+/* ---- sending --------------------------------------------------------- */
+
+struct buf {
+	char *p;
+	size_t len;
+	int too_big;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ctx)
+{
+	struct buf *b = ctx;
+	size_t len = sz * n;
+	char *nb;
+
+	if (b->len + len > MAX_RESPONSE) {
+		b->too_big = 1;
+		return 0;
+	}
+	nb = realloc(b->p, b->len + len + 1);
+	if (nb == NULL)
+		return 0;
+	memcpy(nb + b->len, p, len);
+	b->p = nb;
+	b->len += len;
+	b->p[b->len] = '\0';
+	return len;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
+{
+	char *ctype = ctx;
+	size_t len = sz * n;
+
+	if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0)
+		snprintf(ctype, 512, "%.*s", (int)(len - 13), p + 13);
+	return len;
+}
+
+/* The SOAP envelope of a reply, plain or the root part of MTOM. */
+static const char *envelope_of(const char *ctype, char *body, size_t *len)
+{
+	const char *b = strcasestr(ctype, "boundary=");
+	char boundary[200], delim[210];
+	char *start, *end;
+	size_t n;
+
+	if (strcasestr(ctype, "multipart/related") == NULL || b == NULL)
+		return body;
+	b += 9;
+	if (*b == '"')
+		b++;
+	n = strcspn(b, "\";\r\n ");
+	snprintf(boundary, sizeof(boundary), "%.*s", (int)n, b);
+	snprintf(delim, sizeof(delim), "--%s", boundary);
+	start = strstr(body, delim);
+	start = start ? strstr(start, "\r\n\r\n") : NULL;
+	if (start == NULL)
+		return NULL;
+	start += 4;
+	end = strstr(start, delim);
+	*len = end ? (size_t)(end - start) : strlen(start);
+	return start;
+}
+
+/* What the DMP's reply says; err filled when not DMP_OK. */
+static enum dmp_outcome judge(long http, const char *ctype, char *body,
+                              size_t len, const char *unique, char *err,
+                              size_t errlen)
+{
+	const char *env = envelope_of(ctype, body, &len);
+	xmlDocPtr doc =
+	        env ? xmlReadMemory(env, (int)len, NULL, NULL,
+	                            XML_PARSE_NONET | XML_PARSE_NOERROR |
+	                                    XML_PARSE_NOWARNING)
+	            : NULL;
+	xmlXPathContextPtr x = doc ? xmlXPathNewContext(doc) : NULL;
+	xmlXPathObjectPtr r = NULL;
+	enum dmp_outcome out = DMP_RETRY;
+	xmlChar *v = NULL;
+
+	if (x == NULL) {
+		snprintf(err, errlen, "HTTP %ld, the reply is not SOAP", http);
+		goto done;
+	}
+	xmlXPathRegisterNs(x, BAD_CAST "s", BAD_CAST NS_SOAP);
+	xmlXPathRegisterNs(x, BAD_CAST "rs", BAD_CAST NS_RS);
+	r = xmlXPathEvalExpression(BAD_CAST "//s:Fault", x);
+	if (r && r->nodesetval && r->nodesetval->nodeNr > 0) {
+		xmlXPathFreeObject(r);
+		r = xmlXPathEvalExpression(
+		        BAD_CAST "string(//s:Fault/s:Code/s:Value)", x);
+		/* the sender's fault will not go away by itself */
+		out = r && r->stringval &&
+		                      strstr((char *)r->stringval, "Sender")
+		              ? DMP_PERMANENT
+		              : DMP_RETRY;
+		xmlXPathFreeObject(r);
+		r = xmlXPathEvalExpression(BAD_CAST "string(//s:Reason)", x);
+		snprintf(err, errlen, "SOAP fault (HTTP %ld): %s", http,
+		         r && r->stringval ? (char *)r->stringval : "?");
+		goto done;
+	}
+	xmlXPathFreeObject(r);
+	r = xmlXPathEvalExpression(BAD_CAST "string(//rs:RegistryResponse/"
+	                                    "@status)",
+	                           x);
+	if (r && r->stringval &&
+	    strstr((char *)r->stringval, ":Success") != NULL) {
+		out = DMP_OK;
+		goto done;
+	}
+	xmlXPathFreeObject(r);
+	r = xmlXPathEvalExpression(BAD_CAST "string(//rs:RegistryError/"
+	                                    "@errorCode)",
+	                           x);
+	v = xmlStrdup(r && r->stringval ? r->stringval : BAD_CAST "");
+	xmlXPathFreeObject(r);
+	r = xmlXPathEvalExpression(BAD_CAST "string(//rs:RegistryError/"
+	                                    "@codeContext)",
+	                           x);
+	if (strcmp((char *)v, "XDSDuplicateUniqueIdInRegistry") == 0 && r &&
+	    r->stringval && strstr((char *)r->stringval, unique)) {
+		out = DMP_OK; /* sent before, by an attempt that lost its reply
+		               */
+		goto done;
+	}
+	out = DMP_PERMANENT;
+	snprintf(err, errlen, "the DMP refused it: %s: %s", (char *)v,
+	         r && r->stringval ? (char *)r->stringval : "");
+done:
+	xmlFree(v);
+	xmlXPathFreeObject(r);
+	xmlXPathFreeContext(x);
+	xmlFreeDoc(doc);
+	return out;
+}
+
+static enum dmp_outcome post(const struct config *cfg, const char *service,
+                             const char *ctype, const char *body, size_t len,
+                             const char *unique, char *err, size_t errlen)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	struct buf reply = { NULL, 0, 0 };
+	char url[512], header[700], reply_type[512] = "";
+	enum dmp_outcome out = DMP_RETRY;
+	long http = 0;
+	CURLcode rc;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return DMP_RETRY;
+	}
+	snprintf(url, sizeof(url), "%s/%s", cfg->dmp_url, service);
+	snprintf(header, sizeof(header), "Content-Type: %s", ctype);
+	h = curl_slist_append(h, header);
+	h = curl_slist_append(h, "Expect:");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)reply_type);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->dmp_timeout);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+	if (cfg->dmp_tls_cert[0]) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->dmp_tls_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->dmp_tls_key);
+	}
+	if (cfg->dmp_tls_ca[0])
+		curl_easy_setopt(c, CURLOPT_CAINFO, cfg->dmp_tls_ca);
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
+	if (rc != CURLE_OK)
+		snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
+	else if (reply.too_big || reply.p == NULL)
+		snprintf(err, errlen, "%s: HTTP %ld, %s", url, http,
+		         reply.too_big ? "reply too large" : "empty reply");
+	else
+		out = judge(http, reply_type, reply.p, reply.len, unique, err,
+		            errlen);
+	free(reply.p);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return out;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *p = NULL;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+	    fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)n + 1)) != NULL &&
+	    fread(p, 1, (size_t)n, f) != (size_t)n) {
+		free(p);
+		p = NULL;
+	}
+	if (p)
+		*len = (size_t)n;
+	fclose(f);
+	return p;
+}
+
+enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
+                             const char *study_uid, const char *kos_path,
+                             const char *kos_sop, const char *ss_unique,
+                             char *err, size_t errlen)
+{
+	json_t *pat = json_object_get(payload, "patient");
+	struct req r = { 0 };
+	xmlNodePtr env, header, body, sec, assertion, prov, list, docn, inc;
+	unsigned char *kos = NULL;
+	xmlChar *xml = NULL;
+	char id[64], msgid[64], patient_nh[200], sha1[41], boundary[64];
+	char ctype[400], *mtom = NULL;
+	size_t kos_len = 0, mlen;
+	int xml_len = 0;
+	enum dmp_outcome out = DMP_RETRY;
+
+	kos = slurp(kos_path, &kos_len);
+	if (kos == NULL || sha1_hex(kos, kos_len, sha1) != 0) {
+		snprintf(err, errlen, "%s: cannot read the manifest", kos_path);
+		free(kos);
+		return DMP_PERMANENT;
+	}
+	snprintf(patient_nh, sizeof(patient_nh), "%s^^^&%s&ISO^NH",
+	         jstr(pat, "ins"), jstr(pat, "ins_oid"));
+	r.doc = xmlNewDoc(BAD_CAST "1.0");
+	env = xmlNewNode(NULL, BAD_CAST "Envelope");
+	xmlDocSetRootElement(r.doc, env);
+	r.soap = xmlNewNs(env, BAD_CAST NS_SOAP, BAD_CAST "soap");
+	r.wsa = xmlNewNs(env, BAD_CAST NS_WSA, BAD_CAST "wsa");
+	r.wsse = xmlNewNs(env, BAD_CAST NS_WSSE, BAD_CAST "wsse");
+	r.saml = xmlNewNs(env, BAD_CAST NS_SAML, BAD_CAST "saml2");
+	r.rim = xmlNewNs(env, BAD_CAST NS_RIM, BAD_CAST "rim");
+	r.lcm = xmlNewNs(env, BAD_CAST NS_LCM, BAD_CAST "lcm");
+	r.xds = xmlNewNs(env, BAD_CAST NS_XDS, BAD_CAST "xds");
+	r.xop = xmlNewNs(env, BAD_CAST NS_XOP, BAD_CAST "xop");
+	xmlSetNs(env, r.soap);
+	header = el(env, r.soap, "Header", NULL);
+	new_uuid(msgid, sizeof(msgid));
+	el(header, r.wsa, "MessageID", msgid);
+	snprintf(ctype, sizeof(ctype), "%s/repository", cfg->dmp_url);
+	el(header, r.wsa, "To", ctype);
+	attr(el(header, r.wsa, "Action", ITI41), "soap:mustUnderstand", "true");
+	sec = el(header, r.wsse, "Security", NULL);
+	assertion = vihf(&r, sec, cfg, payload, patient_nh, id, sizeof(id));
+	body = el(env, r.soap, "Body", NULL);
+	prov = el(body, r.xds, "ProvideAndRegisterDocumentSetRequest", NULL);
+	list = el(el(prov, r.lcm, "SubmitObjectsRequest", NULL), r.rim,
+	          "RegistryObjectList", NULL);
+	metadata(&r, list, cfg, payload, study_uid, kos_sop, ss_unique,
+	         patient_nh, kos_len, sha1);
+	docn = el(prov, r.xds, "Document", NULL);
+	attr(docn, "id", "KOS");
+	inc = el(docn, r.xop, "Include", NULL);
+	attr(inc, "href", "cid:" KOS_CID);
+	if (sign(&r, assertion, id, cfg, err, errlen) != 0) {
+		out = DMP_PERMANENT;
+		goto done;
+	}
+	xmlDocDumpMemoryEnc(r.doc, &xml, &xml_len, "UTF-8");
+	if (xml == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	new_uuid(boundary, sizeof(boundary));
+	memmove(boundary, boundary + 9, strlen(boundary + 9) + 1);
+	mlen = (size_t)xml_len + kos_len + 1024;
+	mtom = malloc(mlen);
+	if (mtom == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	{
+		int h1 = snprintf(
+		        mtom, mlen,
+		        "--%s\r\nContent-Type: application/xop+xml; "
+		        "charset=UTF-8; type=\"application/soap+xml\"\r\n"
+		        "Content-Transfer-Encoding: binary\r\n"
+		        "Content-ID: <root@drimbox>\r\n\r\n",
+		        boundary);
+		size_t at = (size_t)h1;
+
+		memcpy(mtom + at, xml, (size_t)xml_len);
+		at += (size_t)xml_len;
+		at += (size_t)snprintf(mtom + at, mlen - at,
+		                       "\r\n--%s\r\nContent-Type: "
+		                       "application/dicom\r\n"
+		                       "Content-Transfer-Encoding: binary\r\n"
+		                       "Content-ID: <" KOS_CID ">\r\n\r\n",
+		                       boundary);
+		memcpy(mtom + at, kos, kos_len);
+		at += kos_len;
+		at += (size_t)snprintf(mtom + at, mlen - at, "\r\n--%s--\r\n",
+		                       boundary);
+		snprintf(ctype, sizeof(ctype),
+		         "multipart/related; type=\"application/xop+xml\"; "
+		         "boundary=\"%s\"; start=\"<root@drimbox>\"; "
+		         "start-info=\"application/soap+xml\"; action=\"" ITI41
+		         "\"",
+		         boundary);
+		out = post(cfg, "repository", ctype, mtom, at, kos_sop, err,
+		           errlen);
+	}
+	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s -> %s%s%s", study_uid,
+	         kos_sop,
+	         out == DMP_OK      ? "registered"
+	         : out == DMP_RETRY ? "to retry"
+	                            : "refused",
+	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
+done:
+	free(mtom);
+	xmlFree(xml);
+	xmlFreeDoc(r.doc);
+	free(kos);
+	return out;
+}
