@@ -29,6 +29,11 @@
 #include <xmlsec/xmltree.h>
 
 #define ITI41 "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+#define ITI18 "urn:ihe:iti:2007:RegistryStoredQuery"
+#define ITI57 "urn:ihe:iti:2010:UpdateDocumentSet"
+#define FIND_BY_REFERENCE "urn:uuid:12941a89-e02e-4be5-967c-ce4bfc8fe492"
+#define GET_DOCUMENTS "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+#define NS_QUERY "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
 #define NS_SOAP "http://www.w3.org/2003/05/soap-envelope"
 #define NS_WSA "http://www.w3.org/2005/08/addressing"
 #define NS_WSSE                                                                \
@@ -66,7 +71,9 @@ void dmp_global_cleanup(void)
 
 struct req {
 	xmlDocPtr doc;
-	xmlNsPtr soap, wsa, wsse, saml, rim, lcm, xds, xop;
+	xmlNsPtr soap, wsa, wsse, saml, rim, lcm, xds, xop, query;
+	xmlNodePtr assertion; /* the VIHF, signed last */
+	char assertion_id[64];
 	int ids; /* numbers the classifications and identifiers */
 };
 
@@ -354,32 +361,16 @@ static int sha1_hex(const unsigned char *data, size_t len, char out[41])
 }
 
 /* The submission set and the KOS's document entry. */
-static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
-                     json_t *payload, const char *study, const char *kos_sop,
-                     const char *ss_unique, const char *patient_nh,
-                     size_t kos_len, const char *kos_sha1)
+/* The submission set (id SubmissionSet01) of a request. */
+static void submission_set(struct req *r, xmlNodePtr list,
+                           const struct config *cfg, json_t *payload,
+                           const char *ss_unique, const char *patient_nh)
 {
-	json_t *pat = json_object_get(payload, "patient");
-	json_t *doc = json_object_get(payload, "document");
-	json_t *studies = json_object_get(payload, "studies"), *st = NULL, *o;
-	json_t *orders = json_object_get(payload, "orders");
-	json_t *meta = json_object_get(payload, "meta");
-	xmlNodePtr ss, de, as;
-	char now[32], created[32], start[32], stop[32], buf[512], inst[300];
-	char pid5[300], pid7[40], pid8[20], size[32], srcpid[200];
-	const char *info[3] = { pid5, pid7, pid8 };
-	const char *refs[2 * 16 + 1];
-	char refbuf[2 * 16 + 1][200];
-	size_t nref = 0, i;
+	xmlNodePtr ss;
+	char now[32], buf[512], inst[300];
 
-	json_array_foreach(studies, i,
-	                   o) if (strcmp(jstr(o, "uid"), study) == 0) st = o;
 	now_utc(now, sizeof(now));
-	utc(jstr(doc, "effective_time"), created, sizeof(created));
-	utc(jstr(st, "start"), start, sizeof(start));
-	utc(jstr(st, "end"), stop, sizeof(stop));
 	xon(cfg, inst, sizeof(inst));
-	/* submission set */
 	ss = el(list, r->rim, "RegistryPackage", NULL);
 	attr(ss, "id", "SubmissionSet01");
 	slot1(r, ss, "submissionTime", now);
@@ -402,6 +393,34 @@ static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
 	external_id(r, ss, "SubmissionSet01",
 	            "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8", ss_unique,
 	            "XDSSubmissionSet.uniqueId");
+}
+
+static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
+                     json_t *payload, const char *study, const char *kos_sop,
+                     const char *ss_unique, const char *patient_nh,
+                     size_t kos_len, const char *kos_sha1)
+{
+	json_t *pat = json_object_get(payload, "patient");
+	json_t *doc = json_object_get(payload, "document");
+	json_t *studies = json_object_get(payload, "studies"), *st = NULL, *o;
+	json_t *orders = json_object_get(payload, "orders");
+	json_t *meta = json_object_get(payload, "meta");
+	xmlNodePtr de, as;
+	char now[32], created[32], start[32], stop[32], buf[512], inst[300];
+	char pid5[300], pid7[40], pid8[20], size[32], srcpid[200];
+	const char *info[3] = { pid5, pid7, pid8 };
+	const char *refs[2 * 16 + 1];
+	char refbuf[2 * 16 + 1][200];
+	size_t nref = 0, i;
+
+	json_array_foreach(studies, i,
+	                   o) if (strcmp(jstr(o, "uid"), study) == 0) st = o;
+	now_utc(now, sizeof(now));
+	utc(jstr(doc, "effective_time"), created, sizeof(created));
+	utc(jstr(st, "start"), start, sizeof(start));
+	utc(jstr(st, "end"), stop, sizeof(stop));
+	xon(cfg, inst, sizeof(inst));
+	submission_set(r, list, cfg, payload, ss_unique, patient_nh);
 	/* the KOS */
 	de = el(list, r->rim, "ExtrinsicObject", NULL);
 	attr(de, "id", "KOS");
@@ -574,17 +593,13 @@ static const char *envelope_of(const char *ctype, char *body, size_t *len)
 	return start;
 }
 
-/* What the DMP's reply says; err filled when not DMP_OK. */
-static enum dmp_outcome judge(long http, const char *ctype, char *body,
-                              size_t len, const char *unique, char *err,
-                              size_t errlen)
+/*
+ * What the DMP's reply (doc, NULL when it was not SOAP) says; err filled
+ * when not DMP_OK. unique: our manifest's unique id, if one was sent.
+ */
+static enum dmp_outcome judge(xmlDocPtr doc, long http, const char *unique,
+                              char *err, size_t errlen)
 {
-	const char *env = envelope_of(ctype, body, &len);
-	xmlDocPtr doc =
-	        env ? xmlReadMemory(env, (int)len, NULL, NULL,
-	                            XML_PARSE_NONET | XML_PARSE_NOERROR |
-	                                    XML_PARSE_NOWARNING)
-	            : NULL;
 	xmlXPathContextPtr x = doc ? xmlXPathNewContext(doc) : NULL;
 	xmlXPathObjectPtr r = NULL;
 	enum dmp_outcome out = DMP_RETRY;
@@ -592,10 +607,11 @@ static enum dmp_outcome judge(long http, const char *ctype, char *body,
 
 	if (x == NULL) {
 		snprintf(err, errlen, "HTTP %ld, the reply is not SOAP", http);
-		goto done;
+		return DMP_RETRY;
 	}
 	xmlXPathRegisterNs(x, BAD_CAST "s", BAD_CAST NS_SOAP);
 	xmlXPathRegisterNs(x, BAD_CAST "rs", BAD_CAST NS_RS);
+	xmlXPathRegisterNs(x, BAD_CAST "q", BAD_CAST NS_QUERY);
 	r = xmlXPathEvalExpression(BAD_CAST "//s:Fault", x);
 	if (r && r->nodesetval && r->nodesetval->nodeNr > 0) {
 		xmlXPathFreeObject(r);
@@ -613,8 +629,8 @@ static enum dmp_outcome judge(long http, const char *ctype, char *body,
 		goto done;
 	}
 	xmlXPathFreeObject(r);
-	r = xmlXPathEvalExpression(BAD_CAST "string(//rs:RegistryResponse/"
-	                                    "@status)",
+	r = xmlXPathEvalExpression(BAD_CAST "string((//rs:RegistryResponse|"
+	                                    "//q:AdhocQueryResponse)/@status)",
 	                           x);
 	if (r && r->stringval &&
 	    strstr((char *)r->stringval, ":Success") != NULL) {
@@ -630,7 +646,8 @@ static enum dmp_outcome judge(long http, const char *ctype, char *body,
 	r = xmlXPathEvalExpression(BAD_CAST "string(//rs:RegistryError/"
 	                                    "@codeContext)",
 	                           x);
-	if (strcmp((char *)v, "XDSDuplicateUniqueIdInRegistry") == 0 && r &&
+	if (unique &&
+	    strcmp((char *)v, "XDSDuplicateUniqueIdInRegistry") == 0 && r &&
 	    r->stringval && strstr((char *)r->stringval, unique)) {
 		out = DMP_OK; /* sent before, by an attempt that lost its reply
 		               */
@@ -643,19 +660,24 @@ done:
 	xmlFree(v);
 	xmlXPathFreeObject(r);
 	xmlXPathFreeContext(x);
-	xmlFreeDoc(doc);
 	return out;
 }
 
+/*
+ * POSTs a request to a service; the outcome, and with reply non-NULL the
+ * parsed reply (the caller frees it).
+ */
 static enum dmp_outcome post(const struct config *cfg, const char *service,
                              const char *ctype, const char *body, size_t len,
-                             const char *unique, char *err, size_t errlen)
+                             const char *unique, xmlDocPtr *reply_doc,
+                             char *err, size_t errlen)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
 	struct buf reply = { NULL, 0, 0 };
 	char url[512], header[700], reply_type[512] = "";
 	enum dmp_outcome out = DMP_RETRY;
+	xmlDocPtr doc = NULL;
 	long http = 0;
 	CURLcode rc;
 
@@ -686,14 +708,27 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 		curl_easy_setopt(c, CURLOPT_CAINFO, cfg->dmp_tls_ca);
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
-	if (rc != CURLE_OK)
+	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
-	else if (reply.too_big || reply.p == NULL)
+	} else if (reply.too_big || reply.p == NULL) {
 		snprintf(err, errlen, "%s: HTTP %ld, %s", url, http,
 		         reply.too_big ? "reply too large" : "empty reply");
+	} else {
+		size_t n = reply.len;
+		const char *env = envelope_of(reply_type, reply.p, &n);
+
+		doc = env && n <= INT32_MAX
+		              ? xmlReadMemory(env, (int)n, NULL, NULL,
+		                              XML_PARSE_NONET |
+		                                      XML_PARSE_NOERROR |
+		                                      XML_PARSE_NOWARNING)
+		              : NULL;
+		out = judge(doc, http, unique, err, errlen);
+	}
+	if (reply_doc != NULL && out == DMP_OK)
+		*reply_doc = doc;
 	else
-		out = judge(http, reply_type, reply.p, reply.len, unique, err,
-		            errlen);
+		xmlFreeDoc(doc);
 	free(reply.p);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
@@ -720,21 +755,235 @@ static unsigned char *slurp(const char *path, size_t *len)
 	return p;
 }
 
+/*
+ * A request: envelope, WS-Addressing header and the VIHF (signed by
+ * finish()); returns the Body to fill.
+ */
+static xmlNodePtr begin(struct req *r, const struct config *cfg,
+                        json_t *payload, const char *service,
+                        const char *action, const char *patient_nh)
+{
+	xmlNodePtr env, header, sec;
+	char msgid[64], to[512];
+
+	r->doc = xmlNewDoc(BAD_CAST "1.0");
+	env = xmlNewNode(NULL, BAD_CAST "Envelope");
+	xmlDocSetRootElement(r->doc, env);
+	r->soap = xmlNewNs(env, BAD_CAST NS_SOAP, BAD_CAST "soap");
+	r->wsa = xmlNewNs(env, BAD_CAST NS_WSA, BAD_CAST "wsa");
+	r->wsse = xmlNewNs(env, BAD_CAST NS_WSSE, BAD_CAST "wsse");
+	r->saml = xmlNewNs(env, BAD_CAST NS_SAML, BAD_CAST "saml2");
+	r->rim = xmlNewNs(env, BAD_CAST NS_RIM, BAD_CAST "rim");
+	r->lcm = xmlNewNs(env, BAD_CAST NS_LCM, BAD_CAST "lcm");
+	r->xds = xmlNewNs(env, BAD_CAST NS_XDS, BAD_CAST "xds");
+	r->xop = xmlNewNs(env, BAD_CAST NS_XOP, BAD_CAST "xop");
+	r->query = xmlNewNs(env, BAD_CAST NS_QUERY, BAD_CAST "query");
+	xmlSetNs(env, r->soap);
+	header = el(env, r->soap, "Header", NULL);
+	new_uuid(msgid, sizeof(msgid));
+	el(header, r->wsa, "MessageID", msgid);
+	snprintf(to, sizeof(to), "%s/%s", cfg->dmp_url, service);
+	el(header, r->wsa, "To", to);
+	attr(el(header, r->wsa, "Action", action), "soap:mustUnderstand",
+	     "true");
+	sec = el(header, r->wsse, "Security", NULL);
+	r->assertion = vihf(r, sec, cfg, payload, patient_nh, r->assertion_id,
+	                    sizeof(r->assertion_id));
+	return el(env, r->soap, "Body", NULL);
+}
+
+/*
+ * Signs the VIHF, sends the request as plain SOAP (or as MTOM with the KOS
+ * when kos is not NULL) and frees it.
+ */
+static enum dmp_outcome finish(struct req *r, const struct config *cfg,
+                               const char *service, const char *action,
+                               const unsigned char *kos, size_t kos_len,
+                               const char *unique, xmlDocPtr *reply, char *err,
+                               size_t errlen)
+{
+	enum dmp_outcome out = DMP_RETRY;
+	xmlChar *xml = NULL;
+	char ctype[400], boundary[64], *mtom = NULL;
+	int xml_len = 0;
+
+	if (sign(r, r->assertion, r->assertion_id, cfg, err, errlen) != 0) {
+		out = DMP_PERMANENT;
+		goto done;
+	}
+	xmlDocDumpMemoryEnc(r->doc, &xml, &xml_len, "UTF-8");
+	if (xml == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	if (kos == NULL) {
+		snprintf(ctype, sizeof(ctype),
+		         "application/soap+xml; charset=UTF-8; action=\"%s\"",
+		         action);
+		out = post(cfg, service, ctype, (char *)xml, (size_t)xml_len,
+		           unique, reply, err, errlen);
+		goto done;
+	}
+	new_uuid(boundary, sizeof(boundary));
+	memmove(boundary, boundary + 9, strlen(boundary + 9) + 1);
+	size_t cap = (size_t)xml_len + kos_len + 1024, at;
+
+	mtom = malloc(cap);
+	if (mtom == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	at = (size_t)snprintf(mtom, cap,
+	                      "--%s\r\nContent-Type: application/xop+xml; "
+	                      "charset=UTF-8; type=\"application/soap+xml\"\r\n"
+	                      "Content-Transfer-Encoding: binary\r\n"
+	                      "Content-ID: <root@drimbox>\r\n\r\n",
+	                      boundary);
+	memcpy(mtom + at, xml, (size_t)xml_len);
+	at += (size_t)xml_len;
+	at += (size_t)snprintf(mtom + at, cap - at,
+	                       "\r\n--%s\r\nContent-Type: application/dicom\r\n"
+	                       "Content-Transfer-Encoding: binary\r\n"
+	                       "Content-ID: <" KOS_CID ">\r\n\r\n",
+	                       boundary);
+	memcpy(mtom + at, kos, kos_len);
+	at += kos_len;
+	at += (size_t)snprintf(mtom + at, cap - at, "\r\n--%s--\r\n", boundary);
+	snprintf(ctype, sizeof(ctype),
+	         "multipart/related; type=\"application/xop+xml\"; "
+	         "boundary=\"%s\"; start=\"<root@drimbox>\"; "
+	         "start-info=\"application/soap+xml\"; action=\"%s\"",
+	         boundary, action);
+	out = post(cfg, service, ctype, mtom, at, unique, reply, err, errlen);
+done:
+	free(mtom);
+	xmlFree(xml);
+	xmlFreeDoc(r->doc);
+	r->doc = NULL;
+	return out;
+}
+
+static void patient_nh_of(json_t *payload, char *out, size_t cap)
+{
+	json_t *pat = json_object_get(payload, "patient");
+
+	snprintf(out, cap, "%s^^^&%s&ISO^NH", jstr(pat, "ins"),
+	         jstr(pat, "ins_oid"));
+}
+
+enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
+                                    const char *study_uid, char (*entries)[80],
+                                    size_t max, size_t *n, char *err,
+                                    size_t errlen)
+{
+	struct req r = { 0 };
+	char nh[200], q1[260], q2[200];
+	xmlNodePtr body, req, query;
+	xmlDocPtr reply = NULL;
+	enum dmp_outcome out;
+	const char *slots[][2] = {
+		{ "$XDSDocumentEntryPatientId", q1 },
+		{ "$XDSDocumentEntryReferenceIdList", q2 },
+		{ "$XDSDocumentEntryStatus",
+		  "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')" },
+	};
+
+	*n = 0;
+	patient_nh_of(payload, nh, sizeof(nh));
+	snprintf(q1, sizeof(q1), "'%s'", nh);
+	snprintf(q2, sizeof(q2),
+	         "('%s^^^^urn:ihe:iti:xds:2016:studyInstanceUID')", study_uid);
+	body = begin(&r, cfg, payload, "registry", ITI18, nh);
+	req = el(body, r.query, "AdhocQueryRequest", NULL);
+	query = el(req, r.query, "ResponseOption", NULL);
+	attr(query, "returnType", "LeafClass");
+	attr(query, "returnComposedObjects", "true");
+	query = el(req, r.rim, "AdhocQuery", NULL);
+	attr(query, "id", FIND_BY_REFERENCE);
+	for (size_t i = 0; i < sizeof(slots) / sizeof(*slots); i++)
+		slot1(&r, query, slots[i][0], slots[i][1]);
+	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, err,
+	             errlen);
+	if (out == DMP_OK && reply != NULL) {
+		xmlXPathContextPtr x = xmlXPathNewContext(reply);
+		xmlXPathObjectPtr set = NULL;
+
+		if (x != NULL) {
+			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
+			/* the KOS manifests (typeCode IMG-KOS) */
+			set = xmlXPathEvalExpression(
+			        BAD_CAST
+			        "//rim:ExtrinsicObject[rim:Classification"
+			        "[@nodeRepresentation='IMG-KOS']]/@id",
+			        x);
+		}
+		for (int i = 0; set && set->nodesetval &&
+		                i < set->nodesetval->nodeNr && *n < max;
+		     i++) {
+			xmlChar *v =
+			        xmlNodeGetContent(set->nodesetval->nodeTab[i]);
+
+			snprintf(entries[(*n)++], 80, "%s", v ? (char *)v : "");
+			xmlFree(v);
+		}
+		xmlXPathFreeObject(set);
+		xmlXPathFreeContext(x);
+	}
+	xmlFreeDoc(reply);
+	return out;
+}
+
+enum dmp_outcome dmp_registered(const struct config *cfg, json_t *payload,
+                                const char *unique, int *found, char *err,
+                                size_t errlen)
+{
+	struct req r = { 0 };
+	char nh[200], q1[120];
+	xmlNodePtr body, req, query;
+	xmlDocPtr reply = NULL;
+	enum dmp_outcome out;
+
+	*found = 0;
+	patient_nh_of(payload, nh, sizeof(nh));
+	snprintf(q1, sizeof(q1), "('%s')", unique);
+	body = begin(&r, cfg, payload, "registry", ITI18, nh);
+	req = el(body, r.query, "AdhocQueryRequest", NULL);
+	query = el(req, r.query, "ResponseOption", NULL);
+	attr(query, "returnType", "LeafClass");
+	attr(query, "returnComposedObjects", "true");
+	query = el(req, r.rim, "AdhocQuery", NULL);
+	attr(query, "id", GET_DOCUMENTS);
+	slot1(&r, query, "$XDSDocumentEntryUniqueId", q1);
+	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, err,
+	             errlen);
+	if (out == DMP_OK && reply != NULL) {
+		xmlXPathContextPtr x = xmlXPathNewContext(reply);
+		xmlXPathObjectPtr set = NULL;
+
+		if (x != NULL) {
+			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
+			set = xmlXPathEvalExpression(
+			        BAD_CAST "//rim:ExtrinsicObject", x);
+		}
+		*found = set && set->nodesetval && set->nodesetval->nodeNr > 0;
+		xmlXPathFreeObject(set);
+		xmlXPathFreeContext(x);
+	}
+	xmlFreeDoc(reply);
+	return out;
+}
+
 enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
                              const char *study_uid, const char *kos_path,
                              const char *kos_sop, const char *ss_unique,
-                             char *err, size_t errlen)
+                             const char *replaces, char *err, size_t errlen)
 {
-	json_t *pat = json_object_get(payload, "patient");
 	struct req r = { 0 };
-	xmlNodePtr env, header, body, sec, assertion, prov, list, docn, inc;
+	xmlNodePtr body, prov, list, docn, as;
 	unsigned char *kos = NULL;
-	xmlChar *xml = NULL;
-	char id[64], msgid[64], patient_nh[200], sha1[41], boundary[64];
-	char ctype[400], *mtom = NULL;
-	size_t kos_len = 0, mlen;
-	int xml_len = 0;
-	enum dmp_outcome out = DMP_RETRY;
+	char nh[200], sha1[41];
+	size_t kos_len = 0;
+	enum dmp_outcome out;
 
 	kos = slurp(kos_path, &kos_len);
 	if (kos == NULL || sha1_hex(kos, kos_len, sha1) != 0) {
@@ -742,96 +991,66 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 		free(kos);
 		return DMP_PERMANENT;
 	}
-	snprintf(patient_nh, sizeof(patient_nh), "%s^^^&%s&ISO^NH",
-	         jstr(pat, "ins"), jstr(pat, "ins_oid"));
-	r.doc = xmlNewDoc(BAD_CAST "1.0");
-	env = xmlNewNode(NULL, BAD_CAST "Envelope");
-	xmlDocSetRootElement(r.doc, env);
-	r.soap = xmlNewNs(env, BAD_CAST NS_SOAP, BAD_CAST "soap");
-	r.wsa = xmlNewNs(env, BAD_CAST NS_WSA, BAD_CAST "wsa");
-	r.wsse = xmlNewNs(env, BAD_CAST NS_WSSE, BAD_CAST "wsse");
-	r.saml = xmlNewNs(env, BAD_CAST NS_SAML, BAD_CAST "saml2");
-	r.rim = xmlNewNs(env, BAD_CAST NS_RIM, BAD_CAST "rim");
-	r.lcm = xmlNewNs(env, BAD_CAST NS_LCM, BAD_CAST "lcm");
-	r.xds = xmlNewNs(env, BAD_CAST NS_XDS, BAD_CAST "xds");
-	r.xop = xmlNewNs(env, BAD_CAST NS_XOP, BAD_CAST "xop");
-	xmlSetNs(env, r.soap);
-	header = el(env, r.soap, "Header", NULL);
-	new_uuid(msgid, sizeof(msgid));
-	el(header, r.wsa, "MessageID", msgid);
-	snprintf(ctype, sizeof(ctype), "%s/repository", cfg->dmp_url);
-	el(header, r.wsa, "To", ctype);
-	attr(el(header, r.wsa, "Action", ITI41), "soap:mustUnderstand", "true");
-	sec = el(header, r.wsse, "Security", NULL);
-	assertion = vihf(&r, sec, cfg, payload, patient_nh, id, sizeof(id));
-	body = el(env, r.soap, "Body", NULL);
+	patient_nh_of(payload, nh, sizeof(nh));
+	body = begin(&r, cfg, payload, "repository", ITI41, nh);
 	prov = el(body, r.xds, "ProvideAndRegisterDocumentSetRequest", NULL);
 	list = el(el(prov, r.lcm, "SubmitObjectsRequest", NULL), r.rim,
 	          "RegistryObjectList", NULL);
-	metadata(&r, list, cfg, payload, study_uid, kos_sop, ss_unique,
-	         patient_nh, kos_len, sha1);
+	metadata(&r, list, cfg, payload, study_uid, kos_sop, ss_unique, nh,
+	         kos_len, sha1);
+	if (replaces != NULL) { /* the new manifest replaces the old one */
+		as = el(list, r.rim, "Association", NULL);
+		attr(as, "associationType",
+		     "urn:ihe:iti:2007:AssociationType:RPLC");
+		attr(as, "id", "rplc1");
+		attr(as, "sourceObject", "KOS");
+		attr(as, "targetObject", replaces);
+	}
 	docn = el(prov, r.xds, "Document", NULL);
 	attr(docn, "id", "KOS");
-	inc = el(docn, r.xop, "Include", NULL);
-	attr(inc, "href", "cid:" KOS_CID);
-	if (sign(&r, assertion, id, cfg, err, errlen) != 0) {
-		out = DMP_PERMANENT;
-		goto done;
-	}
-	xmlDocDumpMemoryEnc(r.doc, &xml, &xml_len, "UTF-8");
-	if (xml == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto done;
-	}
-	new_uuid(boundary, sizeof(boundary));
-	memmove(boundary, boundary + 9, strlen(boundary + 9) + 1);
-	mlen = (size_t)xml_len + kos_len + 1024;
-	mtom = malloc(mlen);
-	if (mtom == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto done;
-	}
-	{
-		int h1 = snprintf(
-		        mtom, mlen,
-		        "--%s\r\nContent-Type: application/xop+xml; "
-		        "charset=UTF-8; type=\"application/soap+xml\"\r\n"
-		        "Content-Transfer-Encoding: binary\r\n"
-		        "Content-ID: <root@drimbox>\r\n\r\n",
-		        boundary);
-		size_t at = (size_t)h1;
-
-		memcpy(mtom + at, xml, (size_t)xml_len);
-		at += (size_t)xml_len;
-		at += (size_t)snprintf(mtom + at, mlen - at,
-		                       "\r\n--%s\r\nContent-Type: "
-		                       "application/dicom\r\n"
-		                       "Content-Transfer-Encoding: binary\r\n"
-		                       "Content-ID: <" KOS_CID ">\r\n\r\n",
-		                       boundary);
-		memcpy(mtom + at, kos, kos_len);
-		at += kos_len;
-		at += (size_t)snprintf(mtom + at, mlen - at, "\r\n--%s--\r\n",
-		                       boundary);
-		snprintf(ctype, sizeof(ctype),
-		         "multipart/related; type=\"application/xop+xml\"; "
-		         "boundary=\"%s\"; start=\"<root@drimbox>\"; "
-		         "start-info=\"application/soap+xml\"; action=\"" ITI41
-		         "\"",
-		         boundary);
-		out = post(cfg, "repository", ctype, mtom, at, kos_sop, err,
-		           errlen);
-	}
-	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s -> %s%s%s", study_uid,
-	         kos_sop,
+	attr(el(docn, r.xop, "Include", NULL), "href", "cid:" KOS_CID);
+	out = finish(&r, cfg, "repository", ITI41, kos, kos_len, kos_sop, NULL,
+	             err, errlen);
+	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s%s%s -> %s%s%s", study_uid,
+	         kos_sop, replaces ? " replacing " : "",
+	         replaces ? replaces : "",
 	         out == DMP_OK      ? "registered"
 	         : out == DMP_RETRY ? "to retry"
 	                            : "refused",
 	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
-done:
-	free(mtom);
-	xmlFree(xml);
-	xmlFreeDoc(r.doc);
 	free(kos);
+	return out;
+}
+
+enum dmp_outcome dmp_delete(const struct config *cfg, json_t *payload,
+                            const char *entry, const char *ss_unique, char *err,
+                            size_t errlen)
+{
+	struct req r = { 0 };
+	xmlNodePtr body, list, as;
+	char nh[200];
+	enum dmp_outcome out;
+
+	patient_nh_of(payload, nh, sizeof(nh));
+	body = begin(&r, cfg, payload, "registry", ITI57, nh);
+	list = el(el(body, r.lcm, "SubmitObjectsRequest", NULL), r.rim,
+	          "RegistryObjectList", NULL);
+	submission_set(&r, list, cfg, payload, ss_unique, nh);
+	as = el(list, r.rim, "Association", NULL);
+	attr(as, "associationType",
+	     "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus");
+	attr(as, "id", "upd1");
+	attr(as, "sourceObject", "SubmissionSet01");
+	attr(as, "targetObject", entry);
+	slot1(&r, as, "OriginalStatus",
+	      "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved");
+	slot1(&r, as, "NewStatus", "urn:asip:ci-sis:2010:StatusType:Deleted");
+	out = finish(&r, cfg, "registry", ITI57, NULL, 0, NULL, NULL, err,
+	             errlen);
+	log_info(LOGC_DMP, "ITI-57 delete %s -> %s%s%s", entry,
+	         out == DMP_OK      ? "deleted"
+	         : out == DMP_RETRY ? "to retry"
+	                            : "refused",
+	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
 	return out;
 }

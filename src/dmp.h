@@ -24,15 +24,37 @@ enum dmp_outcome {
 };
 
 /*
- * Publishes the KOS file at kos_path (SOP Instance UID kos_sop) of the
- * report described by payload (a job's: patient, document, author, legal,
- * studies, orders, meta) for study study_uid. ss_unique is the submission
- * set's unique id (kept by the caller so that a retry sends the same).
- * err says why when not DMP_OK.
+ * Publishes (ITI-41) the KOS file at kos_path (SOP Instance UID kos_sop)
+ * of the report described by payload (a job's: patient, document, author,
+ * legal, studies, orders, meta) for study study_uid, replacing (RPLC) the
+ * entry `replaces` when not NULL. ss_unique is the submission set's unique
+ * id (the same for every attempt). err says why when not DMP_OK.
  */
 enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
                              const char *study_uid, const char *kos_path,
                              const char *kos_sop, const char *ss_unique,
-                             char *err, size_t errlen);
+                             const char *replaces, char *err, size_t errlen);
+
+/*
+ * The entry UUIDs (up to max) of the approved KOS manifests the DMP holds
+ * for the patient and study (ITI-18 FindDocumentsByReferenceId).
+ */
+enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
+                                    const char *study_uid, char (*entries)[80],
+                                    size_t max, size_t *n, char *err,
+                                    size_t errlen);
+
+/*
+ * Whether the DMP holds a document with this unique id (ITI-18
+ * GetDocuments): a send whose reply was lost may have registered it.
+ */
+enum dmp_outcome dmp_registered(const struct config *cfg, json_t *payload,
+                                const char *unique, int *found, char *err,
+                                size_t errlen);
+
+/* Deletes an entry (ITI-57, status Deleted). */
+enum dmp_outcome dmp_delete(const struct config *cfg, json_t *payload,
+                            const char *entry, const char *ss_unique, char *err,
+                            size_t errlen);
 
 #endif

@@ -402,6 +402,92 @@ out:
 	return rc;
 }
 
+/* Saves the payload (a step's result); 0, or -1 with o set to retry. */
+static int save(struct publisher *pb, const struct idx_claimed *j,
+                json_t *payload, struct outcome *o)
+{
+	char *saved = json_dumps(payload, JSON_COMPACT);
+	int rc = saved ? index_job_payload(pb->ix, j->id, saved) : -1;
+
+	free(saved);
+	if (rc != 0)
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "the job could not be saved");
+	return rc;
+}
+
+/*
+ * The manifest the DMP already holds for the study (a corrected or re-sent
+ * report replaces it), recorded in k with the payload saved; 0, or -1
+ * with o set.
+ */
+static int previous_manifest(struct publisher *pb, const struct idx_claimed *j,
+                             json_t *payload, const char *study, json_t *k,
+                             struct outcome *o)
+{
+	char entries[8][80], err[512];
+	size_t n = 0;
+
+	switch (dmp_find_manifests(pb->cfg, payload, study, entries, 8, &n, err,
+	                           sizeof(err))) {
+	case DMP_OK:
+		break;
+	case DMP_RETRY:
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "study %s: %s", study, err);
+		return -1;
+	case DMP_PERMANENT:
+		park(o, "dmp", "study %s: %s", study, err);
+		return -1;
+	}
+	json_object_set_new(k, "replaces",
+	                    n > 0 ? json_string(entries[n - 1]) : json_null());
+	json_object_set_new(k, "replaces_checked", json_true());
+	return save(pb, j, payload, o);
+}
+
+/* Unpublishes every manifest of the report's studies (ITI-57); sets o. */
+static void run_unpublish(struct publisher *pb, const struct idx_claimed *j,
+                          json_t *payload, struct outcome *o)
+{
+	json_t *studies = json_object_get(payload, "studies"), *st;
+	size_t i, deleted = 0;
+
+	if (pb->cfg->dmp_url[0] == '\0') {
+		park(o, "dmp", "no DMP is configured (dmp_url)");
+		return;
+	}
+	json_array_foreach(studies, i, st)
+	{
+		char entries[8][80], err[512], ss_unique[128];
+		size_t n = 0;
+		enum dmp_outcome r =
+		        dmp_find_manifests(pb->cfg, payload, jstr(st, "uid"),
+		                           entries, 8, &n, err, sizeof(err));
+
+		for (size_t e = 0; r == DMP_OK && e < n; e++) {
+			snprintf(ss_unique, sizeof(ss_unique),
+			         "%s.3.%lld.%zu.%zu", pb->cfg->dmp_source_oid,
+			         (long long)j->id, i + 1, e + 1);
+			r = dmp_delete(pb->cfg, payload, entries[e], ss_unique,
+			               err, sizeof(err));
+			deleted += r == DMP_OK;
+		}
+		if (r == DMP_RETRY) {
+			retry(o, pb->cfg->publish_retry_max, j->attempts,
+			      "study %s: %s", jstr(st, "uid"), err);
+			return;
+		}
+		if (r == DMP_PERMANENT) {
+			park(o, "dmp", "study %s: %s", jstr(st, "uid"), err);
+			return;
+		}
+	}
+	o->state = "done";
+	snprintf(o->reason, sizeof(o->reason), "%zu manifest(s) deleted",
+	         deleted);
+}
+
 /* Publishes (or replaces) what the report names; sets o. */
 static void run_publish(struct publisher *pb, const struct idx_claimed *j,
                         json_t *payload, struct outcome *o)
@@ -431,12 +517,43 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 		if (json_is_true(json_object_get(k, "sent")) ||
 		    pb->cfg->dmp_url[0] == '\0')
 			continue;
+		/* sent before, its reply lost (a crash, a timeout)? */
+		if (json_is_true(json_object_get(k, "attempted"))) {
+			int found = 0;
+			enum dmp_outcome r =
+			        dmp_registered(pb->cfg, payload, jstr(k, "sop"),
+			                       &found, err, sizeof(err));
+
+			if (r != DMP_OK) {
+				if (r == DMP_RETRY)
+					retry(o, pb->cfg->publish_retry_max,
+					      j->attempts, "study %s: %s", uid,
+					      err);
+				else
+					park(o, "dmp", "study %s: %s", uid,
+					     err);
+				break;
+			}
+			if (found) {
+				json_object_set_new(k, "sent", json_true());
+				continue;
+			}
+		}
+		/* what it replaces is decided once, and kept for retries */
+		if (!json_is_true(json_object_get(k, "replaces_checked")) &&
+		    previous_manifest(pb, j, payload, uid, k, o) != 0)
+			break;
 		/* the same for every attempt of this job and study */
 		snprintf(ss_unique, sizeof(ss_unique), "%s.2.%lld.%zu",
 		         pb->cfg->dmp_source_oid, (long long)j->id, i + 1);
-		switch (dmp_publish(pb->cfg, payload, uid, jstr(k, "kos"),
-		                    jstr(k, "sop"), ss_unique, err,
-		                    sizeof(err))) {
+		json_object_set_new(k, "attempted", json_true());
+		if (save(pb, j, payload, o) != 0)
+			break;
+		switch (dmp_publish(
+		        pb->cfg, payload, uid, jstr(k, "kos"), jstr(k, "sop"),
+		        ss_unique,
+		        json_string_value(json_object_get(k, "replaces")), err,
+		        sizeof(err))) {
 		case DMP_OK:
 			json_object_set_new(k, "sent", json_true());
 			continue;
@@ -469,8 +586,7 @@ static void run(struct publisher *pb, const struct idx_claimed *j)
 	if (payload == NULL) {
 		park(&o, "payload", "the job's payload is not JSON");
 	} else if (strcmp(j->kind, "unpublish") == 0) {
-		park(&o, "dmp",
-		     "unpublishing (ITI-57) is not part of this version yet");
+		run_unpublish(pb, j, payload, &o);
 	} else {
 		run_publish(pb, j, payload, &o);
 		updated = json_dumps(payload, JSON_COMPACT);

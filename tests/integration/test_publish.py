@@ -79,8 +79,8 @@ class PublishTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = TempDir("drimbox-publish-")
         d = cls.tmp.__enter__()
-        for letter in ("C", "M"):
-            write_study(d / "studies", *exam_of(letter))
+        for letter, cda in (("C", None), ("M", None), ("G", "CR_G1.xml"), ("I", None)):
+            write_study(d / "studies", *exam_of(letter, cda))
         cls.pacs = Orthanc(d / "pacs").start()
         cls.pacs.load_dir(d / "studies")
         for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -175,6 +175,29 @@ class PublishTest(unittest.TestCase):
         self.assertEqual((job["state"], job["parked_for"]), ("parked", "exam"))
         self.assertIn("1.2.3.4.5.6.7.8.9", job["reason"])
 
+
+    def test_corrected_report_replaces_the_manifest(self):
+        study, _ = exam_of("G", "CR_G1.xml")
+        first = self.publish("examen-g/CR_G1-MDM.hl7")
+        self.assertEqual(first["state"], "done", first.get("reason"))
+        second = self.publish("examen-g/CR_G1_MAJ-MDM.hl7")
+        self.assertEqual((second["kind"], second["state"]), ("replace", "done"),
+                         second.get("reason"))
+        docs = {d["unique_id"]: d for d in self.documents()}
+        old = docs[first["payload"]["kos"][0]["sop"]]
+        new = docs[second["payload"]["kos"][0]["sop"]]
+        self.assertTrue(old["status"].endswith("Deprecated"))
+        self.assertTrue(new["status"].endswith("Approved"))
+        self.assertEqual(new["replaces"], old["entry_uuid"])
+
+    def test_deletion_unpublishes_the_manifest(self):
+        first = self.publish("examen-i/CR_I-ORU.hl7")
+        self.assertEqual(first["state"], "done", first.get("reason"))
+        gone = self.publish("examen-i/CR_I_Depublication-MDM.hl7")
+        self.assertEqual((gone["kind"], gone["state"]), ("unpublish", "done"),
+                         gone.get("reason"))
+        docs = {d["unique_id"]: d for d in self.documents()}
+        self.assertTrue(docs[first["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
 
     def test_dmp_down_then_up_publishes_once(self):
         before = len(self.documents())
