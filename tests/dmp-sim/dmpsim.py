@@ -36,7 +36,11 @@ next N requests of an action, through a control endpoint (JSON):
   GET  /_sim/requests    the requests received (action, outcome), as JSON
   POST /_sim/reset       forget documents, requests and faults
 
-usage: dmpsim.py --port PORT --db FILE [--bind ADDR]
+With --trust PEM, the VIHF's signature is verified (xmlsec1, Debian
+package "xmlsec1") against those certificates; without, only its presence
+is checked.
+
+usage: dmpsim.py --port PORT --db FILE [--bind ADDR] [--trust PEM]
 """
 
 import argparse
@@ -49,7 +53,9 @@ import json
 import re
 import socket
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -175,14 +181,15 @@ class Store:
 # ------------------------------------------------------------- parsing
 
 def parse_body(content_type, body):
-    """(SOAP envelope root, {cid: bytes}, action from Content-Type) of a
-    request, MTOM or plain SOAP 1.2; raises Refusal on bad framing."""
+    """(SOAP envelope root, {cid: bytes}, action from Content-Type, the
+    envelope's bytes) of a request, MTOM or plain SOAP 1.2; raises Refusal
+    on bad framing."""
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
     ctype = msg.get_content_type()
     params = dict(msg["content-type"].params)
     if ctype == "application/soap+xml":
-        return parse_xml(body), {}, params.get("action")
+        return parse_xml(body), {}, params.get("action"), body
     if ctype != "multipart/related":
         raise Refusal("InvalidRequest", "Content-Type %s is neither SOAP 1.2 nor MTOM"
                       % ctype, soap_fault=True)
@@ -204,7 +211,8 @@ def parse_body(content_type, body):
                       'application/xop+xml; type="application/soap+xml"', soap_fault=True)
     attachments = {cid: p.get_payload(decode=True) for cid, p in ids.items() if p is not root}
     action = params.get("action") or dict(root["content-type"].params).get("action")
-    return parse_xml(root.get_payload(decode=True)), attachments, action
+    xml = root.get_payload(decode=True)
+    return parse_xml(xml), attachments, action, xml
 
 
 def parse_xml(data):
@@ -233,6 +241,22 @@ def check_envelope(env, service, ctype_action):
         raise Refusal("ActionNotSupported", "%s is not served by %s" % (action, service),
                       soap_fault=True)
     return action, msg_id.strip()
+
+
+def verify_signature(body, trust):
+    """xmlsec1 verifies the assertion's enveloped signature (raw request
+    bytes: what was signed); raises Refusal when it does not."""
+    with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+        f.write(body)
+        f.flush()
+        out = subprocess.run(["xmlsec1", "--verify", "--enabled-reference-uris", "same-doc",
+                              "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+                              "--trusted-pem", trust, "--node-xpath",
+                              "//*[local-name()='Assertion']/*[local-name()='Signature']",
+                              f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise Refusal("InvalidSecurity", "the VIHF signature does not verify: %s"
+                      % (out.stderr.strip().splitlines() or ["?"])[-1], soap_fault=True)
 
 
 def check_vihf(env):
@@ -650,7 +674,7 @@ class Handler(BaseHTTPRequestHandler):
         store, registry = self.server.store, self.server.registry
         action, msg_id = "?", None
         try:
-            env, attachments, ctype_action = parse_body(
+            env, attachments, ctype_action, raw = parse_body(
                 self.headers.get("Content-Type", ""), body)
             action, msg_id = check_envelope(env, service, ctype_action)
             kind, delay = self.server.faults.take(action)
@@ -671,6 +695,8 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "closed-dmp":
                 raise Refusal("DMPClosed", "le DMP du patient est fermé")
             vihf = check_vihf(env)
+            if self.server.trust:
+                verify_signature(raw, self.server.trust)
             soap_body = env.find("soap:Body", NS)
             parts = {}
             if action == ITI41:
@@ -709,12 +735,14 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--db", required=True, help="SQLite file of the documents")
+    parser.add_argument("--trust", help="PEM certificates the VIHF must be signed with")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
     server.daemon_threads = True
     server.store = Store(args.db)
     server.registry = Registry(server.store)
     server.faults = Faults()
+    server.trust = args.trust
     print("dmpsim listening on http://%s:%d" % (args.bind, server.server_address[1]),
           flush=True)
     try:

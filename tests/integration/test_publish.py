@@ -87,7 +87,7 @@ class PublishTest(unittest.TestCase):
                       "-subj", "/CN=drimbox test signature", "-keyout", "sign.key",
                       "-out", "sign.pem"],):
             subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-        cls.sim = DmpSim(d / "dmp").start()
+        cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
         cls.hl7_port = harness.free_port()
         cls.db = Drimbox(d / "db", pacs=cls.pacs, extra={
             "hl7_port": cls.hl7_port, "public_url": PUBLIC,
@@ -235,6 +235,44 @@ class PublishTest(unittest.TestCase):
             time.sleep(0.2)
         self.assertEqual(state["state"], "done", state.get("reason"))
         self.assertEqual(len(self.documents()), before + 1)
+
+
+class UntrustedSignatureTest(unittest.TestCase):
+    """A DMP that does not trust the VIHF's signer refuses it: the job is
+    parked with the DMP's reason, nothing is registered."""
+
+    def test_vihf_signed_by_an_unknown_key_is_refused(self):
+        with TempDir("drimbox-publish-untrusted-") as d:
+            for name in ("sign", "other"):
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                "-days", "2", "-subj", "/CN=" + name, "-keyout",
+                                name + ".key", "-out", name + ".pem"],
+                               cwd=d, check=True, capture_output=True)
+            write_study(d / "studies", *exam_of("C"))
+            with Orthanc(d / "pacs") as pacs, DmpSim(d / "dmp", trust=d / "other.pem") as sim:
+                pacs.load_dir(d / "studies")
+                port = harness.free_port()
+                with Drimbox(d / "db", pacs=pacs, extra={
+                        "hl7_port": port, "publish_wait_hours": 0,
+                        "dmp_url": sim.url + "/si-dmp-server/v2/services",
+                        "dmp_sign_cert": d / "sign.pem",
+                        "dmp_sign_key": d / "sign.key"}) as db:
+                    msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
+                                            .read_text(encoding="utf-8"), 7).encode()
+                    client = MllpClient(port)
+                    try:
+                        self.assertEqual(client.send(msg)["MSA"][1], "AA")
+                    finally:
+                        client.close()
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:
+                        job = json.loads(db.cli("jobs", "--json").stdout)[0]
+                        if job["state"] not in ("queued", "running"):
+                            break
+                        time.sleep(0.2)
+                    self.assertEqual((job["state"], job["parked_for"]), ("parked", "dmp"))
+                    self.assertIn("VIHF signature does not verify", job["reason"])
+                self.assertEqual(sim.control("documents"), [])
 
 
 if __name__ == "__main__":

@@ -712,17 +712,19 @@ class DmpSim(ManagedProcess):
 
     name = "dmpsim"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, trust=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(self.workdir / "dmpsim.log")
         self.port = free_port()
         self.url = "http://%s:%d" % (LOOPBACK, self.port)
+        self.trust = trust
 
     def start(self, timeout=10):
         """Start it and wait until it answers."""
         self._spawn(["/usr/bin/python3", str(REPO / "tests" / "dmp-sim" / "dmpsim.py"),
-                     "--port", str(self.port), "--db", str(self.workdir / "dmp.db")])
+                     "--port", str(self.port), "--db", str(self.workdir / "dmp.db")]
+                    + (["--trust", str(self.trust)] if self.trust else []))
         self._wait_ready(self._answers, timeout)
         return self
 
