@@ -40,6 +40,7 @@ bench: build
 	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
 	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
 	tests/bench/bigstudy/run --json $(BUILD)/bench-bigstudy.json
+	tests/bench/publish/run --runs 3 --json $(BUILD)/bench-publish.json
 
 demo: build
 	tests/demo/run start

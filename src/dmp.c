@@ -74,8 +74,18 @@ struct req {
 	xmlNsPtr soap, wsa, wsse, saml, rim, lcm, xds, xop, query;
 	xmlNodePtr assertion; /* the VIHF, signed last */
 	char assertion_id[64];
-	int ids; /* numbers the classifications and identifiers */
+	int ids;               /* numbers the classifications and identifiers */
+	double sign_s, send_s; /* how long signing and the exchange took */
 };
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -807,10 +817,15 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	char ctype[400], boundary[64], *mtom = NULL;
 	int xml_len = 0;
 
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (sign(r, r->assertion, r->assertion_id, cfg, err, errlen) != 0) {
 		out = DMP_PERMANENT;
 		goto done;
 	}
+	r->sign_s = seconds_since(&t0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	xmlDocDumpMemoryEnc(r->doc, &xml, &xml_len, "UTF-8");
 	if (xml == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -856,6 +871,7 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	         boundary, action);
 	out = post(cfg, service, ctype, mtom, at, unique, reply, err, errlen);
 done:
+	r->send_s = seconds_since(&t0);
 	free(mtom);
 	xmlFree(xml);
 	xmlFreeDoc(r->doc);
@@ -976,7 +992,8 @@ enum dmp_outcome dmp_registered(const struct config *cfg, json_t *payload,
 enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
                              const char *study_uid, const char *kos_path,
                              const char *kos_sop, const char *ss_unique,
-                             const char *replaces, char *err, size_t errlen)
+                             const char *replaces, struct dmp_timing *timing,
+                             char *err, size_t errlen)
 {
 	struct req r = { 0 };
 	xmlNodePtr body, prov, list, docn, as;
@@ -1011,6 +1028,8 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 	attr(el(docn, r.xop, "Include", NULL), "href", "cid:" KOS_CID);
 	out = finish(&r, cfg, "repository", ITI41, kos, kos_len, kos_sop, NULL,
 	             err, errlen);
+	if (timing != NULL)
+		*timing = (struct dmp_timing){ r.sign_s, r.send_s };
 	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s%s%s -> %s%s%s", study_uid,
 	         kos_sop, replaces ? " replacing " : "",
 	         replaces ? replaces : "",

@@ -28,12 +28,18 @@ enum dmp_outcome {
  * of the report described by payload (a job's: patient, document, author,
  * legal, studies, orders, meta) for study study_uid, replacing (RPLC) the
  * entry `replaces` when not NULL. ss_unique is the submission set's unique
- * id (the same for every attempt). err says why when not DMP_OK.
+ * id (the same for every attempt). timing (may be NULL) gets how long the
+ * steps took. err says why when not DMP_OK.
  */
+struct dmp_timing {
+	double sign_s, send_s; /* signing the VIHF; the HTTP exchange */
+};
+
 enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
                              const char *study_uid, const char *kos_path,
                              const char *kos_sop, const char *ss_unique,
-                             const char *replaces, char *err, size_t errlen);
+                             const char *replaces, struct dmp_timing *timing,
+                             char *err, size_t errlen);
 
 /*
  * The entry UUIDs (up to max) of the approved KOS manifests the DMP holds

@@ -63,6 +63,15 @@ struct outcome {
 	char reason[512];
 };
 
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 static void copy(char *dst, size_t cap, const char *src)
 {
 	snprintf(dst, cap, "%s", src ? src : "");
@@ -338,16 +347,21 @@ static int prepare(struct publisher *pb, const struct idx_claimed *j,
 	struct idx_query q = { .level = IDX_INSTANCE, .study_uid = uid };
 	struct exam e;
 	char err[256], path[PATH_MAX], sop[65], *saved;
+	struct timespec t0;
+	double cfind_s;
 	json_t *kos;
 	int rc = -1;
 
 	memset(&e, 0, sizeof(e));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (pacs_sync(pb->pacs, pb->ix, NULL, uid, 1, &pb->cancel, &stats, err,
 	              sizeof(err)) != 0) {
 		retry(o, pb->cfg->publish_retry_max, j->attempts,
 		      "study %s: %s", uid, err);
 		return -1;
 	}
+	cfind_s = seconds_since(&t0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (index_qido(pb->ix, &q, on_instance, &e, err, sizeof(err)) != 0 ||
 	    e.failed) {
 		retry(o, pb->cfg->publish_retry_max, j->attempts,
@@ -384,10 +398,13 @@ static int prepare(struct publisher *pb, const struct idx_claimed *j,
 		kos = json_array();
 		json_object_set_new(payload, "kos", kos);
 	}
-	json_array_append_new(kos, json_pack("{s:s, s:s, s:s, s:I, s:b}",
-	                                     "study", uid, "kos", path, "sop",
-	                                     sop, "instances", (json_int_t)e.n,
-	                                     "sent", 0));
+	/* how long it took: C-FIND (the sync), then checks and the KOS */
+	json_array_append_new(
+	        kos,
+	        json_pack("{s:s, s:s, s:s, s:I, s:b, s:{s:f, s:f}}", "study",
+	                  uid, "kos", path, "sop", sop, "instances",
+	                  (json_int_t)e.n, "sent", 0, "seconds", "cfind",
+	                  cfind_s, "kos", seconds_since(&t0)));
 	saved = json_dumps(payload, JSON_COMPACT);
 	if (saved == NULL || index_job_payload(pb->ix, j->id, saved) != 0) {
 		free(saved);
@@ -506,6 +523,7 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 	{
 		const char *uid = jstr(st, "uid");
 		char err[512], ss_unique[128];
+		struct dmp_timing timing = { 0, 0 };
 		json_t *k = built_for(payload, uid);
 
 		if (k == NULL && (prepare(pb, j, payload, uid, dir, o) != 0 ||
@@ -552,10 +570,14 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 		switch (dmp_publish(
 		        pb->cfg, payload, uid, jstr(k, "kos"), jstr(k, "sop"),
 		        ss_unique,
-		        json_string_value(json_object_get(k, "replaces")), err,
-		        sizeof(err))) {
+		        json_string_value(json_object_get(k, "replaces")),
+		        &timing, err, sizeof(err))) {
 		case DMP_OK:
 			json_object_set_new(k, "sent", json_true());
+			json_object_set_new(json_object_get(k, "seconds"),
+			                    "sign", json_real(timing.sign_s));
+			json_object_set_new(json_object_get(k, "seconds"),
+			                    "submit", json_real(timing.send_s));
 			continue;
 		case DMP_RETRY:
 			retry(o, pb->cfg->publish_retry_max, j->attempts,

@@ -225,6 +225,42 @@ def ensure_full_set(data_dir):
     return generate_studies("full", data_dir)
 
 
+def copy_study(files, out, count, accession="COPY0001", per_series=300):
+    """A new study of count instances in out (made once; reused while its
+    marker matches): the given files' datasets copied round-robin into
+    series of per_series instances, under new UIDs and the accession
+    number. Returns the study UID."""
+    from pydicom.uid import generate_uid
+    out = Path(out)
+    marker = out / "study.json"
+    try:
+        info = json.loads(marker.read_text())
+        if (info["count"], info["accession"]) == (count, accession) and \
+                len(list(out.glob("*/*.dcm"))) == count:
+            return info["study_uid"]
+    except (OSError, ValueError, KeyError):
+        pass
+    shutil.rmtree(out, ignore_errors=True)
+    print("building a %d-instance study into %s ..." % (count, out), file=sys.stderr)
+    study_uid = generate_uid()
+    series_uid = None
+    for n in range(count):
+        if n % per_series == 0:
+            series_uid = generate_uid()
+            (out / str(n // per_series)).mkdir(parents=True, exist_ok=True)
+        ds = pydicom.dcmread(files[n % len(files)])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SeriesNumber = 100 + n // per_series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = n % per_series + 1
+        ds.AccessionNumber = accession
+        ds.save_as(out / str(n // per_series) / ("%04d.dcm" % (n % per_series)))
+    marker.write_text(json.dumps({"study_uid": study_uid, "count": count,
+                                  "accession": accession}))
+    return study_uid
+
+
 def manifest_uid_tree(manifest, keys=None):
     """{study_uid: {series_uid: set(sop_uids)}} of a manifest (or some studies)."""
     return {st["study_uid"]: {se["series_uid"]: {i["sop_uid"] for i in se["instances"]}
