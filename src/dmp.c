@@ -15,7 +15,9 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@
 #define NS_HL7 "urn:hl7-org:v3"
 #define KOS_CLASS "1.2.840.10008.5.1.4.1.1.88.59"
 #define KOS_CID "kos@drimbox"
+#define SIG_CID "signature@drimbox"
 #define MAX_RESPONSE (16u << 20)
 
 int dmp_global_init(char *err, size_t errlen)
@@ -306,6 +309,29 @@ static xmlNodePtr vihf(struct req *r, xmlNodePtr security,
 }
 
 /* Signs the assertion (enveloped signature after its Issuer). */
+/* A signature context with the site's signing key and certificate. */
+static xmlSecDSigCtxPtr signing_ctx(const struct config *cfg, char *err,
+                                    size_t errlen)
+{
+	xmlSecDSigCtxPtr ctx = xmlSecDSigCtxCreate(NULL);
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ctx->signKey = xmlSecCryptoAppKeyLoad(
+	        cfg->dmp_sign_key, xmlSecKeyDataFormatPem, NULL, NULL, NULL);
+	if (ctx->signKey == NULL ||
+	    xmlSecCryptoAppKeyCertLoad(ctx->signKey, cfg->dmp_sign_cert,
+	                               xmlSecKeyDataFormatPem) < 0) {
+		snprintf(err, errlen, "cannot load the signing key %s / %s",
+		         cfg->dmp_sign_key, cfg->dmp_sign_cert);
+		xmlSecDSigCtxDestroy(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 static int sign(struct req *r, xmlNodePtr assertion, const char *id,
                 const struct config *cfg, char *err, size_t errlen)
 {
@@ -332,18 +358,9 @@ static int sign(struct req *r, xmlNodePtr assertion, const char *id,
 	ki = xmlSecTmplSignatureEnsureKeyInfo(sig, NULL);
 	if (ki == NULL || xmlSecTmplKeyInfoAddX509Data(ki) == NULL)
 		goto out;
-	ctx = xmlSecDSigCtxCreate(NULL);
+	ctx = signing_ctx(cfg, err, errlen);
 	if (ctx == NULL)
-		goto out;
-	ctx->signKey = xmlSecCryptoAppKeyLoad(
-	        cfg->dmp_sign_key, xmlSecKeyDataFormatPem, NULL, NULL, NULL);
-	if (ctx->signKey == NULL ||
-	    xmlSecCryptoAppKeyCertLoad(ctx->signKey, cfg->dmp_sign_cert,
-	                               xmlSecKeyDataFormatPem) < 0) {
-		snprintf(err, errlen, "VIHF: cannot load %s / %s",
-		         cfg->dmp_sign_key, cfg->dmp_sign_cert);
-		goto done;
-	}
+		return -1;
 	if (xmlSecDSigCtxSign(ctx, sig) < 0) {
 		snprintf(err, errlen, "VIHF: signing failed");
 		goto done;
@@ -371,6 +388,202 @@ static int sha1_hex(const unsigned char *data, size_t len, char out[41])
 }
 
 /* The submission set and the KOS's document entry. */
+static void b64(const unsigned char *data, size_t len, char *out, size_t cap)
+{
+	if (cap < 4 * ((len + 2) / 3) + 1) {
+		out[0] = '\0';
+		return;
+	}
+	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+}
+
+static void sha256_b64(const unsigned char *data, size_t len, char out[64])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1)
+		n = 0;
+	b64(md, n, out, 64);
+}
+
+/* The signing certificate's digest, issuer and serial (XAdES). */
+static int cert_facts(const char *pem, char digest[64], char *issuer,
+                      size_t icap, char *serial, size_t scap)
+{
+	FILE *f = fopen(pem, "r");
+	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	unsigned char *der = NULL;
+	int len, rc = -1;
+	BIO *bio = NULL;
+	BIGNUM *bn = NULL;
+	char *dec = NULL;
+
+	if (f)
+		fclose(f);
+	if (x == NULL || (len = i2d_X509(x, &der)) <= 0)
+		goto out;
+	sha256_b64(der, (size_t)len, digest);
+	bio = BIO_new(BIO_s_mem());
+	if (bio == NULL || X509_NAME_print_ex(bio, X509_get_issuer_name(x), 0,
+	                                      XN_FLAG_RFC2253) < 0)
+		goto out;
+	len = BIO_read(bio, issuer, (int)icap - 1);
+	issuer[len > 0 ? len : 0] = '\0';
+	bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(x), NULL);
+	dec = bn ? BN_bn2dec(bn) : NULL;
+	if (dec == NULL)
+		goto out;
+	snprintf(serial, scap, "%s", dec);
+	rc = 0;
+out:
+	OPENSSL_free(dec);
+	BN_free(bn);
+	BIO_free(bio);
+	OPENSSL_free(der);
+	X509_free(x);
+	return rc;
+}
+
+/*
+ * The IHE DSG signature of the submission set, as the ANS XDM sample has
+ * it: an enveloping XML signature over a ds:Manifest (Id IHEManifest) of
+ * the submission set and the KOS (SHA-256 of its bytes), with XAdES
+ * signed properties (signing time, signing certificate) and the purpose
+ * 1.2.840.10065.1.12.1.14 (source). *out malloc'd.
+ */
+static int dsg_signature(const struct config *cfg, const char *ss_unique,
+                         const char *kos_unique, const unsigned char *kos,
+                         size_t kos_len, char **out, size_t *out_len, char *err,
+                         size_t errlen)
+{
+	static const char *const xades = "http://uri.etsi.org/01903/v1.3.2#";
+	xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+	xmlNodePtr sig, ref, ki, obj, n, man, qp, sp, ssp, cert;
+	xmlNsPtr ds, xa;
+	xmlSecDSigCtxPtr ctx = NULL;
+	char sigid[80], uri[200], digest[64], cdigest[64], issuer[512],
+	        serial[128], now[40];
+	xmlChar *xml = NULL;
+	int len = 0, rc = -1;
+	time_t t = time(NULL);
+	struct tm tm;
+
+	new_uuid(sigid, sizeof(sigid));
+	memmove(sigid, sigid + 9, strlen(sigid + 9) + 1);
+	sigid[0] = 'S'; /* an ID starts with a letter */
+	if (cert_facts(cfg->dmp_sign_cert, cdigest, issuer, sizeof(issuer),
+	               serial, sizeof(serial)) != 0) {
+		snprintf(err, errlen, "%s: cannot read the certificate",
+		         cfg->dmp_sign_cert);
+		goto done;
+	}
+	sig = xmlSecTmplSignatureCreate(doc, xmlSecTransformExclC14NId,
+	                                xmlSecTransformRsaSha256Id,
+	                                BAD_CAST sigid);
+	if (sig == NULL)
+		goto fail;
+	xmlDocSetRootElement(doc, sig);
+	ds = sig->ns;
+	ref = xmlSecTmplSignatureAddReference(
+	        sig, xmlSecTransformSha256Id, NULL, BAD_CAST "#IHEManifest",
+	        BAD_CAST "http://www.w3.org/2000/09/xmldsig#Manifest");
+	if (ref == NULL || xmlSecTmplReferenceAddTransform(
+	                           ref, xmlSecTransformExclC14NId) == NULL)
+		goto fail;
+	ref = xmlSecTmplSignatureAddReference(
+	        sig, xmlSecTransformSha256Id, NULL,
+	        BAD_CAST "#S0-SignedProperties",
+	        BAD_CAST "http://uri.etsi.org/01903#SignedProperties");
+	if (ref == NULL || xmlSecTmplReferenceAddTransform(
+	                           ref, xmlSecTransformExclC14NId) == NULL)
+		goto fail;
+	ki = xmlSecTmplSignatureEnsureKeyInfo(sig, NULL);
+	if (ki == NULL || xmlSecTmplKeyInfoAddX509Data(ki) == NULL)
+		goto fail;
+	/* purpose: source of the documents */
+	obj = xmlSecTmplSignatureAddObject(sig, NULL, NULL, NULL);
+	n = el(el(obj, ds, "SignatureProperties", NULL), ds,
+	       "SignatureProperty", "1.2.840.10065.1.12.1.14");
+	attr(n, "Id", "purposeOfSignature");
+	snprintf(uri, sizeof(uri), "#%s", sigid);
+	attr(n, "Target", uri);
+	/* the manifest: the submission set and the KOS */
+	obj = xmlSecTmplSignatureAddObject(sig, NULL, NULL, NULL);
+	man = el(obj, ds, "Manifest", NULL);
+	attr(man, "Id", "IHEManifest");
+	xmlAddID(NULL, doc, BAD_CAST "IHEManifest",
+	         xmlHasProp(man, BAD_CAST "Id"));
+	for (int i = 0; i < 2; i++) {
+		const char *u = i == 0 ? ss_unique : kos_unique;
+
+		n = el(man, ds, "Reference", NULL);
+		snprintf(uri, sizeof(uri), "urn:oid:%s", u);
+		attr(n, "URI", uri);
+		attr(el(n, ds, "DigestMethod", NULL), "Algorithm",
+		     "http://www.w3.org/2001/04/xmlenc#sha256");
+		if (i == 0) /* the set's own id: it has no bytes of its own */
+			sha256_b64((const unsigned char *)u, strlen(u), digest);
+		else
+			sha256_b64(kos, kos_len, digest);
+		el(n, ds, "DigestValue", digest);
+	}
+	/* XAdES signed properties */
+	obj = xmlSecTmplSignatureAddObject(sig, NULL, NULL, NULL);
+	qp = xmlNewChild(obj, NULL, BAD_CAST "QualifyingProperties", NULL);
+	xa = xmlNewNs(qp, BAD_CAST xades, BAD_CAST "xades");
+	xmlSetNs(qp, xa);
+	snprintf(uri, sizeof(uri), "#%s", sigid);
+	attr(qp, "Target", uri);
+	sp = el(qp, xa, "SignedProperties", NULL);
+	attr(sp, "Id", "S0-SignedProperties");
+	xmlAddID(NULL, doc, BAD_CAST "S0-SignedProperties",
+	         xmlHasProp(sp, BAD_CAST "Id"));
+	ssp = el(sp, xa, "SignedSignatureProperties", NULL);
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	el(ssp, xa, "SigningTime", now);
+	cert = el(el(el(ssp, xa, "SigningCertificate", NULL), xa, "Cert", NULL),
+	          xa, "CertDigest", NULL);
+	attr(el(cert, ds, "DigestMethod", NULL), "Algorithm",
+	     "http://www.w3.org/2001/04/xmlenc#sha256");
+	el(cert, ds, "DigestValue", cdigest);
+	cert = el(cert->parent, xa, "IssuerSerial", NULL);
+	el(cert, ds, "X509IssuerName", issuer);
+	el(cert, ds, "X509SerialNumber", serial);
+	el(el(ssp, xa, "SignaturePolicyIdentifier", NULL), xa,
+	   "SignaturePolicyImplied", NULL);
+	xmlAddID(NULL, doc, BAD_CAST sigid, xmlHasProp(sig, BAD_CAST "Id"));
+	ctx = signing_ctx(cfg, err, errlen);
+	if (ctx == NULL)
+		goto done;
+	/* the manifest's digests are ours (its URIs name documents, they
+	 * are not fetched) */
+	ctx->flags |= XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
+	if (xmlSecDSigCtxSign(ctx, sig) < 0) {
+		snprintf(err, errlen, "submission set signature failed");
+		goto done;
+	}
+	xmlDocDumpMemoryEnc(doc, &xml, &len, "UTF-8");
+	*out = xml ? malloc((size_t)len) : NULL;
+	if (*out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	memcpy(*out, xml, (size_t)len);
+	*out_len = (size_t)len;
+	rc = 0;
+	goto done;
+fail:
+	snprintf(err, errlen, "cannot build the submission set signature");
+done:
+	if (ctx)
+		xmlSecDSigCtxDestroy(ctx);
+	xmlFree(xml);
+	xmlFreeDoc(doc);
+	return rc;
+}
+
 /* The submission set (id SubmissionSet01) of a request. */
 static void submission_set(struct req *r, xmlNodePtr list,
                            const struct config *cfg, json_t *payload,
@@ -536,6 +749,83 @@ static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
 	attr(as, "id", "as1");
 	attr(as, "sourceObject", "SubmissionSet01");
 	attr(as, "targetObject", "KOS");
+	slot1(r, as, "SubmissionSetStatus", "Original");
+}
+
+/*
+ * The document entry of the submission set's signature (Signature01), as
+ * the ANS sample has it, and its associations: member of the set, signs
+ * the set.
+ */
+static void signature_entry(struct req *r, xmlNodePtr list,
+                            const struct config *cfg, json_t *payload,
+                            const char *unique, const char *patient_nh,
+                            size_t len, const char *sha1)
+{
+	xmlNodePtr de, as;
+	char now[32], size[32], buf[512], inst[300];
+
+	now_utc(now, sizeof(now));
+	xon(cfg, inst, sizeof(inst));
+	snprintf(size, sizeof(size), "%zu", len);
+	de = el(list, r->rim, "ExtrinsicObject", NULL);
+	attr(de, "id", "Signature01");
+	attr(de, "mimeType", "text/xml");
+	attr(de, "objectType", "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1");
+	slot1(r, de, "hash", sha1);
+	slot1(r, de, "size", size);
+	slot1(r, de, "creationTime", now);
+	slot1(r, de, "languageCode", "art");
+	xcn(json_object_get(payload, "legal"), buf, sizeof(buf));
+	slot1(r, de, "legalAuthenticator", buf);
+	slot1(r, de, "serviceStartTime", now);
+	slot1(r, de, "serviceStopTime", now);
+	slot1(r, de, "sourcePatientId", patient_nh);
+	localized(r, de, "Name", "Source");
+	xcn(json_object_get(payload, "author"), buf, sizeof(buf));
+	author(r, de, "Signature01",
+	       "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d", buf, inst);
+	classify(r, de, "Signature01",
+	         "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a",
+	         "urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN",
+	         "Digital Signature");
+	classify(r, de, "Signature01",
+	         "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983", "E1762",
+	         "ASTM", "Full Document");
+	classify(r, de, "Signature01",
+	         "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f", "N",
+	         "2.16.840.1.113883.5.25", NULL);
+	classify(r, de, "Signature01",
+	         "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d",
+	         "http://www.w3.org/2000/09/xmldsig#", "URN",
+	         "Default Signature Style");
+	classify(r, de, "Signature01",
+	         "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1",
+	         cfg->dmp_facility_type, "1.2.250.1.71.4.2.4", NULL);
+	classify(r, de, "Signature01",
+	         "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead",
+	         cfg->dmp_practice_setting, "1.2.250.1.213.1.1.4.9", NULL);
+	classify(r, de, "Signature01",
+	         "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4",
+	         "1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source");
+	external_id(r, de, "Signature01",
+	            "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427", patient_nh,
+	            "XDSDocumentEntry.patientId");
+	external_id(r, de, "Signature01",
+	            "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab", unique,
+	            "XDSDocumentEntry.uniqueId");
+	as = el(list, r->rim, "Association", NULL);
+	attr(as, "associationType",
+	     "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember");
+	attr(as, "id", "as2");
+	attr(as, "sourceObject", "SubmissionSet01");
+	attr(as, "targetObject", "Signature01");
+	slot1(r, as, "SubmissionSetStatus", "Original");
+	as = el(list, r->rim, "Association", NULL);
+	attr(as, "associationType", "urn:ihe:iti:2007:AssociationType:signs");
+	attr(as, "id", "as3");
+	attr(as, "sourceObject", "Signature01");
+	attr(as, "targetObject", "SubmissionSet01");
 	slot1(r, as, "SubmissionSetStatus", "Original");
 }
 
@@ -806,9 +1096,16 @@ static xmlNodePtr begin(struct req *r, const struct config *cfg,
  * Signs the VIHF, sends the request as plain SOAP (or as MTOM with the KOS
  * when kos is not NULL) and frees it.
  */
+/* An MTOM attachment. */
+struct part {
+	const char *cid, *mime;
+	const unsigned char *data;
+	size_t len;
+};
+
 static enum dmp_outcome finish(struct req *r, const struct config *cfg,
                                const char *service, const char *action,
-                               const unsigned char *kos, size_t kos_len,
+                               const struct part *parts, size_t nparts,
                                const char *unique, xmlDocPtr *reply, char *err,
                                size_t errlen)
 {
@@ -831,7 +1128,7 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}
-	if (kos == NULL) {
+	if (nparts == 0) {
 		snprintf(ctype, sizeof(ctype),
 		         "application/soap+xml; charset=UTF-8; action=\"%s\"",
 		         action);
@@ -841,7 +1138,10 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	}
 	new_uuid(boundary, sizeof(boundary));
 	memmove(boundary, boundary + 9, strlen(boundary + 9) + 1);
-	size_t cap = (size_t)xml_len + kos_len + 1024, at;
+	size_t cap = (size_t)xml_len + 1024, at;
+
+	for (size_t i = 0; i < nparts; i++)
+		cap += parts[i].len + 512;
 
 	mtom = malloc(cap);
 	if (mtom == NULL) {
@@ -856,13 +1156,15 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	                      boundary);
 	memcpy(mtom + at, xml, (size_t)xml_len);
 	at += (size_t)xml_len;
-	at += (size_t)snprintf(mtom + at, cap - at,
-	                       "\r\n--%s\r\nContent-Type: application/dicom\r\n"
-	                       "Content-Transfer-Encoding: binary\r\n"
-	                       "Content-ID: <" KOS_CID ">\r\n\r\n",
-	                       boundary);
-	memcpy(mtom + at, kos, kos_len);
-	at += kos_len;
+	for (size_t i = 0; i < nparts; i++) {
+		at += (size_t)snprintf(mtom + at, cap - at,
+		                       "\r\n--%s\r\nContent-Type: %s\r\n"
+		                       "Content-Transfer-Encoding: binary\r\n"
+		                       "Content-ID: <%s>\r\n\r\n",
+		                       boundary, parts[i].mime, parts[i].cid);
+		memcpy(mtom + at, parts[i].data, parts[i].len);
+		at += parts[i].len;
+	}
 	at += (size_t)snprintf(mtom + at, cap - at, "\r\n--%s--\r\n", boundary);
 	snprintf(ctype, sizeof(ctype),
 	         "multipart/related; type=\"application/xop+xml\"; "
@@ -998,14 +1300,24 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 	struct req r = { 0 };
 	xmlNodePtr body, prov, list, docn, as;
 	unsigned char *kos = NULL;
-	char nh[200], sha1[41];
-	size_t kos_len = 0;
+	char nh[200], sha1[41], sig_sha1[41], sig_unique[128], *sig = NULL;
+	size_t kos_len = 0, sig_len = 0;
 	enum dmp_outcome out;
+	struct part parts[2];
 
 	kos = slurp(kos_path, &kos_len);
 	if (kos == NULL || sha1_hex(kos, kos_len, sha1) != 0) {
 		snprintf(err, errlen, "%s: cannot read the manifest", kos_path);
 		free(kos);
+		return DMP_PERMANENT;
+	}
+	/* the submission set's signature: a document of its own */
+	snprintf(sig_unique, sizeof(sig_unique), "%s.9", ss_unique);
+	if (dsg_signature(cfg, ss_unique, kos_sop, kos, kos_len, &sig, &sig_len,
+	                  err, errlen) != 0 ||
+	    sha1_hex((unsigned char *)sig, sig_len, sig_sha1) != 0) {
+		free(kos);
+		free(sig);
 		return DMP_PERMANENT;
 	}
 	patient_nh_of(payload, nh, sizeof(nh));
@@ -1023,11 +1335,19 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 		attr(as, "sourceObject", "KOS");
 		attr(as, "targetObject", replaces);
 	}
+	signature_entry(&r, list, cfg, payload, sig_unique, nh, sig_len,
+	                sig_sha1);
 	docn = el(prov, r.xds, "Document", NULL);
 	attr(docn, "id", "KOS");
 	attr(el(docn, r.xop, "Include", NULL), "href", "cid:" KOS_CID);
-	out = finish(&r, cfg, "repository", ITI41, kos, kos_len, kos_sop, NULL,
-	             err, errlen);
+	docn = el(prov, r.xds, "Document", NULL);
+	attr(docn, "id", "Signature01");
+	attr(el(docn, r.xop, "Include", NULL), "href", "cid:" SIG_CID);
+	parts[0] = (struct part){ KOS_CID, "application/dicom", kos, kos_len };
+	parts[1] = (struct part){ SIG_CID, "text/xml", (unsigned char *)sig,
+		                  sig_len };
+	out = finish(&r, cfg, "repository", ITI41, parts, 2, kos_sop, NULL, err,
+	             errlen);
 	if (timing != NULL)
 		*timing = (struct dmp_timing){ r.sign_s, r.send_s };
 	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s%s%s -> %s%s%s", study_uid,
@@ -1038,6 +1358,7 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 	                            : "refused",
 	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
 	free(kos);
+	free(sig);
 	return out;
 }
 

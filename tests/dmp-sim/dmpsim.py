@@ -243,20 +243,29 @@ def check_envelope(env, service, ctype_action):
     return action, msg_id.strip()
 
 
-def verify_signature(body, trust):
-    """xmlsec1 verifies the assertion's enveloped signature (raw request
-    bytes: what was signed); raises Refusal when it does not."""
+def verify_signature(body, trust, dsg=False):
+    """xmlsec1 verifies the VIHF's enveloped signature (raw request bytes:
+    what was signed) or, dsg, a submission set's signature document (its
+    manifest's own digests are checked apart); raises Refusal when it does
+    not."""
+    if dsg:
+        argv = ["--ignore-manifests", "--id-attr:Id", "Manifest",
+                "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties"]
+    else:
+        argv = ["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+                "--node-xpath", "//*[local-name()='Assertion']/*[local-name()='Signature']"]
     with tempfile.NamedTemporaryFile(suffix=".xml") as f:
         f.write(body)
         f.flush()
         out = subprocess.run(["xmlsec1", "--verify", "--enabled-reference-uris", "same-doc",
-                              "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-                              "--trusted-pem", trust, "--node-xpath",
-                              "//*[local-name()='Assertion']/*[local-name()='Signature']",
-                              f.name], capture_output=True, text=True)
+                              "--trusted-pem", trust] + argv + [f.name],
+                             capture_output=True, text=True)
     if out.returncode != 0:
-        raise Refusal("InvalidSecurity", "the VIHF signature does not verify: %s"
-                      % (out.stderr.strip().splitlines() or ["?"])[-1], soap_fault=True)
+        what = "the submission set signature" if dsg else "the VIHF signature"
+        raise Refusal("InvalidSecurity" if not dsg else "XDSRegistryMetadataError",
+                      "%s does not verify: %s"
+                      % (what, (out.stderr.strip().splitlines() or ["?"])[-1]),
+                      soap_fault=not dsg)
 
 
 def check_vihf(env):
@@ -304,8 +313,8 @@ def metadata_error(text):
 
 class Registry:
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, trust=None):
+        self.store, self.trust = store, trust
 
     def provide_and_register(self, body, attachments, vihf):
         req = body.find("xds:ProvideAndRegisterDocumentSetRequest", NS)
@@ -341,6 +350,7 @@ class Registry:
                     raise Refusal("XDSUnknownDocument" if not found else "XDSRegistryError",
                                   "RPLC target %s is not an approved entry" % target)
                 replaced.append(target)
+        self.check_signatures(rows)
         now = time.time()
         for row in rows:
             row.update(submission_set=external_id(package, SCHEME["ss.uniqueId"]),
@@ -354,6 +364,7 @@ class Registry:
                                    (row["unique_id"],)).fetchall():
                         raise Refusal("XDSDuplicateUniqueIdInRegistry",
                                       "uniqueId %s already registered" % row["unique_id"])
+                    row = {k: v for k, v in row.items() if k != "format_code"}
                     cur.execute("INSERT INTO documents VALUES(:entry_uuid, :unique_id, "
                                 ":patient_id, :status, :mime, :class_code, :type_code, "
                                 ":reference_ids, :metadata, :content, :submission_set, "
@@ -366,6 +377,31 @@ class Registry:
                 cur.execute("ROLLBACK")
                 raise
         return registry_response(SUCCESS)
+
+    def check_signatures(self, rows):
+        """Each submission set signature (IHE DSG): its manifest's digests
+        are those of the documents submitted with it, and with --trust its
+        XML signature verifies."""
+        unique = {r["unique_id"]: r["content"] for r in rows}
+        for row in rows:
+            if row["format_code"] != "http://www.w3.org/2000/09/xmldsig#":
+                continue
+            try:
+                sig = ET.fromstring(row["content"])
+            except ET.ParseError:
+                raise metadata_error("the signature document is not XML") from None
+            refs = sig.findall("ds:Object/ds:Manifest/ds:Reference", NS)
+            if not refs:
+                raise metadata_error("the signature has no IHEManifest")
+            for ref in refs:
+                target = (ref.get("URI") or "").replace("urn:oid:", "", 1)
+                if target in unique and target != row["unique_id"]:
+                    digest = base64.b64encode(hashlib.sha256(unique[target]).digest()).decode()
+                    if (ref.findtext("ds:DigestValue", namespaces=NS) or "").strip() != digest:
+                        raise Refusal("XDSNonIdenticalHash", "the signature's manifest digest "
+                                      "of %s does not match the document" % target)
+            if self.trust:
+                verify_signature(row["content"], self.trust, dsg=True)
 
     def check_entry(self, entry, documents, attachments, ss_patient):
         eid = entry.get("id") or ""
@@ -418,7 +454,8 @@ class Registry:
                 "unique_id": unique, "patient_id": patient, "status": APPROVED, "mime": mime,
                 "class_code": codes["classCode"], "type_code": codes["typeCode"],
                 "reference_ids": json.dumps(s.get("urn:ihe:iti:xds:2013:referenceIdList", [])),
-                "metadata": ET.tostring(entry, encoding="unicode"), "content": content}
+                "metadata": ET.tostring(entry, encoding="unicode"), "content": content,
+                "format_code": codes["formatCode"]}
 
     def stored_query(self, body):
         query = body.find("query:AdhocQueryRequest/rim:AdhocQuery", NS)
@@ -740,7 +777,7 @@ def main():
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
     server.daemon_threads = True
     server.store = Store(args.db)
-    server.registry = Registry(server.store)
+    server.registry = Registry(server.store, args.trust)
     server.faults = Faults()
     server.trust = args.trust
     print("dmpsim listening on http://%s:%d" % (args.bind, server.server_address[1]),

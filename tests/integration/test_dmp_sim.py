@@ -5,6 +5,7 @@ deleted (ITI-57); broken framing, addressing, VIHF and metadata are refused
 with the registry's errors; injected faults happen when asked.
 """
 
+import base64
 import copy
 import hashlib
 import io
@@ -82,12 +83,19 @@ class Request:
     def __init__(self):
         self.env = ET.parse(SAMPLE).getroot()
         self.kos = kos_bytes(generate_uid())
-        self.signature = b"<Signature>test</Signature>"
+        self.unique_id = "1.2.250.1.999.%d" % uuid.uuid4().int
         body = self.env.find("soap:Body/xds:ProvideAndRegisterDocumentSetRequest", NS)
         objects = body.find("{%s}SubmitObjectsRequest/rim:RegistryObjectList"
                             % "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0", NS)
         self.objects = objects
-        self.unique_id = "1.2.250.1.999.%d" % uuid.uuid4().int
+        # an IHE DSG signature whose manifest names the KOS (the simulator
+        # checks the digests; it verifies the signature only with --trust)
+        self.signature = (
+            '<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:Object>'
+            '<ds:Manifest Id="IHEManifest"><ds:Reference URI="urn:oid:%s"><ds:DigestValue>'
+            '%s</ds:DigestValue></ds:Reference></ds:Manifest></ds:Object></ds:Signature>'
+            % (self.unique_id, base64.b64encode(hashlib.sha256(self.kos).digest()).decode())
+        ).encode()
         for entry in objects.findall("rim:ExtrinsicObject", NS):
             data = self.kos if entry.get("id") == "DocumentKOS" else self.signature
             set_slot(entry, "size", str(len(data)))
@@ -246,6 +254,13 @@ class DmpSimTest(unittest.TestCase):
         r.entry().remove(next(c for c in r.entry().findall("rim:Classification", NS)
                               if c.get("nodeRepresentation") == "IMG-KOS"))
         self.assertEqual(self.publish(r), ("Failure", ["XDSRegistryMetadataError"]))
+        r = Request()
+        r.signature = r.signature.replace(b"</ds:DigestValue>", b"AA</ds:DigestValue>")
+        for entry in r.objects.findall("rim:ExtrinsicObject", NS):
+            if entry.get("id") == "Signature01":
+                set_slot(entry, "size", str(len(r.signature)))
+                set_slot(entry, "hash", hashlib.sha1(r.signature).hexdigest())
+        self.assertEqual(self.publish(r), ("Failure", ["XDSNonIdenticalHash"]))
         r = Request()
         r.kos = b"not dicom at all"
         set_slot(r.entry(), "size", str(len(r.kos)))

@@ -106,7 +106,12 @@ class PublishTest(unittest.TestCase):
         cls.tmp.__exit__(None, None, None)
 
     def documents(self):
-        return self.sim.control("documents")
+        """The manifests the DMP holds (each comes with its submission
+        set's signature, a text/xml document)."""
+        return [d for d in self.sim.control("documents") if d["mime"] == "application/dicom"]
+
+    def signatures(self):
+        return [d for d in self.sim.control("documents") if d["mime"] == "text/xml"]
 
     def publish(self, rel):
         """Send a referencing message; its job once it has run."""
@@ -145,6 +150,10 @@ class PublishTest(unittest.TestCase):
                             r.endswith("&ISO^urn:ihe:iti:xds:2013:accession") for r in refs),
                         refs)
         self.assertIn(study + "^^^^urn:ihe:iti:xds:2016:studyInstanceUID", refs)
+        # the submission set's signature went with it (IHE DSG, XAdES)
+        sig = [d for d in self.signatures() if d["submission_set"] == doc["submission_set"]]
+        self.assertEqual([(d["class_code"], d["type_code"]) for d in sig],
+                         [("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "E1762")])
         self.assertEqual((built["study"], built["instances"]), (study, 6))
         kos = pydicom.dcmread(built["kos"])
         self.assertEqual(kos.SOPClassUID, "1.2.840.10008.5.1.4.1.1.88.59")
