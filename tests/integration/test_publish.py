@@ -246,6 +246,93 @@ class PublishTest(unittest.TestCase):
         self.assertEqual(len(self.documents()), before + 1)
 
 
+def all_exams():
+    """{study UID: accession} of every referencing exam report (F has two)."""
+    exams = {}
+    for cda in sorted((DATA / "cda").rglob("CR_*.xml")):
+        text = cda.read_text(encoding="utf-8")
+        event = re.search(r"<serviceEvent.*?</serviceEvent>", text, re.S).group(0)
+        accs = re.findall(r"accessionNumber root=\"[^\"]+\" extension=\"([^\"]+)\"", text)
+        for n, uid in enumerate(re.findall(r"<id root=\"([^\"]+)\"/>", event)):
+            if uid != "1.2.3.4.5.6.7.8.9":  # exam G2's report names no real exam
+                exams.setdefault(uid, accs[min(n, len(accs) - 1)])
+    return exams
+
+
+# What each referencing message leads to, once its job has run against a
+# PACS holding every exam: (job state, parked_for or None).
+FINAL = {
+    "examen-m": ("parked", "mismatch"),   # another patient under the same INS
+    "examen-g/CR_G2": ("parked", "exam"),  # its study is not the exam's
+}
+
+
+class ReferencingEndToEndTest(unittest.TestCase):
+    """Every referencing message, sent in order to a drimbox whose PACS holds
+    every referencing exam: each leads to its publication (the MDM twin of
+    a report then replaces the ORU's manifest), replacement or deletion in
+    the DMP simulator, or is parked with its reason."""
+
+    def test_every_referencing_message_reaches_the_dmp_as_it_should(self):
+        with TempDir("drimbox-referencing-") as d:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-days", "2", "-subj", "/CN=ref", "-keyout", "sign.key",
+                            "-out", "sign.pem"], cwd=d, check=True, capture_output=True)
+            for uid, acc in all_exams().items():
+                write_study(d / "studies", uid, acc, series=1, per_series=2)
+            with Orthanc(d / "pacs") as pacs, DmpSim(d / "dmp", trust=d / "sign.pem") as sim:
+                pacs.load_dir(d / "studies")
+                port = harness.free_port()
+                with Drimbox(d / "db", pacs=pacs, extra={
+                        "hl7_port": port, "publish_wait_hours": 0,
+                        "dmp_url": sim.url + "/si-dmp-server/v2/services",
+                        "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key"}) as db:
+                    outcomes = self.send_all(db, port)
+                docs = sim.control("documents")
+        for rel, (job, state, parked_for) in outcomes.items():
+            key = next((k for k in FINAL if rel.startswith(k)), None)
+            expected = FINAL.get(key, ("done", None))
+            with self.subTest(rel):
+                self.assertEqual((state, parked_for), expected, job.get("reason"))
+        kos = [x for x in docs if x["mime"] == "application/dicom"]
+        deleted = [x for x in kos if x["status"].endswith("Deleted")]
+        approved = [x for x in kos if x["status"].endswith("Approved")]
+        self.assertEqual(len(deleted), 2)  # exams I and W
+        # one approved manifest per exam published, minus I and W, minus M
+        self.assertEqual(len({x["unique_id"] for x in approved}), len(approved))
+        self.assertGreaterEqual(len(approved), 20)
+        print("\nreferencing: %d manifests (%d approved, %d deleted, %d replaced)"
+              % (len(kos), len(approved), len(deleted),
+                 len([x for x in kos if x["status"].endswith("Deprecated")])))
+
+    def send_all(self, db, port):
+        """{message: (job, state, parked_for)}, each sent once the
+        previous one's job has run."""
+        order = sorted(p.relative_to(DATA / "hl7v2").as_posix()
+                       for p in (DATA / "hl7v2").rglob("*.hl7"))
+        # a deletion comes after what it deletes
+        order.sort(key=lambda r: ("Depublication" in r or "Suppression" in r, r))
+        outcomes = {}
+        for n, rel in enumerate(order):
+            msg = fill_placeholders((DATA / "hl7v2" / rel).read_text(encoding="utf-8"),
+                                    n + 1).encode()
+            client = MllpClient(port)
+            try:
+                self.assertEqual(client.send(msg)["MSA"][1], "AA", rel)
+            finally:
+                client.close()
+            job_id = json.loads(db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
+            deadline = time.monotonic() + 60
+            while True:
+                job = next(j for j in json.loads(db.cli("jobs", "--json", "-n", "5").stdout)
+                           if j["id"] == job_id)
+                if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            outcomes[rel] = (job, job["state"], job.get("parked_for"))
+        return outcomes
+
+
 class UntrustedSignatureTest(unittest.TestCase):
     """A DMP that does not trust the VIHF's signer refuses it: the job is
     parked with the DMP's reason, nothing is registered."""
