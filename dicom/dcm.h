@@ -102,6 +102,15 @@ int dcm_ds_write_file(struct dcm_ds *ds, const char *path, const char *ts_uid,
 int dcm_ds_get_string(const struct dcm_ds *ds, uint32_t tag, char *buf,
                       size_t cap);
 
+/*
+ * The same for an element inside sequences: path is tags and item indexes
+ * (from 0), e.g. "0040A043/0/00080100". dcm_ds_items() gives the number of
+ * items of the sequence at a path (0 when absent).
+ */
+int dcm_ds_get_path(const struct dcm_ds *ds, const char *path, char *buf,
+                    size_t cap);
+long dcm_ds_items(const struct dcm_ds *ds, const char *path);
+
 /* Reads an integer element (US UL SS SL IS) or its first value. */
 int dcm_ds_get_long(const struct dcm_ds *ds, uint32_t tag, long *out);
 

@@ -343,6 +343,84 @@ extern "C" int dcm_ds_get_string(const struct dcm_ds *ds, uint32_t tag,
 	}
 }
 
+/*
+ * Walks "TAG/i/TAG/j/.../TAG" from ds: the item holding the last tag, and
+ * that tag in *last; NULL when a sequence or item is missing.
+ */
+static DcmItem *walk(DcmItem *item, const char *path, DcmTagKey *last)
+{
+	for (;;) {
+		char *end;
+		unsigned long tag = std::strtoul(path, &end, 16);
+
+		if (end - path != 8)
+			return nullptr;
+		*last = DcmTagKey((Uint16)(tag >> 16), (Uint16)(tag & 0xffff));
+		if (*end == '\0')
+			return item;
+		if (*end != '/')
+			return nullptr;
+		path = end + 1;
+		long index = std::strtol(path, &end, 10);
+		if (end == path || *end != '/' || index < 0)
+			return nullptr;
+		DcmItem *next = nullptr;
+		if (item->findAndGetSequenceItem(*last, next, (int)index)
+		            .bad() ||
+		    next == nullptr)
+			return nullptr;
+		item = next;
+		path = end + 1;
+	}
+}
+
+extern "C" int dcm_ds_get_path(const struct dcm_ds *ds, const char *path,
+                               char *buf, size_t cap)
+{
+	if (!ds || !ds->ds || !path || !buf || cap == 0)
+		return DCM_ERR_ARG;
+	buf[0] = '\0';
+	try {
+		DcmTagKey key;
+		DcmItem *item = walk(ds->ds, path, &key);
+		DcmElement *el = nullptr;
+		if (!item || item->findAndGetElement(key, el, OFFalse).bad() ||
+		    !el)
+			return DCM_ERR_NOT_FOUND;
+		if (!text_vr(el->getVR()))
+			return DCM_ERR_ARG;
+		OFString v;
+		if (el->getLength() > 0 &&
+		    el->getOFStringArray(v, OFTrue).bad())
+			return DCM_ERR_PARSE;
+		size_t n = v.length();
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\0'))
+			n--;
+		v.erase(n);
+		std::string u = dcmi::text_utf8(ds->ds, v, el->getVR());
+		return dcmi::copy_str(buf, cap, u.c_str()) ? DCM_OK
+		                                           : DCM_ERR_TOO_LONG;
+	} catch (...) {
+		return DCM_ERR_INTERNAL;
+	}
+}
+
+extern "C" long dcm_ds_items(const struct dcm_ds *ds, const char *path)
+{
+	if (!ds || !ds->ds || !path)
+		return 0;
+	try {
+		DcmTagKey key;
+		DcmItem *item = walk(ds->ds, path, &key);
+		DcmSequenceOfItems *seq = nullptr;
+		if (!item || item->findAndGetSequence(key, seq).bad() || !seq)
+			return 0;
+		return (long)seq->card();
+	} catch (...) {
+		return 0;
+	}
+}
+
 extern "C" int dcm_ds_get_long(const struct dcm_ds *ds, uint32_t tag, long *out)
 {
 	if (!ds || !ds->ds || !out)

@@ -285,6 +285,16 @@ int index_job_finish(struct index *ix, int64_t id, const char *state,
                      int64_t not_before, const char *parked_for,
                      const char *error, const char *payload);
 
+/* Queues a new job; its id, or -1. */
+int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
+                      const char *subject);
+
+/*
+ * The payload (malloc'd, the caller frees it) of the latest done
+ * publication whose manifest for study_uid was sent; NULL when none.
+ */
+char *index_job_published(struct index *ix, const char *study_uid);
+
 /* Replaces a job's payload (a step's result recorded); 0 or -1. */
 int index_job_payload(struct index *ix, int64_t id, const char *payload);
 

@@ -396,3 +396,39 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload)
 	index_unlock(ix);
 	return rc;
 }
+
+int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
+                      const char *subject)
+{
+	struct idx_new_job j = { kind, payload, subject, NULL, NULL };
+	int64_t id = -1;
+
+	index_lock(ix);
+	if (insert_job(ix, &j, (int64_t)time(NULL), &id) != 0)
+		id = -1;
+	index_unlock(ix);
+	return id;
+}
+
+char *index_job_published(struct index *ix, const char *study_uid)
+{
+	sqlite3_stmt *s;
+	char *out = NULL;
+
+	index_lock(ix);
+	s = index_cached_stmt(
+	        ix, "SELECT payload FROM jobs WHERE state = 'done' AND kind IN "
+	            "('publish', 'replace', 'iocm') AND EXISTS (SELECT 1 FROM "
+	            "json_each(payload, '$.kos') WHERE json_extract(value, "
+	            "'$.study') = ?1 AND json_extract(value, '$.sent')) "
+	            "ORDER BY id DESC LIMIT 1");
+	if (s != NULL) {
+		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW && col(s, 0) != NULL)
+			out = strdup(col(s, 0));
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	index_unlock(ix);
+	return out;
+}

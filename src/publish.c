@@ -27,7 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KINDS "publish,replace,unpublish"
+#define KINDS "publish,replace,unpublish,iocm"
+#define KOS_CLASS "1.2.840.10008.5.1.4.1.1.88.59"
 #define FIRST_RETRY_S 5
 
 struct publisher {
@@ -336,7 +337,7 @@ static json_t *built_for(json_t *payload, const char *study)
  * Finds a study's exam, checks it and builds its manifest, recorded in
  * the payload (and the payload saved) before anything is sent: a run
  * after a crash sends the same manifest again, never a second one.
- * 0, or -1 with o set.
+ * 0, 1 when a rejection note withdrew every instance, or -1 with o set.
  */
 static int prepare(struct publisher *pb, const struct idx_claimed *j,
                    json_t *payload, const char *uid, const char *dir,
@@ -367,6 +368,32 @@ static int prepare(struct publisher *pb, const struct idx_claimed *j,
 		retry(o, pb->cfg->publish_retry_max, j->attempts,
 		      "study %s: index unreadable", uid);
 		goto out;
+	}
+	/* instances a rejection note withdrew (an iocm job) are left out */
+	{
+		json_t *rejected = json_object_get(payload, "rejected"), *r;
+		size_t kept = 0, ri;
+
+		for (size_t n = 0; n < e.n; n++) {
+			/* key object documents (rejection notes, manifests)
+			 * are not part of what a manifest shows */
+			int drop = strcmp(e.v[n].cls, KOS_CLASS) == 0;
+
+			json_array_foreach(rejected, ri, r) drop |=
+			        strcmp(json_string_value(r)
+			                       ? json_string_value(r)
+			                       : "",
+			               e.v[n].sop) == 0;
+			if (!drop)
+				e.v[kept++] = e.v[n];
+		}
+		if (kept == 0 && e.n > 0 && json_array_size(rejected) > 0) {
+			/* every instance withdrawn */
+			e.n = 0;
+			rc = 1;
+			goto out;
+		}
+		e.n = kept;
 	}
 	if (e.n == 0) {
 		if ((int64_t)time(NULL) - j->created_at < wait_s)
@@ -463,6 +490,35 @@ static int previous_manifest(struct publisher *pb, const struct idx_claimed *j,
 	return save(pb, j, payload, o);
 }
 
+/*
+ * Deletes (ITI-57) every approved manifest the DMP holds for a study; adds
+ * their number to *deleted (may be NULL). 0, or -1 with o set.
+ */
+static int withdraw(struct publisher *pb, const struct idx_claimed *j,
+                    json_t *payload, const char *study, size_t *deleted,
+                    struct outcome *o)
+{
+	char entries[8][80], err[512], ss_unique[128];
+	size_t n = 0;
+	enum dmp_outcome r = dmp_find_manifests(
+	        pb->cfg, payload, study, entries, 8, &n, err, sizeof(err));
+
+	for (size_t e = 0; r == DMP_OK && e < n; e++) {
+		snprintf(ss_unique, sizeof(ss_unique), "%s.3.%lld.%zu",
+		         pb->cfg->dmp_source_oid, (long long)j->id, e + 1);
+		r = dmp_delete(pb->cfg, payload, entries[e], ss_unique, err,
+		               sizeof(err));
+		if (r == DMP_OK && deleted)
+			(*deleted)++;
+	}
+	if (r == DMP_RETRY)
+		retry(o, pb->cfg->publish_retry_max, j->attempts,
+		      "study %s: %s", study, err);
+	else if (r == DMP_PERMANENT)
+		park(o, "dmp", "study %s: %s", study, err);
+	return r == DMP_OK ? 0 : -1;
+}
+
 /* Unpublishes every manifest of the report's studies (ITI-57); sets o. */
 static void run_unpublish(struct publisher *pb, const struct idx_claimed *j,
                           json_t *payload, struct outcome *o)
@@ -474,32 +530,9 @@ static void run_unpublish(struct publisher *pb, const struct idx_claimed *j,
 		park(o, "dmp", "no DMP is configured (dmp_url)");
 		return;
 	}
-	json_array_foreach(studies, i, st)
-	{
-		char entries[8][80], err[512], ss_unique[128];
-		size_t n = 0;
-		enum dmp_outcome r =
-		        dmp_find_manifests(pb->cfg, payload, jstr(st, "uid"),
-		                           entries, 8, &n, err, sizeof(err));
-
-		for (size_t e = 0; r == DMP_OK && e < n; e++) {
-			snprintf(ss_unique, sizeof(ss_unique),
-			         "%s.3.%lld.%zu.%zu", pb->cfg->dmp_source_oid,
-			         (long long)j->id, i + 1, e + 1);
-			r = dmp_delete(pb->cfg, payload, entries[e], ss_unique,
-			               err, sizeof(err));
-			deleted += r == DMP_OK;
-		}
-		if (r == DMP_RETRY) {
-			retry(o, pb->cfg->publish_retry_max, j->attempts,
-			      "study %s: %s", jstr(st, "uid"), err);
-			return;
-		}
-		if (r == DMP_PERMANENT) {
-			park(o, "dmp", "study %s: %s", jstr(st, "uid"), err);
-			return;
-		}
-	}
+	json_array_foreach(studies, i,
+	                   st) if (withdraw(pb, j, payload, jstr(st, "uid"),
+	                                    &deleted, o) != 0) return;
 	o->state = "done";
 	snprintf(o->reason, sizeof(o->reason), "%zu manifest(s) deleted",
 	         deleted);
@@ -526,9 +559,17 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 		struct dmp_timing timing = { 0, 0 };
 		json_t *k = built_for(payload, uid);
 
-		if (k == NULL && (prepare(pb, j, payload, uid, dir, o) != 0 ||
-		                  (k = built_for(payload, uid)) == NULL))
-			break;
+		if (k == NULL) {
+			int pr = prepare(pb, j, payload, uid, dir, o);
+
+			if (pr == 1) { /* nothing left to show: withdrawn */
+				if (withdraw(pb, j, payload, uid, NULL, o) != 0)
+					break;
+				continue;
+			}
+			if (pr != 0 || (k = built_for(payload, uid)) == NULL)
+				break;
+		}
 		if (strlen(paths) + strlen(jstr(k, "kos")) + 2 < sizeof(paths))
 			strcat(strcat(paths, paths[0] ? " " : ""),
 			       jstr(k, "kos"));
@@ -599,6 +640,57 @@ static void run_publish(struct publisher *pb, const struct idx_claimed *j,
 		o->state = "done";
 }
 
+/*
+ * A rejection note for a study: the publication that sent its manifest is
+ * done again without the rejected instances (replacing the manifest), or,
+ * when none is left, the manifest is withdrawn. The job's payload becomes
+ * that publication's (saved), so that a retry goes on from there.
+ */
+static void run_iocm(struct publisher *pb, const struct idx_claimed *j,
+                     json_t *payload, struct outcome *o)
+{
+	const char *study = jstr(payload, "study");
+	json_t *pub, *studies, *st;
+	char *text;
+	size_t i;
+
+	if (json_object_get(payload, "patient") == NULL) { /* first run */
+		text = index_job_published(pb->ix, study);
+		if (text == NULL) {
+			o->state = "done";
+			snprintf(o->reason, sizeof(o->reason),
+			         "no manifest of this drimbox for study %s",
+			         study);
+			return;
+		}
+		pub = json_loads(text, 0, NULL);
+		free(text);
+		if (pub == NULL) {
+			park(o, "payload", "unreadable publication payload");
+			return;
+		}
+		studies = json_array();
+		json_array_foreach(json_object_get(pub, "studies"), i,
+		                   st) if (strcmp(jstr(st, "uid"), study) == 0)
+		        json_array_append(studies, st);
+		json_object_set_new(pub, "studies", studies);
+		json_object_set_new(pub, "kos", json_array());
+		/* withdrawn instances add up, note after note */
+		if (!json_is_array(json_object_get(pub, "rejected")))
+			json_object_set_new(pub, "rejected", json_array());
+		json_array_extend(json_object_get(pub, "rejected"),
+		                  json_object_get(payload, "rejected"));
+		json_object_set(pub, "study",
+		                json_object_get(payload, "study"));
+		json_object_update(payload, pub);
+		json_decref(pub);
+		json_object_set_new(payload, "kos", json_array());
+		if (save(pb, j, payload, o) != 0)
+			return;
+	}
+	run_publish(pb, j, payload, o);
+}
+
 static void run(struct publisher *pb, const struct idx_claimed *j)
 {
 	json_t *payload = json_loads(j->payload, 0, NULL);
@@ -609,6 +701,9 @@ static void run(struct publisher *pb, const struct idx_claimed *j)
 		park(&o, "payload", "the job's payload is not JSON");
 	} else if (strcmp(j->kind, "unpublish") == 0) {
 		run_unpublish(pb, j, payload, &o);
+	} else if (strcmp(j->kind, "iocm") == 0) {
+		run_iocm(pb, j, payload, &o);
+		updated = json_dumps(payload, JSON_COMPACT);
 	} else {
 		run_publish(pb, j, payload, &o);
 		updated = json_dumps(payload, JSON_COMPACT);

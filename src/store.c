@@ -12,8 +12,10 @@
 #include "index.h"
 #include "log.h"
 
+#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -279,6 +281,71 @@ static void *committer_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * An IOCM rejection note (a KOS titled "Rejected for Quality Reasons",
+ * ...: the instances it lists are withdrawn): a job is queued to update or
+ * withdraw the study's manifest in the DMP.
+ */
+static void check_rejection(struct store *s, const struct dcm_ds *ds,
+                            const struct dcm_instance_info *info)
+{
+	static const char *const codes[] = { "113001", "113037", "113038",
+		                             "113039" };
+	char code[32], scheme[16], sop[65], path[160];
+	json_t *rejected, *payload;
+	char *text;
+	int found = 0;
+
+	if (strcmp(info->sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.59") != 0 ||
+	    dcm_ds_get_path(ds, "0040A043/0/00080100", code, sizeof(code)) !=
+	            DCM_OK ||
+	    dcm_ds_get_path(ds, "0040A043/0/00080102", scheme,
+	                    sizeof(scheme)) != DCM_OK ||
+	    strcmp(scheme, "DCM") != 0)
+		return;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(*codes); i++)
+		found |= strcmp(code, codes[i]) == 0;
+	if (!found)
+		return;
+	rejected = json_array();
+	for (long st = 0; st < dcm_ds_items(ds, "0040A375"); st++) {
+		snprintf(path, sizeof(path), "0040A375/%ld/00081115", st);
+		for (long se = 0; se < dcm_ds_items(ds, path); se++) {
+			char sops[100];
+
+			snprintf(sops, sizeof(sops),
+			         "0040A375/%ld/00081115/%ld/"
+			         "00081199",
+			         st, se);
+			for (long k = 0; k < dcm_ds_items(ds, sops); k++) {
+				snprintf(path, sizeof(path), "%s/%ld/00081155",
+				         sops, k);
+				if (dcm_ds_get_path(ds, path, sop,
+				                    sizeof(sop)) == DCM_OK)
+					json_array_append_new(rejected,
+					                      json_string(sop));
+			}
+			snprintf(path, sizeof(path), "0040A375/%ld/00081115",
+			         st);
+		}
+	}
+	payload = json_pack("{s:s, s:s, s:o}", "study", info->study_uid, "code",
+	                    code, "rejected", rejected);
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	if (text == NULL || index_job_add(s->ix, "iocm", text, NULL) < 0)
+		log_error(LOGC_JOBS,
+		          "rejection note sop=%s: its job could not be queued",
+		          info->sop_instance_uid);
+	else
+		log_info(LOGC_JOBS,
+		         "rejection note sop=%s (%s) for study=%s: %zu "
+		         "instances rejected",
+		         info->sop_instance_uid, code, info->study_uid,
+		         json_array_size(rejected));
+	free(text);
+	json_decref(payload);
+}
+
 static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
                           const struct dcm_instance_info *info,
                           const char *tmp_path, const char *calling_aet)
@@ -292,6 +359,7 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 		unlink(tmp_path);
 		return STATUS_OUT_OF_RESOURCES;
 	}
+	check_rejection(s, ds, info);
 	log_debug(LOGC_DICOM, "received sop=%s from=%s ts=%s bytes=%llu",
 	          info->sop_instance_uid, calling_aet, info->transfer_syntax,
 	          (unsigned long long)info->file_size);

@@ -79,8 +79,10 @@ class PublishTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = TempDir("drimbox-publish-")
         d = cls.tmp.__enter__()
-        for letter, cda in (("C", None), ("M", None), ("G", "CR_G1.xml"), ("I", None)):
+        for letter, cda in (("C", None), ("M", None), ("G", "CR_G1.xml"), ("I", None),
+                            ("E", None)):
             write_study(d / "studies", *exam_of(letter, cda))
+        cls.studies = d / "studies"
         cls.pacs = Orthanc(d / "pacs").start()
         cls.pacs.load_dir(d / "studies")
         for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -207,6 +209,82 @@ class PublishTest(unittest.TestCase):
                          gone.get("reason"))
         docs = {d["unique_id"]: d for d in self.documents()}
         self.assertTrue(docs[first["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
+
+    def reject(self, study, sops, code="113001"):
+        """The PACS sends drimbox an IOCM rejection note for sops."""
+        note = Dataset()
+        note.file_meta = FileMetaDataset()
+        note.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        note.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.59"
+        note.SOPInstanceUID = generate_uid()
+        note.file_meta.MediaStorageSOPClassUID = note.SOPClassUID
+        note.file_meta.MediaStorageSOPInstanceUID = note.SOPInstanceUID
+        note.PatientID, note.StudyInstanceUID = "IPP101", study
+        note.SeriesInstanceUID, note.Modality = generate_uid(), "KO"
+        concept = Dataset()
+        concept.CodeValue, concept.CodingSchemeDesignator = code, "DCM"
+        concept.CodeMeaning = "Rejected for Quality Reasons"
+        note.ConceptNameCodeSequence = [concept]
+        evidence = Dataset()
+        evidence.StudyInstanceUID = study
+        by_series = {}
+        for series, sop, cls in sops:
+            by_series.setdefault(series, []).append((sop, cls))
+        evidence.ReferencedSeriesSequence = []
+        for series, items in by_series.items():
+            se = Dataset()
+            se.SeriesInstanceUID = series
+            se.ReferencedSOPSequence = []
+            for sop, cls in items:
+                ref = Dataset()
+                ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = cls, sop
+                se.ReferencedSOPSequence.append(ref)
+            evidence.ReferencedSeriesSequence.append(se)
+        note.CurrentRequestedProcedureEvidenceSequence = [evidence]
+        path = self.studies.parent / ("note-%s.dcm" % note.SOPInstanceUID)
+        pydicom.dcmwrite(path, note, write_like_original=False)
+        out = subprocess.run(["storescu", "-aet", self.pacs.aet, "-aec", self.db.aet,
+                              harness.LOOPBACK, str(self.db.dicom_port), str(path)],
+                             capture_output=True, text=True, env=harness.dicom_env())
+        path.unlink()
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def wait_job(self, kind, before):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = [j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
+                    if j["kind"] == kind and j["id"] > before]
+            if jobs and jobs[0]["state"] not in ("queued", "running"):
+                return jobs[0]
+            time.sleep(0.1)
+        self.fail("no %s job done" % kind)
+
+    def test_rejection_notes_update_then_withdraw_the_manifest(self):
+        study, _ = exam_of("E")
+        job = self.publish("examen-e/CR_E-ORU.hl7")
+        self.assertEqual(job["state"], "done", job.get("reason"))
+        instances = []
+        for f in sorted(Path(self.studies).glob(study + "/*.dcm")):
+            ds = pydicom.dcmread(f)
+            instances.append((ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID))
+        self.reject(study, instances[:1])
+        iocm = self.wait_job("iocm", job["id"])
+        self.assertEqual(iocm["state"], "done", iocm.get("reason"))
+        self.assertEqual(iocm["payload"]["kos"][0]["instances"], 5)
+        kos = pydicom.dcmread(iocm["payload"]["kos"][0]["kos"])
+        refs = {r.ReferencedSOPInstanceUID
+                for se in kos.CurrentRequestedProcedureEvidenceSequence[0]
+                .ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+        self.assertNotIn(instances[0][1], refs)
+        docs = {d["unique_id"]: d for d in self.documents()}
+        self.assertTrue(docs[job["payload"]["kos"][0]["sop"]]["status"].endswith("Deprecated"))
+        self.assertTrue(docs[iocm["payload"]["kos"][0]["sop"]]["status"].endswith("Approved"))
+        # the rest rejected too: nothing left to show, the manifest goes
+        self.reject(study, instances[1:])
+        last = self.wait_job("iocm", iocm["id"])
+        self.assertEqual(last["state"], "done", last.get("reason"))
+        docs = {d["unique_id"]: d for d in self.documents()}
+        self.assertTrue(docs[iocm["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
 
     def test_dmp_down_then_up_publishes_once(self):
         before = len(self.documents())
