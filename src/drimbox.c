@@ -36,6 +36,8 @@ static void usage(FILE *out)
 	      "  ls [--json] [STUDY_UID]         what the index holds\n"
 	      "  jobs [--json] [-n N]            the job queue (publications"
 	      "...)\n"
+	      "  jobs retry ID                   run a parked job again "
+	      "(after fixing its cause)\n"
 	      "  messages [--json] [-n N]        the HL7 messages received, "
 	      "and the answers\n"
 	      "FILE defaults to $DRIMBOX_CONF, then " DEFAULT_CONF ".\n",
@@ -678,6 +680,37 @@ static int message_row(void *ctx, const struct idx_hl7_row *r)
 	return 0;
 }
 
+/* drimbox jobs retry ID: the index is shared with the daemon (WAL). */
+static int cmd_retry(const struct config *cfg, const char *arg)
+{
+	char path[PATH_MAX], err[512], *end;
+	struct index *ix = NULL;
+	long long id = strtoll(arg, &end, 10);
+	int rc;
+
+	if (*arg == '\0' || *end != '\0' || id <= 0) {
+		fprintf(stderr, "drimbox: '%s' is not a job id\n", arg);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
+	if (index_open(path, 0, &ix, err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		return 1;
+	}
+	rc = index_job_retry(ix, (int64_t)id);
+	index_close(ix);
+	if (rc < 0) {
+		fprintf(stderr, "drimbox: cannot update the index\n");
+		return 1;
+	}
+	if (rc == 0) {
+		fprintf(stderr, "drimbox: no parked or failed job %lld\n", id);
+		return 1;
+	}
+	printf("job %lld queued again\n", id);
+	return 0;
+}
+
 /* drimbox jobs | messages [--json] [-n N] */
 static int cmd_list(const struct config *cfg, int argc, char **argv)
 {
@@ -685,6 +718,14 @@ static int cmd_list(const struct config *cfg, int argc, char **argv)
 	struct index *ix = NULL;
 	json_t *out = NULL;
 	long limit = 50;
+
+	if (jobs && argc >= 2 && strcmp(argv[1], "retry") == 0) {
+		if (argc != 3) {
+			usage(stderr);
+			return 2;
+		}
+		return cmd_retry(cfg, argv[2]);
+	}
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {

@@ -298,6 +298,13 @@ char *index_job_published(struct index *ix, const char *study_uid);
 /* Replaces a job's payload (a step's result recorded); 0 or -1. */
 int index_job_payload(struct index *ix, int64_t id, const char *payload);
 
+/*
+ * Queues a parked or failed job again, due now (what `drimbox jobs retry`
+ * does once the cause is fixed). 1 done, 0 no such job in those states,
+ * -1 on error.
+ */
+int index_job_retry(struct index *ix, int64_t id);
+
 /* Jobs left running by a crash are queued again; how many, or -1. */
 int index_jobs_recover(struct index *ix);
 

@@ -432,3 +432,23 @@ char *index_job_published(struct index *ix, const char *study_uid)
 	index_unlock(ix);
 	return out;
 }
+
+int index_job_retry(struct index *ix, int64_t id)
+{
+	sqlite3_stmt *s;
+	int rc = -1;
+
+	index_lock(ix);
+	s = index_cached_stmt(ix, "UPDATE jobs SET state = 'queued', "
+	                          "not_before = 0, parked_for = NULL, "
+	                          "updated_at = ?2 WHERE id = ?1 AND state IN "
+	                          "('parked', 'failed', 'queued')");
+	if (s != NULL) {
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, (int64_t)time(NULL));
+		rc = step_done(ix, s) == 0 ? sqlite3_changes(index_db(ix)) > 0
+		                           : -1;
+	}
+	index_unlock(ix);
+	return rc;
+}

@@ -286,6 +286,24 @@ class PublishTest(unittest.TestCase):
         docs = {d["unique_id"]: d for d in self.documents()}
         self.assertTrue(docs[iocm["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
 
+    def test_parked_job_runs_again_on_request(self):
+        self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
+                                    "kind": "closed-dmp", "count": 1})
+        job = self.publish("examen-c/CR_C-ORU.hl7")
+        self.assertEqual((job["state"], job["parked_for"]), ("parked", "dmp"))
+        self.assertIn("DMPClosed", job["reason"])
+        out = self.db.cli("jobs", "retry", str(job["id"]))
+        self.assertIn("queued again", out.stdout)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
+                         if j["id"] == job["id"])
+            if again["state"] == "done":
+                break
+            time.sleep(0.1)
+        self.assertEqual(again["state"], "done", again.get("reason"))
+        self.assertNotEqual(self.db.cli("jobs", "retry", "999999", check=False).returncode, 0)
+
     def test_dmp_down_then_up_publishes_once(self):
         before = len(self.documents())
         self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
