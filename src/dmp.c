@@ -174,13 +174,17 @@ static void utc(const char *ts, char *out, size_t cap)
 {
 	struct tm tm;
 	int off = 0, sign = 0;
+	char digits[16];
 	time_t t;
 
 	out[0] = '\0';
-	if (strlen(ts) < 8)
+	/* the digits only: %2d would take the offset's sign for a field */
+	snprintf(digits, sizeof(digits), "%.*s", (int)strcspn(ts, "+-"), ts);
+	if (strlen(digits) < 8 ||
+	    strspn(digits, "0123456789") != strlen(digits))
 		return;
 	memset(&tm, 0, sizeof(tm));
-	if (sscanf(ts, "%4d%2d%2d%2d%2d%2d", &tm.tm_year, &tm.tm_mon,
+	if (sscanf(digits, "%4d%2d%2d%2d%2d%2d", &tm.tm_year, &tm.tm_mon,
 	           &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) < 3)
 		return;
 	tm.tm_year -= 1900;
@@ -999,7 +1003,7 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)reply_type);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->dmp_timeout);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	if (cfg->dmp_tls_cert[0]) {
 		curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->dmp_tls_cert);
 		curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->dmp_tls_key);

@@ -285,6 +285,9 @@ int index_job_finish(struct index *ix, int64_t id, const char *state,
                      int64_t not_before, const char *parked_for,
                      const char *error, const char *payload);
 
+/* 1 when a job about subject exists, 0 when none, -1 on error. */
+int index_job_exists(struct index *ix, const char *subject);
+
 /* Queues a new job; its id, or -1. */
 int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
                       const char *subject);

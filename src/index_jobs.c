@@ -416,15 +416,21 @@ char *index_job_published(struct index *ix, const char *study_uid)
 	char *out = NULL;
 
 	index_lock(ix);
+	/* the latest finished job about the study decides: an unpublication
+	 * or a withdrawal (no manifest sent) means nothing is published */
 	s = index_cached_stmt(
-	        ix, "SELECT payload FROM jobs WHERE state = 'done' AND kind IN "
-	            "('publish', 'replace', 'iocm') AND EXISTS (SELECT 1 FROM "
-	            "json_each(payload, '$.kos') WHERE json_extract(value, "
-	            "'$.study') = ?1 AND json_extract(value, '$.sent')) "
-	            "ORDER BY id DESC LIMIT 1");
+	        ix,
+	        "SELECT payload, kind = 'unpublish' OR NOT EXISTS (SELECT 1 "
+	        "FROM json_each(payload, '$.kos') WHERE json_extract(value, "
+	        "'$.study') = ?1 AND json_extract(value, '$.sent')) FROM "
+	        "jobs WHERE state = 'done' AND kind IN ('publish', "
+	        "'replace', 'iocm', 'unpublish') AND EXISTS (SELECT 1 FROM "
+	        "json_each(payload, '$.studies') WHERE json_extract(value, "
+	        "'$.uid') = ?1) ORDER BY id DESC LIMIT 1");
 	if (s != NULL) {
 		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW && col(s, 0) != NULL)
+		if (sqlite3_step(s) == SQLITE_ROW && col(s, 0) != NULL &&
+		    sqlite3_column_int(s, 1) == 0)
 			out = strdup(col(s, 0));
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
@@ -448,6 +454,25 @@ int index_job_retry(struct index *ix, int64_t id)
 		sqlite3_bind_int64(s, 2, (int64_t)time(NULL));
 		rc = step_done(ix, s) == 0 ? sqlite3_changes(index_db(ix)) > 0
 		                           : -1;
+	}
+	index_unlock(ix);
+	return rc;
+}
+
+int index_job_exists(struct index *ix, const char *subject)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	index_lock(ix);
+	s = index_cached_stmt(ix,
+	                      "SELECT 1 FROM jobs WHERE subject = ? LIMIT 1");
+	if (s != NULL) {
+		sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
+		step = sqlite3_step(s);
+		rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
 	}
 	index_unlock(ix);
 	return rc;

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,8 +505,14 @@ static int withdraw(struct publisher *pb, const struct idx_claimed *j,
 	        pb->cfg, payload, study, entries, 8, &n, err, sizeof(err));
 
 	for (size_t e = 0; r == DMP_OK && e < n; e++) {
-		snprintf(ss_unique, sizeof(ss_unique), "%s.3.%lld.%zu",
-		         pb->cfg->dmp_source_oid, (long long)j->id, e + 1);
+		/* the same for every attempt at deleting this entry */
+		uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+		for (const char *p = entries[e]; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		snprintf(ss_unique, sizeof(ss_unique), "%s.3.%lld.%llu",
+		         pb->cfg->dmp_source_oid, (long long)j->id,
+		         (unsigned long long)(h >> 1));
 		r = dmp_delete(pb->cfg, payload, entries[e], ss_unique, err,
 		               sizeof(err));
 		if (r == DMP_OK && deleted)

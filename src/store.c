@@ -291,7 +291,7 @@ static void check_rejection(struct store *s, const struct dcm_ds *ds,
 {
 	static const char *const codes[] = { "113001", "113037", "113038",
 		                             "113039" };
-	char code[32], scheme[16], sop[65], path[160];
+	char code[32], scheme[16], sop[65], path[160], subject[80];
 	json_t *rejected, *payload;
 	char *text;
 	int found = 0;
@@ -332,7 +332,12 @@ static void check_rejection(struct store *s, const struct dcm_ds *ds,
 	payload = json_pack("{s:s, s:s, s:o}", "study", info->study_uid, "code",
 	                    code, "rejected", rejected);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-	if (text == NULL || index_job_add(s->ix, "iocm", text, NULL) < 0)
+	snprintf(subject, sizeof(subject), "note:%s", info->sop_instance_uid);
+	if (index_job_exists(s->ix, subject) == 1) /* the same note again */
+		log_info(LOGC_JOBS, "rejection note sop=%s: already handled",
+		         info->sop_instance_uid);
+	else if (text == NULL ||
+	         index_job_add(s->ix, "iocm", text, subject) < 0)
 		log_error(LOGC_JOBS,
 		          "rejection note sop=%s: its job could not be queued",
 		          info->sop_instance_uid);
@@ -359,6 +364,8 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 		unlink(tmp_path);
 		return STATUS_OUT_OF_RESOURCES;
 	}
+	/* from the PACS (IOCM), whether pushed or sent again as cache fill:
+	 * each note is handled once (its SOP Instance UID is the job's) */
 	check_rejection(s, ds, info);
 	log_debug(LOGC_DICOM, "received sop=%s from=%s ts=%s bytes=%llu",
 	          info->sop_instance_uid, calling_aet, info->transfer_syntax,

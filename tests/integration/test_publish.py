@@ -210,13 +210,14 @@ class PublishTest(unittest.TestCase):
         docs = {d["unique_id"]: d for d in self.documents()}
         self.assertTrue(docs[first["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
 
-    def reject(self, study, sops, code="113001"):
-        """The PACS sends drimbox an IOCM rejection note for sops."""
+    def reject(self, study, sops, code="113001", note_uid=None):
+        """The PACS sends drimbox an IOCM rejection note for sops; its SOP
+        Instance UID."""
         note = Dataset()
         note.file_meta = FileMetaDataset()
         note.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         note.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.59"
-        note.SOPInstanceUID = generate_uid()
+        note.SOPInstanceUID = note_uid or generate_uid()
         note.file_meta.MediaStorageSOPClassUID = note.SOPClassUID
         note.file_meta.MediaStorageSOPInstanceUID = note.SOPInstanceUID
         note.PatientID, note.StudyInstanceUID = "IPP101", study
@@ -248,6 +249,7 @@ class PublishTest(unittest.TestCase):
                              capture_output=True, text=True, env=harness.dicom_env())
         path.unlink()
         self.assertEqual(out.returncode, 0, out.stderr)
+        return note.SOPInstanceUID
 
     def wait_job(self, kind, before):
         deadline = time.monotonic() + 60
@@ -267,8 +269,14 @@ class PublishTest(unittest.TestCase):
         for f in sorted(Path(self.studies).glob(study + "/*.dcm")):
             ds = pydicom.dcmread(f)
             instances.append((ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID))
-        self.reject(study, instances[:1])
+        note = self.reject(study, instances[:1])
         iocm = self.wait_job("iocm", job["id"])
+        # the same note again (sent twice, or as cache fill): no new job
+        self.reject(study, instances[:1], note_uid=note)
+        time.sleep(0.5)
+        self.assertEqual([j["id"] for j in json.loads(self.db.cli("jobs", "--json").stdout)
+                          if j["kind"] == "iocm"], [iocm["id"]])
+        self.assertIn("already handled", self.db.log_text())
         self.assertEqual(iocm["state"], "done", iocm.get("reason"))
         self.assertEqual(iocm["payload"]["kos"][0]["instances"], 5)
         kos = pydicom.dcmread(iocm["payload"]["kos"][0]["kos"])
