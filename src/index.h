@@ -298,7 +298,7 @@ int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
  */
 char *index_job_published(struct index *ix, const char *study_uid);
 
-/* Replaces a job's payload (a step's result recorded); 0 or -1. */
+/* Replaces a job's payload (a step's result recorded, synced); 0 or -1. */
 int index_job_payload(struct index *ix, int64_t id, const char *payload);
 
 /*

@@ -385,6 +385,9 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload)
 	int rc = -1;
 
 	index_lock(ix);
+	/* what is about to be sent must survive a power loss: synced */
+	if (exec(index_db(ix), "PRAGMA synchronous = FULL") != 0)
+		goto out;
 	s = index_cached_stmt(ix, "UPDATE jobs SET payload = ?2, updated_at "
 	                          "= ?3 WHERE id = ?1");
 	if (s != NULL) {
@@ -393,6 +396,8 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload)
 		sqlite3_bind_int64(s, 3, (int64_t)time(NULL));
 		rc = step_done(ix, s);
 	}
+	exec(index_db(ix), "PRAGMA synchronous = NORMAL");
+out:
 	index_unlock(ix);
 	return rc;
 }

@@ -314,6 +314,19 @@ static int build_kos(const struct publisher *pb, struct exam *e,
 		unlink(tmp);
 		goto out;
 	}
+	/* the rename itself is durable once the directory is synced */
+	{
+		char dir[PATH_MAX];
+		const char *slash = strrchr(path, '/');
+
+		snprintf(dir, sizeof(dir), "%.*s",
+		         slash ? (int)(slash - path) : 1, slash ? path : ".");
+		if (fs_sync_path(dir) != 0) {
+			snprintf(err, errlen, "the manifest's directory: %s",
+			         strerror(errno));
+			goto out;
+		}
+	}
 	rc = 0;
 out:
 	free(req);
