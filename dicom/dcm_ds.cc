@@ -314,6 +314,24 @@ static DcmElement *find_el(const struct dcm_ds *ds, uint32_t tag)
 	return el;
 }
 
+/* A text element's value as dcm_ds_get_string() gives it. */
+static int element_text(const struct dcm_ds *ds, DcmElement *el, char *buf,
+                        size_t cap)
+{
+	if (!text_vr(el->getVR()))
+		return DCM_ERR_ARG;
+	OFString v;
+	if (el->getLength() > 0 && el->getOFStringArray(v, OFTrue).bad())
+		return DCM_ERR_PARSE;
+	/* normalisation strips per-value padding; strip the tail */
+	size_t n = v.length();
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\0'))
+		n--;
+	v.erase(n);
+	std::string u = dcmi::text_utf8(ds->ds, v, el->getVR());
+	return dcmi::copy_str(buf, cap, u.c_str()) ? DCM_OK : DCM_ERR_TOO_LONG;
+}
+
 extern "C" int dcm_ds_get_string(const struct dcm_ds *ds, uint32_t tag,
                                  char *buf, size_t cap)
 {
@@ -324,20 +342,7 @@ extern "C" int dcm_ds_get_string(const struct dcm_ds *ds, uint32_t tag,
 		DcmElement *el = find_el(ds, tag);
 		if (!el)
 			return DCM_ERR_NOT_FOUND;
-		if (!text_vr(el->getVR()))
-			return DCM_ERR_ARG;
-		OFString v;
-		if (el->getLength() > 0 &&
-		    el->getOFStringArray(v, OFTrue).bad())
-			return DCM_ERR_PARSE;
-		/* normalisation strips per-value padding; strip the tail */
-		size_t n = v.length();
-		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\0'))
-			n--;
-		v.erase(n);
-		std::string u = dcmi::text_utf8(ds->ds, v, el->getVR());
-		return dcmi::copy_str(buf, cap, u.c_str()) ? DCM_OK
-		                                           : DCM_ERR_TOO_LONG;
+		return element_text(ds, el, buf, cap);
 	} catch (...) {
 		return DCM_ERR_INTERNAL;
 	}
@@ -387,19 +392,7 @@ extern "C" int dcm_ds_get_path(const struct dcm_ds *ds, const char *path,
 		if (!item || item->findAndGetElement(key, el, OFFalse).bad() ||
 		    !el)
 			return DCM_ERR_NOT_FOUND;
-		if (!text_vr(el->getVR()))
-			return DCM_ERR_ARG;
-		OFString v;
-		if (el->getLength() > 0 &&
-		    el->getOFStringArray(v, OFTrue).bad())
-			return DCM_ERR_PARSE;
-		size_t n = v.length();
-		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\0'))
-			n--;
-		v.erase(n);
-		std::string u = dcmi::text_utf8(ds->ds, v, el->getVR());
-		return dcmi::copy_str(buf, cap, u.c_str()) ? DCM_OK
-		                                           : DCM_ERR_TOO_LONG;
+		return element_text(ds, el, buf, cap);
 	} catch (...) {
 		return DCM_ERR_INTERNAL;
 	}

@@ -588,6 +588,29 @@ done:
 	return rc;
 }
 
+/*
+ * A document entry's identifiers (patient, unique id) and its membership
+ * of the submission set.
+ */
+static void member(struct req *r, xmlNodePtr list, xmlNodePtr de,
+                   const char *id, const char *patient_nh, const char *unique,
+                   const char *assoc_id)
+{
+	xmlNodePtr as;
+
+	external_id(r, de, id, "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427",
+	            patient_nh, "XDSDocumentEntry.patientId");
+	external_id(r, de, id, "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab",
+	            unique, "XDSDocumentEntry.uniqueId");
+	as = el(list, r->rim, "Association", NULL);
+	attr(as, "associationType",
+	     "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember");
+	attr(as, "id", assoc_id);
+	attr(as, "sourceObject", "SubmissionSet01");
+	attr(as, "targetObject", id);
+	slot1(r, as, "SubmissionSetStatus", "Original");
+}
+
 /* The submission set (id SubmissionSet01) of a request. */
 static void submission_set(struct req *r, xmlNodePtr list,
                            const struct config *cfg, json_t *payload,
@@ -632,7 +655,7 @@ static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
 	json_t *studies = json_object_get(payload, "studies"), *st = NULL, *o;
 	json_t *orders = json_object_get(payload, "orders");
 	json_t *meta = json_object_get(payload, "meta");
-	xmlNodePtr de, as;
+	xmlNodePtr de;
 	char now[32], created[32], start[32], stop[32], buf[512], inst[300];
 	char pid5[300], pid7[40], pid8[20], size[32], srcpid[200];
 	const char *info[3] = { pid5, pid7, pid8 };
@@ -740,20 +763,7 @@ static void metadata(struct req *r, xmlNodePtr list, const struct config *cfg,
 		         "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4",
 		         jstr(json_object_get(st, "region"), "code"),
 		         "2.16.840.1.113883.6.96", NULL);
-	external_id(r, de, "KOS",
-	            "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427", patient_nh,
-	            "XDSDocumentEntry.patientId");
-	external_id(r, de, "KOS",
-	            "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab", kos_sop,
-	            "XDSDocumentEntry.uniqueId");
-	/* the set holds the KOS */
-	as = el(list, r->rim, "Association", NULL);
-	attr(as, "associationType",
-	     "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember");
-	attr(as, "id", "as1");
-	attr(as, "sourceObject", "SubmissionSet01");
-	attr(as, "targetObject", "KOS");
-	slot1(r, as, "SubmissionSetStatus", "Original");
+	member(r, list, de, "KOS", patient_nh, kos_sop, "as1");
 }
 
 /*
@@ -812,19 +822,7 @@ static void signature_entry(struct req *r, xmlNodePtr list,
 	classify(r, de, "Signature01",
 	         "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4",
 	         "1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source");
-	external_id(r, de, "Signature01",
-	            "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427", patient_nh,
-	            "XDSDocumentEntry.patientId");
-	external_id(r, de, "Signature01",
-	            "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab", unique,
-	            "XDSDocumentEntry.uniqueId");
-	as = el(list, r->rim, "Association", NULL);
-	attr(as, "associationType",
-	     "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember");
-	attr(as, "id", "as2");
-	attr(as, "sourceObject", "SubmissionSet01");
-	attr(as, "targetObject", "Signature01");
-	slot1(r, as, "SubmissionSetStatus", "Original");
+	member(r, list, de, "Signature01", patient_nh, unique, "as2");
 	as = el(list, r->rim, "Association", NULL);
 	attr(as, "associationType", "urn:ihe:iti:2007:AssociationType:signs");
 	attr(as, "id", "as3");
