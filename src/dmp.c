@@ -895,6 +895,21 @@ static const char *envelope_of(const char *ctype, char *body, size_t *len)
 	return start;
 }
 
+/* Whether text names uid as a whole (not a longer UID starting so). */
+static int names_uid(const char *text, const char *uid)
+{
+	size_t n = strlen(uid);
+
+	for (const char *p = strstr(text, uid); p; p = strstr(p + 1, uid)) {
+		char before = p > text ? p[-1] : ' ', after = p[n];
+
+		if (!(before == '.' || (before >= '0' && before <= '9')) &&
+		    !(after == '.' || (after >= '0' && after <= '9')))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * What the DMP's reply (doc, NULL when it was not SOAP) says; err filled
  * when not DMP_OK. unique: our manifest's unique id, if one was sent.
@@ -950,9 +965,9 @@ static enum dmp_outcome judge(xmlDocPtr doc, long http, const char *unique,
 	                           x);
 	if (unique &&
 	    strcmp((char *)v, "XDSDuplicateUniqueIdInRegistry") == 0 && r &&
-	    r->stringval && strstr((char *)r->stringval, unique)) {
-		out = DMP_OK; /* sent before, by an attempt that lost its reply
-		               */
+	    r->stringval && names_uid((char *)r->stringval, unique)) {
+		/* sent before, by an attempt that lost its reply */
+		out = DMP_OK;
 		goto done;
 	}
 	out = DMP_PERMANENT;

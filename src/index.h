@@ -285,6 +285,12 @@ int index_job_finish(struct index *ix, int64_t id, const char *state,
                      int64_t not_before, const char *parked_for,
                      const char *error, const char *payload);
 
+/*
+ * 1 when a publication (publish, replace) naming study_uid is still queued
+ * or running, 0 when none, -1 on error.
+ */
+int index_job_pending_for(struct index *ix, const char *study_uid);
+
 /* 1 when a job about subject exists, 0 when none, -1 on error. */
 int index_job_exists(struct index *ix, const char *subject);
 

@@ -482,3 +482,25 @@ int index_job_exists(struct index *ix, const char *subject)
 	index_unlock(ix);
 	return rc;
 }
+
+int index_job_pending_for(struct index *ix, const char *study_uid)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	index_lock(ix);
+	s = index_cached_stmt(
+	        ix, "SELECT 1 FROM jobs WHERE state IN ('queued', 'running') "
+	            "AND kind IN ('publish', 'replace') AND EXISTS (SELECT 1 "
+	            "FROM json_each(payload, '$.studies') WHERE "
+	            "json_extract(value, '$.uid') = ?) LIMIT 1");
+	if (s != NULL) {
+		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
+		step = sqlite3_step(s);
+		rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	index_unlock(ix);
+	return rc;
+}

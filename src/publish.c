@@ -675,6 +675,14 @@ static void run_iocm(struct publisher *pb, const struct idx_claimed *j,
 	size_t i;
 
 	if (json_object_get(payload, "patient") == NULL) { /* first run */
+		/* a publication of the study still to run goes first: this
+		 * note then applies to what it sends */
+		if (index_job_pending_for(pb->ix, study) != 0) {
+			retry(o, pb->cfg->publish_retry_max, j->attempts,
+			      "study %s: its publication has not run yet",
+			      study);
+			return;
+		}
 		text = index_job_published(pb->ix, study);
 		if (text == NULL) {
 			o->state = "done";
