@@ -40,7 +40,11 @@ With --trust PEM, the VIHF's signature is verified (xmlsec1, Debian
 package "xmlsec1") against those certificates; without, only its presence
 is checked.
 
+With --tls-cert/--tls-key it serves HTTPS (TLS 1.2+), and with --tls-ca
+it requires a client certificate from that CA, as the DMP does.
+
 usage: dmpsim.py --port PORT --db FILE [--bind ADDR] [--trust PEM]
+                 [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 """
 
 import argparse
@@ -53,6 +57,7 @@ import json
 import re
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -773,6 +778,9 @@ def main():
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--db", required=True, help="SQLite file of the documents")
     parser.add_argument("--trust", help="PEM certificates the VIHF must be signed with")
+    parser.add_argument("--tls-cert", help="PEM server certificate: serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM key of --tls-cert")
+    parser.add_argument("--tls-ca", help="PEM CA the clients' certificates must come from")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
     server.daemon_threads = True
@@ -780,7 +788,17 @@ def main():
     server.registry = Registry(server.store, args.trust)
     server.faults = Faults()
     server.trust = args.trust
-    print("dmpsim listening on http://%s:%d" % (args.bind, server.server_address[1]),
+    scheme = "http"
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            ctx.load_verify_locations(args.tls_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print("dmpsim listening on %s://%s:%d" % (scheme, args.bind, server.server_address[1]),
           flush=True)
     try:
         server.serve_forever()

@@ -26,7 +26,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 import harness
 from harness import DmpSim, Drimbox, Orthanc, TempDir
 from shared import shared_dir
-from test_hl7_intake import MllpClient, fill_placeholders
+from test_hl7_intake import MllpClient, fill_placeholders, make_pki
 
 DATA = shared_dir() / "drim-m-data" / "referencement-drimbox" / "jeux-de-donnees"
 PUBLIC = "https://drimbox.test.example"
@@ -435,6 +435,57 @@ class ReferencingEndToEndTest(unittest.TestCase):
                 time.sleep(0.05)
             outcomes[rel] = (job, job["state"], job.get("parked_for"))
         return outcomes
+
+
+class MutualTlsTest(unittest.TestCase):
+    """The DMP over HTTPS asking for a client certificate: drimbox with its
+    certificate publishes; without one, nothing reaches the DMP and the job
+    waits to be retried."""
+
+    def run_report(self, with_client_cert):
+        with TempDir("drimbox-publish-tls-") as d:
+            make_pki(d)  # ca.pem, server.pem/key (127.0.0.1), client.pem/key
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-days", "2", "-subj", "/CN=sign", "-keyout", "sign.key",
+                            "-out", "sign.pem"], cwd=d, check=True, capture_output=True)
+            write_study(d / "studies", *exam_of("C"))
+            tls = (d / "server.pem", d / "server.key", d / "ca.pem", d / "client.pem",
+                   d / "client.key")
+            with Orthanc(d / "pacs") as pacs, DmpSim(d / "dmp", trust=d / "sign.pem",
+                                                    tls=tls) as sim:
+                pacs.load_dir(d / "studies")
+                port = harness.free_port()
+                extra = {"hl7_port": port, "publish_wait_hours": 0,
+                         "dmp_url": sim.url + "/si-dmp-server/v2/services",
+                         "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key",
+                         "dmp_tls_ca": d / "ca.pem", "dmp_timeout": 5}
+                if with_client_cert:
+                    extra.update(dmp_tls_cert=d / "client.pem", dmp_tls_key=d / "client.key")
+                with Drimbox(d / "db", pacs=pacs, extra=extra) as db:
+                    msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
+                                            .read_text(encoding="utf-8"), 11).encode()
+                    client = MllpClient(port)
+                    try:
+                        self.assertEqual(client.send(msg)["MSA"][1], "AA")
+                    finally:
+                        client.close()
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:
+                        job = json.loads(db.cli("jobs", "--json").stdout)[0]
+                        if job["state"] == "done" or job.get("reason"):
+                            break
+                        time.sleep(0.2)
+                return job, sim.control("documents")
+
+    def test_with_its_certificate_drimbox_publishes(self):
+        job, docs = self.run_report(True)
+        self.assertEqual(job["state"], "done", job.get("reason"))
+        self.assertEqual(len([x for x in docs if x["mime"] == "application/dicom"]), 1)
+
+    def test_without_a_certificate_nothing_reaches_the_dmp(self):
+        job, docs = self.run_report(False)
+        self.assertNotEqual(job["state"], "done")
+        self.assertEqual(docs, [])
 
 
 class UntrustedSignatureTest(unittest.TestCase):

@@ -748,25 +748,41 @@ class DmpSim(ManagedProcess):
 
     name = "dmpsim"
 
-    def __init__(self, workdir, trust=None):
+    def __init__(self, workdir, trust=None, tls=None):
+        """tls: (cert, key, ca, client cert, client key) PEM paths: HTTPS,
+        client certificates from ca required (the control calls use the
+        client certificate)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(self.workdir / "dmpsim.log")
         self.port = free_port()
-        self.url = "http://%s:%d" % (LOOPBACK, self.port)
-        self.trust = trust
+        self.url = "%s://%s:%d" % ("https" if tls else "http", LOOPBACK, self.port)
+        self.trust, self.tls = trust, tls
 
     def start(self, timeout=10):
         """Start it and wait until it answers."""
-        self._spawn(["/usr/bin/python3", str(REPO / "tests" / "dmp-sim" / "dmpsim.py"),
-                     "--port", str(self.port), "--db", str(self.workdir / "dmp.db")]
-                    + (["--trust", str(self.trust)] if self.trust else []))
+        argv = ["/usr/bin/python3", str(REPO / "tests" / "dmp-sim" / "dmpsim.py"),
+                "--port", str(self.port), "--db", str(self.workdir / "dmp.db")]
+        if self.trust:
+            argv += ["--trust", str(self.trust)]
+        if self.tls:
+            argv += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1]),
+                     "--tls-ca", str(self.tls[2])]
+        self._spawn(argv)
         self._wait_ready(self._answers, timeout)
         return self
 
+    def _context(self):
+        if not self.tls:
+            return None
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(self.tls[2]))
+        ctx.load_cert_chain(str(self.tls[3]), str(self.tls[4]))
+        return ctx
+
     def _answers(self):
         try:
-            return http_get(self.url + "/_sim/documents", timeout=5)[0] == 200
+            return self.control("documents") is not None
         except OSError:
             return False
 
@@ -775,7 +791,7 @@ class DmpSim(ManagedProcess):
         data = None if obj is None else json.dumps(obj).encode()
         req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=self._context()) as resp:
             return json.loads(resp.read())
 
     def service_url(self, service):
