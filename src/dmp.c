@@ -1206,36 +1206,34 @@ static void patient_nh_of(json_t *payload, char *out, size_t cap)
 	         jstr(pat, "ins_oid"));
 }
 
-enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
-                                    const char *study_uid, char (*entries)[80],
-                                    size_t max, size_t *n, char *err,
-                                    size_t errlen)
+/*
+ * An ITI-18 stored query with the given parameters; entries (up to max)
+ * get the value of xpath (an attribute) for each node of the reply it
+ * selects.
+ */
+static enum dmp_outcome stored_query(const struct config *cfg, json_t *payload,
+                                     const char *query_id,
+                                     const char *const (*slots)[2],
+                                     size_t nslots, const char *xpath,
+                                     char (*entries)[80], size_t max, size_t *n,
+                                     char *err, size_t errlen)
 {
 	struct req r = { 0 };
-	char nh[200], q1[260], q2[200];
+	char nh[200];
 	xmlNodePtr body, req, query;
 	xmlDocPtr reply = NULL;
 	enum dmp_outcome out;
-	const char *slots[][2] = {
-		{ "$XDSDocumentEntryPatientId", q1 },
-		{ "$XDSDocumentEntryReferenceIdList", q2 },
-		{ "$XDSDocumentEntryStatus",
-		  "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')" },
-	};
 
 	*n = 0;
 	patient_nh_of(payload, nh, sizeof(nh));
-	snprintf(q1, sizeof(q1), "'%s'", nh);
-	snprintf(q2, sizeof(q2),
-	         "('%s^^^^urn:ihe:iti:xds:2016:studyInstanceUID')", study_uid);
 	body = begin(&r, cfg, payload, "registry", ITI18, nh);
 	req = el(body, r.query, "AdhocQueryRequest", NULL);
 	query = el(req, r.query, "ResponseOption", NULL);
 	attr(query, "returnType", "LeafClass");
 	attr(query, "returnComposedObjects", "true");
 	query = el(req, r.rim, "AdhocQuery", NULL);
-	attr(query, "id", FIND_BY_REFERENCE);
-	for (size_t i = 0; i < sizeof(slots) / sizeof(*slots); i++)
+	attr(query, "id", query_id);
+	for (size_t i = 0; i < nslots; i++)
 		slot1(&r, query, slots[i][0], slots[i][1]);
 	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, err,
 	             errlen);
@@ -1245,12 +1243,7 @@ enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
 
 		if (x != NULL) {
 			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
-			/* the KOS manifests (typeCode IMG-KOS) */
-			set = xmlXPathEvalExpression(
-			        BAD_CAST
-			        "//rim:ExtrinsicObject[rim:Classification"
-			        "[@nodeRepresentation='IMG-KOS']]/@id",
-			        x);
+			set = xmlXPathEvalExpression(BAD_CAST xpath, x);
 		}
 		for (int i = 0; set && set->nodesetval &&
 		                i < set->nodesetval->nodeNr && *n < max;
@@ -1268,43 +1261,44 @@ enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
 	return out;
 }
 
+enum dmp_outcome dmp_find_manifests(const struct config *cfg, json_t *payload,
+                                    const char *study_uid, char (*entries)[80],
+                                    size_t max, size_t *n, char *err,
+                                    size_t errlen)
+{
+	char nh[200], q1[260], q2[200];
+	const char *const slots[][2] = {
+		{ "$XDSDocumentEntryPatientId", q1 },
+		{ "$XDSDocumentEntryReferenceIdList", q2 },
+		{ "$XDSDocumentEntryStatus",
+		  "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')" },
+	};
+
+	patient_nh_of(payload, nh, sizeof(nh));
+	snprintf(q1, sizeof(q1), "'%s'", nh);
+	snprintf(q2, sizeof(q2),
+	         "('%s^^^^urn:ihe:iti:xds:2016:studyInstanceUID')", study_uid);
+	/* the KOS manifests (typeCode IMG-KOS) */
+	return stored_query(cfg, payload, FIND_BY_REFERENCE, slots, 3,
+	                    "//rim:ExtrinsicObject[rim:Classification"
+	                    "[@nodeRepresentation='IMG-KOS']]/@id",
+	                    entries, max, n, err, errlen);
+}
+
 enum dmp_outcome dmp_registered(const struct config *cfg, json_t *payload,
                                 const char *unique, int *found, char *err,
                                 size_t errlen)
 {
-	struct req r = { 0 };
-	char nh[200], q1[120];
-	xmlNodePtr body, req, query;
-	xmlDocPtr reply = NULL;
+	char q1[120], entry[1][80];
+	const char *const slots[][2] = { { "$XDSDocumentEntryUniqueId", q1 } };
+	size_t n = 0;
 	enum dmp_outcome out;
 
-	*found = 0;
-	patient_nh_of(payload, nh, sizeof(nh));
 	snprintf(q1, sizeof(q1), "('%s')", unique);
-	body = begin(&r, cfg, payload, "registry", ITI18, nh);
-	req = el(body, r.query, "AdhocQueryRequest", NULL);
-	query = el(req, r.query, "ResponseOption", NULL);
-	attr(query, "returnType", "LeafClass");
-	attr(query, "returnComposedObjects", "true");
-	query = el(req, r.rim, "AdhocQuery", NULL);
-	attr(query, "id", GET_DOCUMENTS);
-	slot1(&r, query, "$XDSDocumentEntryUniqueId", q1);
-	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, err,
-	             errlen);
-	if (out == DMP_OK && reply != NULL) {
-		xmlXPathContextPtr x = xmlXPathNewContext(reply);
-		xmlXPathObjectPtr set = NULL;
-
-		if (x != NULL) {
-			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
-			set = xmlXPathEvalExpression(
-			        BAD_CAST "//rim:ExtrinsicObject", x);
-		}
-		*found = set && set->nodesetval && set->nodesetval->nodeNr > 0;
-		xmlXPathFreeObject(set);
-		xmlXPathFreeContext(x);
-	}
-	xmlFreeDoc(reply);
+	out = stored_query(cfg, payload, GET_DOCUMENTS, slots, 1,
+	                   "//rim:ExtrinsicObject/@id", entry, 1, &n, err,
+	                   errlen);
+	*found = n > 0;
 	return out;
 }
 

@@ -464,16 +464,16 @@ int index_job_retry(struct index *ix, int64_t id)
 	return rc;
 }
 
-int index_job_exists(struct index *ix, const char *subject)
+/* Whether sql (one text parameter) selects a row: 1, 0, or -1. */
+static int any_row(struct index *ix, const char *sql, const char *value)
 {
 	sqlite3_stmt *s;
 	int rc = -1, step;
 
 	index_lock(ix);
-	s = index_cached_stmt(ix,
-	                      "SELECT 1 FROM jobs WHERE subject = ? LIMIT 1");
+	s = index_cached_stmt(ix, sql);
 	if (s != NULL) {
-		sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 1, value, -1, SQLITE_STATIC);
 		step = sqlite3_step(s);
 		rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
 		sqlite3_reset(s);
@@ -483,24 +483,18 @@ int index_job_exists(struct index *ix, const char *subject)
 	return rc;
 }
 
+int index_job_exists(struct index *ix, const char *subject)
+{
+	return any_row(ix, "SELECT 1 FROM jobs WHERE subject = ? LIMIT 1",
+	               subject);
+}
+
 int index_job_pending_for(struct index *ix, const char *study_uid)
 {
-	sqlite3_stmt *s;
-	int rc = -1, step;
-
-	index_lock(ix);
-	s = index_cached_stmt(
-	        ix, "SELECT 1 FROM jobs WHERE state IN ('queued', 'running') "
-	            "AND kind IN ('publish', 'replace') AND EXISTS (SELECT 1 "
-	            "FROM json_each(payload, '$.studies') WHERE "
-	            "json_extract(value, '$.uid') = ?) LIMIT 1");
-	if (s != NULL) {
-		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
-		step = sqlite3_step(s);
-		rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
-	}
-	index_unlock(ix);
-	return rc;
+	return any_row(ix,
+	               "SELECT 1 FROM jobs WHERE state IN ('queued', "
+	               "'running') AND kind IN ('publish', 'replace') AND "
+	               "EXISTS (SELECT 1 FROM json_each(payload, '$.studies') "
+	               "WHERE json_extract(value, '$.uid') = ?) LIMIT 1",
+	               study_uid);
 }

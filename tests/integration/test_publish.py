@@ -73,6 +73,41 @@ def write_study(out, study_uid, accession, series=2, per_series=3):
             pydicom.dcmwrite(path, ds, write_like_original=False)
 
 
+def signing_key(d, name="sign"):
+    """A self-signed key and certificate (name.key, name.pem) in d, to sign
+    with (or, for the simulator, to trust)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=" + name, "-keyout", name + ".key", "-out", name + ".pem"],
+                   cwd=d, check=True, capture_output=True)
+
+
+def send_report(test, port, rel, n):
+    """Sends a referencing message over MLLP (placeholders filled, MSH-10
+    from n), checking that it is accepted."""
+    msg = fill_placeholders((DATA / "hl7v2" / rel).read_text(encoding="utf-8"), n).encode()
+    client = MllpClient(port)
+    try:
+        test.assertEqual(client.send(msg)["MSA"][1], "AA", rel)
+    finally:
+        client.close()
+
+
+def last_job_id(db):
+    """The job of the last message received."""
+    return json.loads(db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
+
+
+def wait_job(db, job_id, until=lambda j: j["state"] not in ("queued", "running"), timeout=60):
+    """The job once until(job) holds (or as it is at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = next(j for j in json.loads(db.cli("jobs", "--json", "-n", "0").stdout)
+                   if j["id"] == job_id)
+        if until(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)
+
+
 class PublishTest(unittest.TestCase):
 
     @classmethod
@@ -85,10 +120,7 @@ class PublishTest(unittest.TestCase):
         cls.studies = d / "studies"
         cls.pacs = Orthanc(d / "pacs").start()
         cls.pacs.load_dir(d / "studies")
-        for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                      "-subj", "/CN=drimbox test signature", "-keyout", "sign.key",
-                      "-out", "sign.pem"],):
-            subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+        signing_key(d)
         cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
         cls.hl7_port = harness.free_port()
         cls.db = Drimbox(d / "db", pacs=cls.pacs, extra={
@@ -117,22 +149,10 @@ class PublishTest(unittest.TestCase):
 
     def publish(self, rel):
         """Send a referencing message; its job once it has run."""
-        msg = fill_placeholders((DATA / "hl7v2" / rel).read_text(encoding="utf-8"),
-                                int(time.time() * 1000) % 100000).encode()
-        client = MllpClient(self.hl7_port)
-        try:
-            self.assertEqual(client.send(msg)["MSA"][1], "AA")
-        finally:
-            client.close()
-        job_id = json.loads(self.db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
-                       if j["id"] == job_id)
-            if job["state"] not in ("queued", "running"):
-                return job
-            time.sleep(0.2)
-        self.fail("job %d still %s: %s" % (job_id, job["state"], job.get("reason")))
+        send_report(self, self.hl7_port, rel, int(time.time() * 1000) % 100000)
+        job = wait_job(self.db, last_job_id(self.db))
+        self.assertNotIn(job["state"], ("queued", "running"), job.get("reason"))
+        return job
 
     def test_report_is_published_with_the_manifest_of_its_exam(self):
         study, accession = exam_of("C")
@@ -251,7 +271,8 @@ class PublishTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         return note.SOPInstanceUID
 
-    def wait_job(self, kind, before):
+    def wait_kind(self, kind, before):
+        """The first job of that kind after job `before`, once it has run."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             jobs = [j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
@@ -270,7 +291,7 @@ class PublishTest(unittest.TestCase):
             ds = pydicom.dcmread(f)
             instances.append((ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID))
         note = self.reject(study, instances[:1])
-        iocm = self.wait_job("iocm", job["id"])
+        iocm = self.wait_kind("iocm", job["id"])
         # the same note again (sent twice, or as cache fill): no new job
         self.reject(study, instances[:1], note_uid=note)
         time.sleep(0.5)
@@ -289,7 +310,7 @@ class PublishTest(unittest.TestCase):
         self.assertTrue(docs[iocm["payload"]["kos"][0]["sop"]]["status"].endswith("Approved"))
         # the rest rejected too: nothing left to show, the manifest goes
         self.reject(study, instances[1:])
-        last = self.wait_job("iocm", iocm["id"])
+        last = self.wait_kind("iocm", iocm["id"])
         self.assertEqual(last["state"], "done", last.get("reason"))
         docs = {d["unique_id"]: d for d in self.documents()}
         self.assertTrue(docs[iocm["payload"]["kos"][0]["sop"]]["status"].endswith("Deleted"))
@@ -302,13 +323,7 @@ class PublishTest(unittest.TestCase):
         self.assertIn("DMPClosed", job["reason"])
         out = self.db.cli("jobs", "retry", str(job["id"]))
         self.assertIn("queued again", out.stdout)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            again = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
-                         if j["id"] == job["id"])
-            if again["state"] == "done":
-                break
-            time.sleep(0.1)
+        again = wait_job(self.db, job["id"], lambda j: j["state"] == "done", 30)
         self.assertEqual(again["state"], "done", again.get("reason"))
         self.assertNotEqual(self.db.cli("jobs", "retry", "999999", check=False).returncode, 0)
 
@@ -325,27 +340,14 @@ class PublishTest(unittest.TestCase):
         before = len(self.documents())
         self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
                                     "kind": "slow-reply", "count": 1, "delay": 5})
-        msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
-                                .read_text(encoding="utf-8"), 99991).encode()
-        client = MllpClient(self.hl7_port)
-        try:
-            self.assertEqual(client.send(msg)["MSA"][1], "AA")
-        finally:
-            client.close()
+        send_report(self, self.hl7_port, "examen-c/CR_C-ORU.hl7", 99991)
         deadline = time.monotonic() + 30
         while len(self.documents()) == before and time.monotonic() < deadline:
             time.sleep(0.1)
         self.assertEqual(len(self.documents()), before + 1)  # registered, reply pending
         self.db.kill9()
         self.db.start()
-        job = json.loads(self.db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
-                         if j["id"] == job)
-            if state["state"] == "done":
-                break
-            time.sleep(0.2)
+        state = wait_job(self.db, last_job_id(self.db), lambda j: j["state"] == "done")
         self.assertEqual(state["state"], "done", state.get("reason"))
         self.assertEqual(len(self.documents()), before + 1)
 
@@ -379,9 +381,7 @@ class ReferencingEndToEndTest(unittest.TestCase):
 
     def test_every_referencing_message_reaches_the_dmp_as_it_should(self):
         with TempDir("drimbox-referencing-") as d:
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                            "-days", "2", "-subj", "/CN=ref", "-keyout", "sign.key",
-                            "-out", "sign.pem"], cwd=d, check=True, capture_output=True)
+            signing_key(d)
             for uid, acc in all_exams().items():
                 write_study(d / "studies", uid, acc, series=1, per_series=2)
             with Orthanc(d / "pacs") as pacs, DmpSim(d / "dmp", trust=d / "sign.pem") as sim:
@@ -418,21 +418,8 @@ class ReferencingEndToEndTest(unittest.TestCase):
         order.sort(key=lambda r: ("Depublication" in r or "Suppression" in r, r))
         outcomes = {}
         for n, rel in enumerate(order):
-            msg = fill_placeholders((DATA / "hl7v2" / rel).read_text(encoding="utf-8"),
-                                    n + 1).encode()
-            client = MllpClient(port)
-            try:
-                self.assertEqual(client.send(msg)["MSA"][1], "AA", rel)
-            finally:
-                client.close()
-            job_id = json.loads(db.cli("messages", "--json", "-n", "1").stdout)[0]["job"]
-            deadline = time.monotonic() + 60
-            while True:
-                job = next(j for j in json.loads(db.cli("jobs", "--json", "-n", "5").stdout)
-                           if j["id"] == job_id)
-                if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+            send_report(self, port, rel, n + 1)
+            job = wait_job(db, last_job_id(db))
             outcomes[rel] = (job, job["state"], job.get("parked_for"))
         return outcomes
 
@@ -445,9 +432,7 @@ class MutualTlsTest(unittest.TestCase):
     def run_report(self, with_client_cert):
         with TempDir("drimbox-publish-tls-") as d:
             make_pki(d)  # ca.pem, server.pem/key (127.0.0.1), client.pem/key
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                            "-days", "2", "-subj", "/CN=sign", "-keyout", "sign.key",
-                            "-out", "sign.pem"], cwd=d, check=True, capture_output=True)
+            signing_key(d)
             write_study(d / "studies", *exam_of("C"))
             tls = (d / "server.pem", d / "server.key", d / "ca.pem", d / "client.pem",
                    d / "client.key")
@@ -462,19 +447,9 @@ class MutualTlsTest(unittest.TestCase):
                 if with_client_cert:
                     extra.update(dmp_tls_cert=d / "client.pem", dmp_tls_key=d / "client.key")
                 with Drimbox(d / "db", pacs=pacs, extra=extra) as db:
-                    msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
-                                            .read_text(encoding="utf-8"), 11).encode()
-                    client = MllpClient(port)
-                    try:
-                        self.assertEqual(client.send(msg)["MSA"][1], "AA")
-                    finally:
-                        client.close()
-                    deadline = time.monotonic() + 30
-                    while time.monotonic() < deadline:
-                        job = json.loads(db.cli("jobs", "--json").stdout)[0]
-                        if job["state"] == "done" or job.get("reason"):
-                            break
-                        time.sleep(0.2)
+                    send_report(self, port, "examen-c/CR_C-ORU.hl7", 11)
+                    job = wait_job(db, last_job_id(db),
+                                   lambda j: j["state"] == "done" or j.get("reason"), 30)
                 return job, sim.control("documents")
 
     def test_with_its_certificate_drimbox_publishes(self):
@@ -495,10 +470,7 @@ class UntrustedSignatureTest(unittest.TestCase):
     def test_vihf_signed_by_an_unknown_key_is_refused(self):
         with TempDir("drimbox-publish-untrusted-") as d:
             for name in ("sign", "other"):
-                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                                "-days", "2", "-subj", "/CN=" + name, "-keyout",
-                                name + ".key", "-out", name + ".pem"],
-                               cwd=d, check=True, capture_output=True)
+                signing_key(d, name)
             write_study(d / "studies", *exam_of("C"))
             with Orthanc(d / "pacs") as pacs, DmpSim(d / "dmp", trust=d / "other.pem") as sim:
                 pacs.load_dir(d / "studies")
@@ -508,19 +480,8 @@ class UntrustedSignatureTest(unittest.TestCase):
                         "dmp_url": sim.url + "/si-dmp-server/v2/services",
                         "dmp_sign_cert": d / "sign.pem",
                         "dmp_sign_key": d / "sign.key"}) as db:
-                    msg = fill_placeholders((DATA / "hl7v2" / "examen-c" / "CR_C-ORU.hl7")
-                                            .read_text(encoding="utf-8"), 7).encode()
-                    client = MllpClient(port)
-                    try:
-                        self.assertEqual(client.send(msg)["MSA"][1], "AA")
-                    finally:
-                        client.close()
-                    deadline = time.monotonic() + 30
-                    while time.monotonic() < deadline:
-                        job = json.loads(db.cli("jobs", "--json").stdout)[0]
-                        if job["state"] not in ("queued", "running"):
-                            break
-                        time.sleep(0.2)
+                    send_report(self, port, "examen-c/CR_C-ORU.hl7", 7)
+                    job = wait_job(db, last_job_id(db), timeout=30)
                     self.assertEqual((job["state"], job["parked_for"]), ("parked", "dmp"))
                     self.assertIn("VIHF signature does not verify", job["reason"])
                 self.assertEqual(sim.control("documents"), [])
