@@ -19,8 +19,19 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
-build: deps $(BUILD)/build.ninja
+build: deps $(BUILD)/build.ninja $(BUILD)/viewer/index.html
 	ninja -C $(BUILD)
+
+# The web viewer: npm packages pinned by viewer/package-lock.json, bundled
+# by esbuild (viewer/build.mjs) into BUILD/viewer, which drimboxd serves.
+VIEWER_SRC := viewer/build.mjs viewer/package.json $(wildcard viewer/src/*)
+
+viewer/node_modules/.package-lock.json: viewer/package-lock.json
+	cd viewer && npm ci --no-audit --no-fund
+
+$(BUILD)/viewer/index.html $(ASAN_BUILD)/viewer/index.html: %/viewer/index.html: \
+		viewer/node_modules/.package-lock.json $(VIEWER_SRC)
+	node viewer/build.mjs $*/viewer
 
 test: build
 	$(MESON_TEST) -C $(BUILD)
@@ -29,7 +40,7 @@ test: build
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
-asan: deps $(ASAN_BUILD)/build.ninja
+asan: deps $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/viewer/index.html
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -52,4 +63,4 @@ format:
 	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cc')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) viewer/node_modules

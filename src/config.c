@@ -97,6 +97,11 @@ static const struct opt schema[] = {
 	  "with '/', no trailing '/'." },
 	{ "http_max_connections", INT(http_max_connections), 1, 10000, "256",
 	  NULL, NULL, "Maximum number of simultaneous HTTP connections." },
+	{ "viewer_dir", STR(viewer_dir), 0, 0, "/usr/share/drimbox/viewer",
+	  NULL, NULL,
+	  "Directory of the built web viewer (make builds it into "
+	  "build/viewer), served at /viewer/; the report link "
+	  "/IHEInvokeImageDisplay opens it." },
 	{ "hl7_port", INT(hl7_port), 0, 65535, "0", NULL, "HL7 v2 from the RIS",
 	  "TCP port of the MLLP listener the RIS sends its reports to "
 	  "(ORU^R01, MDM^T02/T10/T04); 0 = no listener (no source role)." },
@@ -279,6 +284,21 @@ static char *trim(char *s)
 static int config_derive(struct config *cfg, const char *path, char *err,
                          size_t errlen)
 {
+	size_t rl = strlen(cfg->dicomweb_root);
+
+	/* written into URLs and into the viewer's page as is */
+	if (cfg->dicomweb_root[0] != '/' || cfg->dicomweb_root[rl - 1] == '/' ||
+	    strspn(cfg->dicomweb_root, "abcdefghijklmnopqrstuvwxyz"
+	                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	                               "/-_.") != rl ||
+	    strstr(cfg->dicomweb_root, "/.") != NULL ||
+	    strncmp(cfg->dicomweb_root, "/viewer", 7) == 0) {
+		snprintf(err, errlen,
+		         "%s: dicomweb_root: a path like /dicomweb (letters, "
+		         "digits, '/', '-', '_', '.'; not under /viewer)",
+		         path);
+		return -1;
+	}
 	if (cfg->control_socket[0] == '\0') {
 		int w = snprintf(cfg->control_socket,
 		                 sizeof(cfg->control_socket),

@@ -40,6 +40,7 @@ struct config {
 	long http_port;
 	char dicomweb_root[64];
 	long http_max_connections;
+	char viewer_dir[CONFIG_STR_MAX];
 	/* HL7 v2 from the RIS (MLLP) */
 	long hl7_port;
 	char hl7_bind[64];

@@ -10,6 +10,7 @@
 #include "index.h"
 #include "log.h"
 #include "pacs.h"
+#include "web.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -325,6 +326,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		                HEADERS_MAX);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return dw_error(conn, 405, "method %s not allowed", method);
+	if (web_handles(url))
+		return web_handle(&h->env, conn, url);
 	if (strncmp(url, cfg->dicomweb_root, root) != 0 ||
 	    (url[root] != '/' && url[root] != '\0'))
 		return dw_error(conn, 404, "no such resource");

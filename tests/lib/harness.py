@@ -617,6 +617,7 @@ class Drimbox(ManagedProcess):
             "http_port": self.http_port,
             "sync_interval": 0,
             "sync_window_days": 7,
+            "viewer_dir": os.environ.get("DRIMBOX_VIEWER", REPO / "build" / "viewer"),
         }
         if pacs is not None:
             self.settings.update(pacs_host=pacs.host, pacs_port=pacs.dicom_port,

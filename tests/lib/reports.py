@@ -4,6 +4,8 @@ study, accession number and patient. Used by the benchmarks and the demo,
 which must not depend on the ANS sample data."""
 
 import base64
+import subprocess
+import tempfile
 import time
 import uuid
 from xml.sax.saxutils import quoteattr
@@ -74,3 +76,26 @@ def oru(study_uid, accession, patient, control_id, modality="CT"):
         "OBX|2|CE|DESTDMP^Destinataire DMP^MetaDMPMSS||Y||||||F",
     ]
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+# Patient p1 of the generated studies (tests/data/gen_studies.py): its CT
+# ("ct", "ct-jls") reports name this identity.
+SMALL_SET_PATIENT = {"ins": "279035121518989", "family": "PAT-TROIS", "given": "DOMINIQUE",
+                     "birth": "19790315", "sex": "F"}
+
+
+def mllp_send(port, message, host="127.0.0.1"):
+    """Sends one message as a RIS does, with python3-hl7's mllp_send; the
+    acknowledgement code (MSA-1: AA, AE, AR)."""
+    # it reads MLLP frames from a file (Debian's 0.4.5 fails on stdin)
+    with tempfile.NamedTemporaryFile(suffix=".hl7") as f:
+        f.write(b"\x0b" + message + b"\x1c\r")
+        f.flush()
+        out = subprocess.run(["mllp_send", "-p", str(port), "-f", f.name, host],
+                             capture_output=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError("mllp_send: exit %d: %s" % (out.returncode, out.stderr.decode()))
+    for seg in out.stdout.decode("utf-8", "replace").replace("\n", "\r").split("\r"):
+        if seg.startswith("MSA|"):
+            return seg.split("|")[1]
+    raise RuntimeError("mllp_send: no MSA in the answer: %r" % out.stdout[:200])
