@@ -208,6 +208,10 @@ static enum MHD_Result viewer_file(const struct config *cfg,
 			log_error(LOGC_HTTP,
 			          "viewer not found in %s (viewer_dir)",
 			          cfg->viewer_dir);
+		else if (strchr(strrchr(url, '/'), '.') == NULL)
+			/* a route of the page's own (no file has a name
+			 * without a dot): the page */
+			return viewer_file(cfg, conn, VIEWER "/");
 		return dw_error(conn, 404, "no such file");
 	}
 	if (strcmp(name, "index.html") == 0)

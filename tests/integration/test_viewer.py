@@ -231,6 +231,10 @@ class ViewerTest(common.PacsTestCase):
         self.assertEqual(status, 304)
         status, h, _ = request(self.base + "/viewer")
         self.assertEqual((status, h["Location"]), (301, "/viewer/"))
+        # a path of the page's own (no dot in its last segment) is the page
+        status, h, body = request(self.base + "/viewer/compare")
+        self.assertEqual((status, h["Content-Type"]), (200, "text/html; charset=utf-8"))
+        self.assertEqual(body.decode(), page)
         for bad in ("/viewer/../drimbox.conf", "/viewer/%2e%2e/db/drimbox.conf",
                     "/viewer/.hidden", "/viewer/wasm//x", "/viewer/nothing.js"):
             status, h, body = request(self.base + bad)

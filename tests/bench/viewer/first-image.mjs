@@ -1,0 +1,55 @@
+// One browser launch: navigates to URL and prints, as JSON, the time from
+// navigation start to the first image drawn, seen the same way for every
+// viewer: the first animation frame in which a viewport canvas (a
+// cornerstone canvas, or any canvas of at least 256x256) holds lit pixels.
+//
+// Usage: node first-image.mjs URL [TIMEOUT_MS]
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(path.join(here, '..', '..', '..', 'viewer', 'node_modules', '/'));
+const { chromium } = require('playwright-core');
+
+const [url, timeout = '30000'] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+await page.addInitScript(() => {
+  const lit = (c) => {
+    try {
+      const ctx = c.getContext('2d', { willReadFrequently: true });
+      if (!ctx) return false;
+      const { data } = ctx.getImageData(0, 0, c.width, c.height);
+      for (let p = 0; p < data.length; p += 4 * 97) if (data[p] + data[p + 1] + data[p + 2] > 60) return true;
+    } catch {
+      /* a WebGL canvas: not the one shown */
+    }
+    return false;
+  };
+  const look = () => {
+    for (const c of document.querySelectorAll('canvas')) {
+      if ((c.classList.contains('cornerstone-canvas') || (c.width >= 256 && c.height >= 256)) && lit(c)) {
+        window.__firstImageMs = performance.now();
+        return;
+      }
+    }
+    requestAnimationFrame(look);
+  };
+  requestAnimationFrame(look);
+});
+let requests = 0;
+let bytes = 0;
+page.on('requestfinished', async (r) => {
+  requests++;
+  const s = await r.sizes().catch(() => null);
+  if (s) bytes += s.responseBodySize;
+});
+await page.goto(url);
+await page.waitForFunction(() => window.__firstImageMs !== undefined, null, { timeout: Number(timeout) });
+const ms = await page.evaluate(() => window.__firstImageMs);
+process.stdout.write(JSON.stringify({ ms, requests, bytes }) + '\n');
+await browser.close();
