@@ -212,7 +212,7 @@ static int is_uid(const char *s, size_t n)
 	return 1;
 }
 
-#define SEGS_MAX 8
+#define SEGS_MAX 9 /* .../instances/{sop}/frames/{n}/rendered */
 
 /*
  * Fills rq from a path relative to the DICOMweb root, the UIDs copied into

@@ -46,7 +46,7 @@ fs.mkdirSync(path.join(tmp, 'wasm'), { recursive: true });
 
 const main = await esbuild.build({
   ...common,
-  entryPoints: { main: path.join(here, 'src', 'main.js') },
+  entryPoints: { boot: path.join(here, 'src', 'boot.js'), main: path.join(here, 'src', 'main.js') },
   splitting: true,
   outdir: tmp,
   entryNames: '[name]-[hash]',
@@ -70,13 +70,26 @@ const wasm = {
 for (const [from, to] of Object.entries(wasm))
   fs.copyFileSync(path.join(here, 'node_modules', '@cornerstonejs', from), path.join(tmp, 'wasm', to));
 
-const entry = Object.entries(main.metafile.outputs).find(([, o]) => o.entryPoint)[0];
+// The page loads boot.js, which imports main.js once it has asked its
+// first questions; every module main.js imports statically is preloaded
+// from the start.
+const outputs = main.metafile.outputs;
+const entryOut = (name) =>
+  Object.keys(outputs).find((o) => outputs[o].entryPoint?.endsWith(`src/${name}.js`));
+const preload = [];
+(function walk(o) {
+  if (preload.includes(o)) return;
+  preload.push(o);
+  for (const i of outputs[o].imports) if (i.kind === 'import-statement') walk(i.path);
+})(entryOut('main'));
 const css = fs.readFileSync(path.join(here, 'src', 'style.css'));
 const cssName = `style-${createHash('sha256').update(css).digest('hex').slice(0, 8).toUpperCase()}.css`;
 fs.writeFileSync(path.join(tmp, cssName), css);
 const html = fs
   .readFileSync(path.join(here, 'src', 'index.html'), 'utf8')
-  .replaceAll('%MAIN%', path.basename(entry))
+  .replaceAll('%BOOT%', path.basename(entryOut('boot')))
+  .replaceAll('%MAIN%', path.basename(entryOut('main')))
+  .replace('%PRELOAD%', preload.map((o) => `<link rel="modulepreload" href="${path.basename(o)}">`).join('\n'))
   .replaceAll('%CSS%', cssName);
 fs.writeFileSync(path.join(tmp, 'index.html'), html);
 

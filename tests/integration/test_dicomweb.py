@@ -300,6 +300,16 @@ class DicomwebTest(common.PacsTestCase):
         code, hdr, body = self.get("/studies/%s/thumbnail" % self.study_of_kind("dx"))
         self.assertEqual((code, body[:2]), (200, b"\xff\xd8"))
         self.assertEqual(self.get(base + "/rendered?window=abc")[0], 400)
+        # frame level: a frame of the multi-frame ultrasound, and its thumbnail
+        us = self.study_of_kind("us")
+        us_se = next(iter(self.tree[us]))
+        frame = "/studies/%s/series/%s/instances/%s/frames/3" % (
+            us, us_se, next(iter(self.tree[us][us_se])))
+        for what in ("/rendered", "/thumbnail"):
+            code, hdr, body = self.get(frame + what)
+            self.assertEqual((code, hdr["content-type"], body[:2]),
+                             (200, "image/jpeg", b"\xff\xd8"), what)
+        self.assert_client_error(frame.replace("frames/3", "frames/99") + "/rendered")
 
     def test_rendered_series_is_every_instance(self):
         mr, se = self.first_series("mr")

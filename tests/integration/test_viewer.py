@@ -125,6 +125,9 @@ class ViewerTest(common.PacsTestCase):
         self.assertIsNone(r["error"])
         self.assertIn("/viewer/?study=" + self.studies["ct"]["study_uid"], r["url"])
         self.assertDrawn(r["pixels"], "first image")
+        # the server-rendered preview came first, then Cornerstone's image
+        self.assertIsNotNone(r["previewMs"])
+        self.assertLess(r["previewMs"], r["firstImageMs"])
         self.assertIn("PAT-TROIS DOMINIQUE", r["banner"])
         self.assertIn("15/03/1979", r["banner"])
         self.assertNotIn("279035121518989", r["banner"], "the INS is shown on demand only")
@@ -207,7 +210,7 @@ class ViewerTest(common.PacsTestCase):
         self.assertEqual(h["Cache-Control"], "no-cache")
         page = body.decode()
         self.assertIn('data-dicomweb="/dicomweb"', page)
-        main = re.search(r'src="(main-[A-Z0-9]{8}\.js)"', page).group(1)
+        main = re.search(r'href="(main-[A-Z0-9]{8}\.js)"', page).group(1)
         status, h, plain = request(self.base + "/viewer/" + main)
         self.assertEqual((status, h["Content-Type"]), (200, "text/javascript; charset=utf-8"))
         self.assertIn("immutable", h["Cache-Control"])

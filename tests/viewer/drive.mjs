@@ -90,6 +90,7 @@ const scenarios = {
     return {
       url: page.url(),
       firstImageMs: s.firstImageMs,
+      previewMs: s.previewMs,
       error: s.error,
       pixels: await pixels(page),
       banner: await page.locator('#banner').innerText(),

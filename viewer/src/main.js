@@ -13,11 +13,18 @@ import {
 } from '@cornerstonejs/core';
 import { init as loaderInit, wadors } from '@cornerstonejs/dicom-image-loader';
 import { root, getJSON, value, number, q, LoadError } from './dicomweb.js';
+import { NON_IMAGE, studyUid, seriesList, firstSeries, seriesMetadata } from './study.js';
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
+// what boot.js asked for (it ran first); the same questions when not
+const boot = window.drimboxBoot || {};
+if (!boot.uid) {
+  boot.uid = studyUid(new URLSearchParams(location.search));
+  boot.series = boot.uid.then(seriesList);
+  boot.first = boot.series.then(firstSeries);
+  boot.meta = boot.first.then(seriesMetadata);
+}
 const engineId = 'drimbox';
-const NON_IMAGE = new Set(['KO', 'PR', 'SR', 'DOC', 'REG', 'SEG', 'RTSTRUCT']);
 
 // What tests and benchmarks read: ready once the first image is drawn.
 const app = (window.drimboxViewer = { ready: false, firstImageMs: null, error: null });
@@ -55,32 +62,6 @@ function fail(e) {
 }
 window.addEventListener('unhandledrejection', (ev) => fail(ev.reason));
 
-async function studyUid() {
-  const uid =
-    params.get('study') || params.get('studyUID') || (params.get('StudyInstanceUIDs') || '').split(/[,;]/)[0];
-  if (uid) return uid;
-  const acc = params.get('accession') || params.get('AccessionNumber');
-  if (!acc) throw new LoadError('notfound', "l'adresse ne désigne aucun examen (study= ou accession=)");
-  const found = await getJSON(`/studies?AccessionNumber=${q(acc)}`);
-  if (!found.length) throw new LoadError('notfound', `aucun examen de numéro d'accès ${acc}`);
-  return value(found[0], '0020000D');
-}
-
-async function seriesList(uid) {
-  const list = await getJSON(`/studies/${q(uid)}/series?includefield=0008103E`);
-  if (!list.length) throw new LoadError('notfound', `examen ${uid} inconnu`);
-  return list
-    .map((s) => ({
-      uid: value(s, '0020000E'),
-      number: number(s, '00200011') ?? 0,
-      modality: value(s, '00080060') || '',
-      description: value(s, '0008103E') || '',
-      count: number(s, '00201209') ?? 0,
-      study: uid,
-    }))
-    .sort((a, b) => a.number - b.number);
-}
-
 function frameBase(series, sop) {
   return `wadors:${location.origin}${root}/studies/${series.study}/series/${series.uid}/instances/${sop}/frames/`;
 }
@@ -95,11 +76,9 @@ function addInstance(series, m) {
 
 function seriesImages(series) {
   if (!seriesCache.has(series.uid)) {
-    const p = getJSON(`/studies/${q(series.study)}/series/${q(series.uid)}/metadata`).then((meta) => {
-      const images = meta.filter((m) => m['00280010']);
-      images.sort((a, b) => (number(a, '00200013') ?? 0) - (number(b, '00200013') ?? 0));
-      return { meta: images, ids: images.flatMap((m) => addInstance(series, m)) };
-    });
+    // boot.js asked for the first series' metadata already
+    const asked = boot.firstUid === series.uid ? boot.meta : seriesMetadata(series);
+    const p = asked.then((images) => ({ meta: images, ids: images.flatMap((m) => addInstance(series, m)) }));
     seriesCache.set(series.uid, p);
     p.catch(() => seriesCache.delete(series.uid));
   }
@@ -175,6 +154,8 @@ async function show(slot, series, first) {
       Enums.Events.IMAGE_RENDERED,
       () => {
         app.firstImageMs = performance.now();
+        app.previewMs = boot.previewMs ?? null;
+        slot.element.querySelector('.preview')?.remove();
         app.ready = true;
         document.body.dataset.state = 'ready';
       },
@@ -182,7 +163,9 @@ async function show(slot, series, first) {
     );
     banner(meta[0]);
   }
+  performance.mark('drimbox:metadata');
   await vp.setStack(ids, middle);
+  performance.mark('drimbox:stack');
   vp.render();
   setActive(slot);
   tools?.attach(slot);
@@ -277,15 +260,14 @@ async function thumbnails(series, shown) {
 
 const opened = [];
 
-async function openStudy(slot, uid, label) {
-  const series = await seriesList(uid);
+async function openStudy(slot, uid, label, known) {
+  const series = known || (await seriesList(uid));
   const study = { uid, series, label };
   slot.study = study;
   if (!opened.some((s) => s.uid === uid)) opened.push(study);
-  const first = series.find((s) => !NON_IMAGE.has(s.modality)) || series[0];
-  const ids = await show(slot, first, slot === slots[0] && !app.ready);
+  const ids = await show(slot, firstSeries(series), slot === slots[0] && !app.ready);
   panel(opened);
-  return { study, ids, first };
+  return { study, ids };
 }
 
 async function compare() {
@@ -318,15 +300,16 @@ async function compare() {
 }
 
 async function start() {
-  const uidP = studyUid();
+  performance.mark('drimbox:script');
   const ready = Promise.resolve(coreInit()).then(() =>
-    loaderInit({ maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)), wasmBasePath: new URL('wasm/', import.meta.url).href }),
+    loaderInit({
+      maxWebWorkers: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2)),
+      wasmBasePath: new URL('wasm/', import.meta.url).href,
+    }),
   );
-  const uid = await uidP;
-  const [series] = await Promise.all([seriesList(uid), ready]);
-  // the first series' metadata was asked for before the engine existed
-  const first = series.find((s) => !NON_IMAGE.has(s.modality)) || series[0];
-  seriesImages(first).catch(() => {});
+  const [uid, series, first] = await Promise.all([boot.uid, boot.series, boot.first, ready]);
+  boot.firstUid = first.uid;
+  performance.mark('drimbox:init');
   engine = new RenderingEngine(engineId);
   engine.setViewports(
     slots.map((s) => ({
@@ -342,7 +325,7 @@ async function start() {
     s.element.oncontextmenu = (e) => e.preventDefault();
   }
   slots[0].label = 'Examen';
-  const { study, ids } = await openStudy(slots[0], uid, 'Examen');
+  const { study, ids } = await openStudy(slots[0], uid, 'Examen', series);
   const toolsP = import('./tools.js').then((t) => {
     tools = t;
     t.setup(engineId, slots, { get active() { return active; }, overlay, compare, fail });

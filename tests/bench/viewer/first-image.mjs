@@ -51,5 +51,12 @@ page.on('requestfinished', async (r) => {
 await page.goto(url);
 await page.waitForFunction(() => window.__firstImageMs !== undefined, null, { timeout: Number(timeout) });
 const ms = await page.evaluate(() => window.__firstImageMs);
-process.stdout.write(JSON.stringify({ ms, requests, bytes }) + '\n');
+// drimbox's viewer also says when Cornerstone drew its first image (after
+// the server-rendered preview that the detector above sees first)
+let interactiveMs = null;
+if (await page.evaluate(() => 'drimboxViewer' in window)) {
+  await page.waitForFunction(() => window.drimboxViewer.ready, null, { timeout: Number(timeout) });
+  interactiveMs = await page.evaluate(() => window.drimboxViewer.firstImageMs);
+}
+process.stdout.write(JSON.stringify({ ms, interactiveMs, requests, bytes }) + '\n');
 await browser.close();
