@@ -52,6 +52,7 @@ bench: build
 	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
 	tests/bench/bigstudy/run --json $(BUILD)/bench-bigstudy.json
 	tests/bench/publish/run --runs 3 --json $(BUILD)/bench-publish.json
+	tests/bench/viewer/run --runs 5 --json $(BUILD)/bench-viewer.json
 
 demo: build
 	tests/demo/run start

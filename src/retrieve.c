@@ -19,6 +19,7 @@ struct entry {
 	struct entry *next;
 	struct retriever *r;
 	char study[65], series[65]; /* series "" = whole study */
+	char sop[65];               /* "" = the whole series or study */
 	struct retrieve_status st;
 	struct timespec start;
 	int refs; /* the thread + each requester */
@@ -84,7 +85,9 @@ static void on_instance(void *ctx, const struct dcm_instance_info *info,
 	pthread_mutex_lock(&r->lock);
 	for (struct entry *e = r->active; e; e = e->next) {
 		if (strcmp(e->study, info->study_uid) != 0 ||
-		    (e->series[0] && strcmp(e->series, info->series_uid) != 0))
+		    (e->series[0] &&
+		     strcmp(e->series, info->series_uid) != 0) ||
+		    (e->sop[0] && strcmp(e->sop, info->sop_instance_uid) != 0))
 			continue;
 		if (tmp_path != NULL) {
 			note_arrival(e, info, tmp_path);
@@ -168,15 +171,16 @@ static void *retrieval_thread(void *arg)
 	struct entry *e = arg;
 	struct retriever *r = e->r;
 	struct dcm_selection sel = { e->study, e->series[0] ? e->series : NULL,
-		                     NULL };
+		                     e->sop[0] ? e->sop : NULL };
 	struct dcm_progress fin = { 0, 0, 0, 0 };
 	char ctx[32], err[256] = "";
 	int rc;
 
 	snprintf(ctx, sizeof(ctx), "fetch=%u", e->id);
 	log_set_context(ctx);
-	log_info(LOGC_PACS, "retrieve study=%s%s%s via %s", e->study,
+	log_info(LOGC_PACS, "retrieve study=%s%s%s%s%s via %s", e->study,
 	         e->series[0] ? " series=" : "", e->series,
+	         e->sop[0] ? " instance=" : "", e->sop,
 	         r->pacs->use_get ? "C-GET" : "C-MOVE");
 	rc = pacs_retrieve(r->pacs, &sel, &r->handler, on_progress, e, &fin,
 	                   err, sizeof(err));
@@ -227,7 +231,8 @@ static void *retrieval_thread(void *arg)
 
 /* Finds or starts the retrieval; the caller holds the lock. */
 static struct entry *join_or_start(struct retriever *r, const char *study,
-                                   const char *series, char *err, size_t len)
+                                   const char *series, const char *sop,
+                                   char *err, size_t len)
 {
 	struct entry *e;
 	pthread_attr_t attr;
@@ -236,7 +241,8 @@ static struct entry *join_or_start(struct retriever *r, const char *study,
 
 	for (e = r->active; e; e = e->next)
 		if (strcmp(e->study, study) == 0 &&
-		    strcmp(e->series, series ? series : "") == 0) {
+		    strcmp(e->series, series ? series : "") == 0 &&
+		    strcmp(e->sop, sop ? sop : "") == 0) {
 			e->refs++;
 			return e;
 		}
@@ -248,6 +254,7 @@ static struct entry *join_or_start(struct retriever *r, const char *study,
 	e->r = r;
 	snprintf(e->study, sizeof(e->study), "%s", study);
 	snprintf(e->series, sizeof(e->series), "%s", series ? series : "");
+	snprintf(e->sop, sizeof(e->sop), "%s", sop ? sop : "");
 	e->st.expected = -1;
 	e->refs = 2;
 	e->id = ++r->next_id;
@@ -274,7 +281,8 @@ struct retrieval {
 };
 
 struct retrieval *retriever_start(struct retriever *r, const char *study,
-                                  const char *series, char *err, size_t errlen)
+                                  const char *series, const char *sop,
+                                  char *err, size_t errlen)
 {
 	struct retrieval *h = calloc(1, sizeof(*h));
 
@@ -286,7 +294,7 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 	if (r->stopping)
 		snprintf(err, errlen, "shutting down");
 	else
-		h->e = join_or_start(r, study, series, err, errlen);
+		h->e = join_or_start(r, study, series, sop, err, errlen);
 	pthread_mutex_unlock(&r->lock);
 	if (h->e == NULL) {
 		free(h);
@@ -294,6 +302,17 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 	}
 	h->r = r;
 	return h;
+}
+
+int retriever_instances_running(struct retriever *r)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct entry *e = r->active; e; e = e->next)
+		n += e->sop[0] != '\0';
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 void retrieval_wait(struct retrieval *h, size_t arrived, int timeout_ms,
@@ -356,7 +375,8 @@ int retriever_fetch(struct retriever *r, const char *study, const char *series,
 		snprintf(final->error, sizeof(final->error), "shutting down");
 		return -1;
 	}
-	e = join_or_start(r, study, series, final->error, sizeof(final->error));
+	e = join_or_start(r, study, series, NULL, final->error,
+	                  sizeof(final->error));
 	if (e == NULL) {
 		pthread_mutex_unlock(&r->lock);
 		return -1;

@@ -1,6 +1,6 @@
 /*
- * retrieve.h - retrieval of studies and series from the PACS into the
- * cache, each in its own thread. Identical requests made while one is in
+ * retrieve.h - retrieval of studies, series and instances from the PACS into
+ * the cache, each in its own thread. Identical requests made while one is in
  * flight share it; every requester sees its progress (instances, bytes)
  * as the storage handler reports instances landing in the cache.
  */
@@ -52,12 +52,17 @@ typedef void (*retrieve_cb)(void *ctx, const struct retrieve_status *st);
 struct retrieval;
 
 /*
- * Starts a retrieval of a study (series NULL) or one series, or joins the
- * identical one in flight, without waiting. Returns a handle the caller
- * releases with retrieval_release(); NULL with err when it cannot start.
+ * Starts a retrieval of a study (series NULL), one series (sop NULL) or one
+ * instance, or joins the identical one in flight, without waiting. Returns
+ * a handle the caller releases with retrieval_release(); NULL with err
+ * when it cannot start.
  */
 struct retrieval *retriever_start(struct retriever *r, const char *study,
-                                  const char *series, char *err, size_t errlen);
+                                  const char *series, const char *sop,
+                                  char *err, size_t errlen);
+
+/* How many retrievals of single instances are in flight. */
+int retriever_instances_running(struct retriever *r);
 
 /*
  * Waits until more than `arrived` instances have arrived (see

@@ -31,6 +31,7 @@
 #define FRAMES_MAX 1024
 #define WAIT_SLICE_MS 1000
 #define STALL_MAX_S 300 /* a retrieval that delivers nothing for so long */
+#define INSTANCE_RETRIEVALS_MAX 2 /* single instances asked for at once */
 
 /* One instance of the selection. */
 struct item {
@@ -787,8 +788,9 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 	}
 	s->ahead = ahead_start(s);
 	if (count_uncached(&s->items) > 0) {
-		s->retrieval = retriever_start(rq->env->retriever, s->study,
-		                               s->rq.series, err, sizeof(err));
+		s->retrieval =
+		        retriever_start(rq->env->retriever, s->study,
+		                        s->rq.series, NULL, err, sizeof(err));
 		if (s->retrieval == NULL)
 			log_warn(LOGC_HTTP, "study=%s: %s", s->study, err);
 	}
@@ -851,19 +853,71 @@ static int fetch_missing(struct dw_request *rq, struct items *items, char *err,
                          size_t errlen)
 {
 	struct retrieve_status st;
+	struct retrieval *h, *one;
+	size_t seen_all = 0, seen_one = 0;
+	int rc = 0, one_done = 0;
 
 	if (count_uncached(items) == 0)
 		return 0;
-	if (retriever_fetch(rq->env->retriever, rq->study, rq->series, 1000,
-	                    NULL, NULL, &st) != 0) {
-		snprintf(err, errlen, "%s", st.error);
-		return -1;
+	if (rq->sop == NULL) {
+		if (retriever_fetch(rq->env->retriever, rq->study, rq->series,
+		                    1000, NULL, NULL, &st) != 0) {
+			snprintf(err, errlen, "%s", st.error);
+			return -1;
+		}
+		if (list_items(rq, items) != 0) {
+			snprintf(err, errlen, "index unreadable");
+			return -1;
+		}
+		return 0;
 	}
-	if (list_items(rq, items) != 0) {
-		snprintf(err, errlen, "index unreadable");
+	/* One instance (a frame, its rendering, its metadata) is served as
+	 * soon as it is in the cache, not once its whole series is (a viewer
+	 * asks for the middle image first): the instance is asked for on its
+	 * own (a few at a time), its series beside it for what comes next. */
+	one = retriever_instances_running(rq->env->retriever) <
+	                      INSTANCE_RETRIEVALS_MAX
+	              ? retriever_start(rq->env->retriever, rq->study,
+	                                rq->series, rq->sop, err, errlen)
+	              : NULL;
+	h = retriever_start(rq->env->retriever, rq->study, rq->series, NULL,
+	                    err, errlen);
+	if (h == NULL && one == NULL)
 		return -1;
+	for (;;) {
+		struct retrieval *w = one && !one_done ? one : h ? h : one;
+		size_t *seen = w == one ? &seen_one : &seen_all;
+		struct retrieval_item got[4];
+		size_t n;
+
+		retrieval_wait(w, *seen, WAIT_SLICE_MS, &st);
+		while ((n = retrieval_arrived(w, *seen, got, 4)) > 0)
+			*seen += n;
+		if (list_items(rq, items) != 0) {
+			snprintf(err, errlen, "index unreadable");
+			rc = -1;
+			break;
+		}
+		if (count_uncached(items) == 0)
+			break;
+		if (!st.done)
+			continue;
+		if (w == one && h != NULL) {
+			/* refused or missed: the series brings it */
+			one_done = 1;
+			continue;
+		}
+		if (!st.ok) {
+			snprintf(err, errlen, "%s", st.error);
+			rc = -1;
+		}
+		break;
 	}
-	return 0;
+	if (one != NULL)
+		retrieval_release(one);
+	if (h != NULL)
+		retrieval_release(h);
+	return rc;
 }
 
 struct meta_ctx {

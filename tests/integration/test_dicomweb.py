@@ -311,6 +311,24 @@ class DicomwebTest(common.PacsTestCase):
                              (200, "image/jpeg", b"\xff\xd8"), what)
         self.assert_client_error(frame.replace("frames/3", "frames/99") + "/rendered")
 
+    def test_an_uncached_instance_is_asked_for_on_its_own(self):
+        """A frame of an instance not in the cache: the instance is
+        retrieved alone (a viewer's first image does not wait for its whole
+        series), and the series follows."""
+        db = self.drimbox("cold", aet="DRIMCOLD")  # the PACS knows DRIMBOX as cls.db
+        db.cli("sync", "--all")
+        study, se = self.first_series("ct")
+        sop = sorted(self.tree[study][se])[7]
+        code, hdr, body = harness.http_get(
+            "%s/studies/%s/series/%s/instances/%s/frames/1/rendered" % (
+                db.dicomweb_url, study, se, sop), headers={"Accept": "image/jpeg"})
+        self.assertEqual((code, body[:2]), (200, b"\xff\xd8"))
+        self.assertIn("instance=" + sop, db.log_text())
+        self.assertTrue(harness.wait_until(
+            lambda: all(i["cached"] for st in db.ls() if st["study_uid"] == study
+                        for s in st["series"] if s["series_uid"] == se
+                        for i in s["instances"]), 30), "the series was not retrieved")
+
     def test_rendered_series_is_every_instance(self):
         mr, se = self.first_series("mr")
         parts = self.multipart("/studies/%s/series/%s/rendered?viewport=32,32" % (mr, se),

@@ -174,6 +174,7 @@ class ViewerTest(common.PacsTestCase):
     def test_cine_plays_the_frames(self):
         r = self.scenario("cine")
         self.assertTrue(r["cineVisible"])
+        self.assertEqual(r["fps"], "30", "the rate of the acquisition (Frame Time 33.3 ms)")
         self.assertEqual(r["before"]["count"], 5)
         self.assertGreater(len(r["seen"]), 2, r["seen"])
 

@@ -192,7 +192,12 @@ const scenarios = {
       await page.waitForTimeout(100);
       seen.add((await state(page)).index);
     }
-    return { before, seen: [...seen], cineVisible: await page.locator('#cine').isVisible() };
+    return {
+      before,
+      seen: [...seen],
+      cineVisible: await page.locator('#cine').isVisible(),
+      fps: await page.locator('#fps').inputValue(),
+    };
   },
 
   // A prior of the same patient beside the exam.

@@ -146,7 +146,10 @@ async function show(slot, series, first) {
   slot.ids = ids;
   slot.noSpacing = !meta[0]['00280030'] && !meta[0]['00181164'];
   slot.multiframe = meta.some((m) => (number(m, '00280008') || 1) > 1);
-  slot.frameTime = number(meta[0], '00181063') || (number(meta[0], '00180040') ? 1000 / number(meta[0], '00180040') : 100);
+  // cine at the acquisition's rate: Frame Time (ms), else Cine Rate
+  // (frames/s), else 10 frames/s
+  const rate = number(meta[0], '00181063') ? 1000 / number(meta[0], '00181063') : number(meta[0], '00180040');
+  if (slot.multiframe) $('fps').value = String(Math.min(60, Math.max(1, Math.round(rate || 10))));
   const vp = engine.getViewport(slot.id);
   const middle = Math.floor(ids.length / 2);
   if (first) {

@@ -34,6 +34,9 @@ await page.addInitScript(() => {
     for (const c of document.querySelectorAll('canvas')) {
       if ((c.classList.contains('cornerstone-canvas') || (c.width >= 256 && c.height >= 256)) && lit(c)) {
         window.__firstImageMs = performance.now();
+        // what had been fetched by then
+        const before = performance.getEntriesByType('resource').filter((e) => e.responseEnd <= window.__firstImageMs);
+        window.__fetched = { requests: before.length, bytes: before.reduce((n, e) => n + e.encodedBodySize, 0) };
         return;
       }
     }
@@ -41,16 +44,9 @@ await page.addInitScript(() => {
   };
   requestAnimationFrame(look);
 });
-let requests = 0;
-let bytes = 0;
-page.on('requestfinished', async (r) => {
-  requests++;
-  const s = await r.sizes().catch(() => null);
-  if (s) bytes += s.responseBodySize;
-});
 await page.goto(url);
 await page.waitForFunction(() => window.__firstImageMs !== undefined, null, { timeout: Number(timeout) });
-const ms = await page.evaluate(() => window.__firstImageMs);
+const { ms, requests, bytes } = await page.evaluate(() => ({ ms: window.__firstImageMs, ...window.__fetched }));
 // drimbox's viewer also says when Cornerstone drew its first image (after
 // the server-rendered preview that the detector above sees first)
 let interactiveMs = null;
