@@ -1,7 +1,7 @@
 // The first script of the page, small: it asks for the study's series, the
 // first series' metadata and the middle image rendered by drimbox (JPEG),
-// and draws that image, while the browser still loads the viewer's code
-// (main.js, Cornerstone3D), which then takes over from these answers.
+// and draws that image; then it loads the viewer's code (main.js,
+// Cornerstone3D), which takes over from these answers.
 import { root, getJSON, number, q, value } from './dicomweb.js';
 import { studyUid, seriesList, firstSeries, seriesMetadata, frames } from './study.js';
 
@@ -55,9 +55,9 @@ async function preview() {
   vp.append(c);
   boot.previewMs = performance.now();
 }
-// The viewer's code is being fetched and compiled meanwhile (modulepreload);
-// running it takes the main thread for a while, so it waits for the
-// preview to be drawn (or half a second at most).
+// The viewer's code (3 MB of JavaScript) is fetched, compiled and run
+// once the preview is drawn (or after half a second at most): doing it
+// meanwhile took the main thread from the preview.
 const drawn = preview().catch(() => {});
 Promise.race([drawn, new Promise((resolve) => setTimeout(resolve, 500))]).then(() =>
   import(document.documentElement.dataset.main),

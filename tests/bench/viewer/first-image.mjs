@@ -50,8 +50,8 @@ const { ms, requests, bytes } = await page.evaluate(() => ({ ms: window.__firstI
 // drimbox's viewer also says when Cornerstone drew its first image (after
 // the server-rendered preview that the detector above sees first)
 let interactiveMs = null;
-if (await page.evaluate(() => 'drimboxViewer' in window)) {
-  await page.waitForFunction(() => window.drimboxViewer.ready, null, { timeout: Number(timeout) });
+if (await page.evaluate(() => 'drimboxBoot' in window)) {
+  await page.waitForFunction(() => window.drimboxViewer?.ready, null, { timeout: Number(timeout) });
   interactiveMs = await page.evaluate(() => window.drimboxViewer.firstImageMs);
 }
 process.stdout.write(JSON.stringify({ ms, interactiveMs, requests, bytes }) + '\n');
