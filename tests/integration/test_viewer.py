@@ -211,7 +211,7 @@ class ViewerTest(common.PacsTestCase):
         self.assertEqual(h["Cache-Control"], "no-cache")
         page = body.decode()
         self.assertIn('data-dicomweb="/dicomweb"', page)
-        main = re.search(r'href="(main-[A-Z0-9]{8}\.js)"', page).group(1)
+        main = re.search(r'data-main="\./(main-[A-Z0-9]{8}\.js)"', page).group(1)
         status, h, plain = request(self.base + "/viewer/" + main)
         self.assertEqual((status, h["Content-Type"]), (200, "text/javascript; charset=utf-8"))
         self.assertIn("immutable", h["Cache-Control"])
