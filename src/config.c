@@ -183,6 +183,25 @@ static const struct opt schema[] = {
 	  NULL, "VIHF LPS_ID_HOMOLOGATION_DMP (the homologation number)." },
 	{ "dmp_timeout", INT(dmp_timeout), 1, 3600, "60", NULL, NULL,
 	  "Seconds a DMP transaction may take." },
+	{ "whitelist_file", STR(whitelist_file), 0, 0, "", NULL,
+	  "The DRIM-M whitelist",
+	  "The ANS list of DRIMboxes (ListeBlancheDRIM-M, XAdES-signed XML). "
+	  "A list is used only once its signature verifies against "
+	  "whitelist_trust; `drimbox whitelist` checks one." },
+	{ "whitelist_trust", STR(whitelist_trust), 0, 0, "", NULL, NULL,
+	  "PEM file of the CA certificates the list's signature must chain "
+	  "to (IGC-Santé: the root, and the intermediate when the list does "
+	  "not carry it)." },
+	{ "whitelist_crl", STR(whitelist_crl), 0, 0, "", NULL, NULL,
+	  "PEM file of the CRLs the signing certificate is checked against "
+	  "(empty: no revocation check)." },
+	{ "whitelist_signer_cn", STR(whitelist_signer_cn), 0, 0,
+	  "Liste Blanche DRIM-M", NULL, NULL,
+	  "Common name the list's signing certificate must have." },
+	{ "whitelist_signer_ou", STR(whitelist_signer_ou), 0, 0,
+	  "318751275100020", NULL, NULL,
+	  "Organisational unit the list's signing certificate must have (the "
+	  "ANS's)." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

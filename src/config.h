@@ -66,6 +66,9 @@ struct config {
 	char dmp_source_oid[65];
 	char dmp_lps_id[64], dmp_lps_version[32], dmp_lps_homologation[64];
 	long dmp_timeout;
+	/* the DRIM-M whitelist */
+	char whitelist_file[256], whitelist_trust[256], whitelist_crl[256];
+	char whitelist_signer_cn[128], whitelist_signer_ou[64];
 };
 
 /* Sets every key to its default. */

@@ -5,12 +5,15 @@
  */
 #include "config.h"
 #include "dcm.h"
+#include "dmp.h"
 #include "index.h"
 #include "log.h"
 #include "pacs.h"
+#include "whitelist.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <libxml/parser.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +43,8 @@ static void usage(FILE *out)
 	      "(after fixing its cause)\n"
 	      "  messages [--json] [-n N]        the HL7 messages received, "
 	      "and the answers\n"
+	      "  whitelist [FILE]                verify the DRIM-M whitelist "
+	      "(default whitelist_file)\n"
 	      "FILE defaults to $DRIMBOX_CONF, then " DEFAULT_CONF ".\n",
 	      out);
 }
@@ -759,6 +764,46 @@ done:
 	return rc;
 }
 
+/* `whitelist [FILE]`: verifies the list and prints its DRIMboxes. */
+static int cmd_whitelist(const struct config *cfg, int argc, char **argv)
+{
+	const struct wl_trust trust = { cfg->whitelist_trust,
+		                        cfg->whitelist_crl,
+		                        cfg->whitelist_signer_cn,
+		                        cfg->whitelist_signer_ou };
+	const char *file = argc > 1 ? argv[1] : cfg->whitelist_file;
+	struct whitelist *wl;
+	char err[512];
+	int rc;
+
+	if (argc > 2 || file[0] == '\0' || trust.anchors[0] == '\0') {
+		fprintf(stderr,
+		        "drimbox: whitelist [FILE], with whitelist_trust "
+		        "(and whitelist_file or FILE) set\n");
+		return 2;
+	}
+	xmlInitParser();
+	if (dmp_global_init(err, sizeof(err)) != 0) {
+		fprintf(stderr, "drimbox: %s\n", err);
+		return 1;
+	}
+	rc = whitelist_load(file, &trust, &wl, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "drimbox: %s: REFUSED: %s\n", file, err);
+	} else {
+		printf("%s: signature valid, signed by %s, generated %s, %zu "
+		       "DRIMboxes\n",
+		       file, wl->signer, wl->generated, wl->n);
+		for (size_t i = 0; i < wl->n; i++)
+			printf("  %-4s %-40s %-40s %s\n", wl->domains[i].id,
+			       wl->domains[i].db, wl->domains[i].vi,
+			       wl->domains[i].name);
+		whitelist_free(wl);
+	}
+	dmp_global_cleanup();
+	return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -799,6 +844,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "ls") == 0)
 		return cmd_ls(&cfg, argc, argv);
+	if (strcmp(argv[0], "whitelist") == 0)
+		return cmd_whitelist(&cfg, argc, argv);
 	if (strcmp(argv[0], "jobs") == 0 || strcmp(argv[0], "messages") == 0)
 		return cmd_list(&cfg, argc, argv);
 	if (strcmp(argv[0], "echo") != 0 && strcmp(argv[0], "find") != 0) {
