@@ -429,6 +429,41 @@ struct dcm_kos {
 int dcm_kos_write(const struct dcm_kos *k, const char *path, char *sop_out,
                   struct dcm_err *err);
 
+/* An instance a manifest references, as read by dcm_kos_read. */
+struct dcm_manifest_instance {
+	char sop_class[65], sop_uid[65];
+};
+
+/* A series a manifest references. */
+struct dcm_manifest_series {
+	char study_uid[65], uid[65];
+	char retrieve_url[1025]; /* its WADO-RS resource at the source */
+	char retrieve_aet[65];
+	size_t ninst;
+	struct dcm_manifest_instance *inst;
+};
+
+/* A KOS manifest, as a consumer reads it (dcm_kos_read). */
+struct dcm_manifest {
+	char sop_uid[65];
+	char patient_id[65], patient_issuer[65], patient_issuer_oid[65];
+	char patient_name[325];
+	char study_uid[65], accession[65], study_date[9], description[65];
+	size_t nseries;
+	struct dcm_manifest_series *series;
+};
+
+/*
+ * Reads a KOS manifest (a Part 10 buffer, as ITI-43 returns it): its
+ * Current Requested Procedure Evidence, series by series with their
+ * RetrieveURL. At most 10,000 series and 1,000,000 instances. *out is
+ * freed with dcm_manifest_free. DCM_ERR_PARSE when the buffer is not a
+ * KOS or references nothing.
+ */
+int dcm_kos_read(const void *buf, size_t len, struct dcm_manifest **out,
+                 struct dcm_err *err);
+void dcm_manifest_free(struct dcm_manifest *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,9 @@
 #include "dcmtk/dcmdata/dcuid.h"
 #include "dcmtk/dcmsr/dsrdoc.h"
 
+#include <cstdlib>
+#include <memory>
+
 using dcmi::fail;
 
 namespace
@@ -265,4 +268,181 @@ extern "C" int dcm_kos_write(const struct dcm_kos *k, const char *path,
 	} catch (...) {
 		return fail(err, DCM_ERR_INTERNAL, "exception building a KOS");
 	}
+}
+
+/* ---- reading a manifest ------------------------------------------------ */
+
+namespace
+{
+
+const size_t SERIES_MAX = 10000, INSTANCES_MAX = 1000000;
+
+void get(DcmItem &item, const DcmTagKey &tag, char *out, size_t cap)
+{
+	OFString v;
+
+	out[0] = '\0';
+	if (item.findAndGetOFStringArray(tag, v).good())
+		dcmi::copy_str(out, cap, v.c_str());
+}
+
+struct manifest_del {
+	void operator()(dcm_manifest *m) const
+	{
+		dcm_manifest_free(m);
+	}
+};
+
+int read_series(DcmItem &study, const char *study_uid, dcm_manifest *m,
+                size_t *total, struct dcm_err *err)
+{
+	DcmSequenceOfItems *seq = nullptr;
+
+	if (study.findAndGetSequence(DCM_ReferencedSeriesSequence, seq).bad() ||
+	    seq == nullptr)
+		return DCM_OK;
+	for (unsigned long i = 0; i < seq->card(); i++) {
+		DcmItem *se = seq->getItem(i);
+		DcmSequenceOfItems *sops = nullptr;
+
+		if (m->nseries == SERIES_MAX)
+			return fail(err, DCM_ERR_PARSE, "KOS: over %zu series",
+			            SERIES_MAX);
+		auto *grown = static_cast<dcm_manifest_series *>(realloc(
+		        m->series, (m->nseries + 1) * sizeof(*m->series)));
+		if (grown == nullptr)
+			throw std::bad_alloc();
+		m->series = grown;
+		dcm_manifest_series *out = &m->series[m->nseries++];
+		memset(out, 0, sizeof(*out));
+		dcmi::copy_str(out->study_uid, sizeof(out->study_uid),
+		               study_uid);
+		get(*se, DCM_SeriesInstanceUID, out->uid, sizeof(out->uid));
+		get(*se, DCM_RetrieveURL, out->retrieve_url,
+		    sizeof(out->retrieve_url));
+		get(*se, DCM_RetrieveAETitle, out->retrieve_aet,
+		    sizeof(out->retrieve_aet));
+		if (out->uid[0] == '\0')
+			return fail(err, DCM_ERR_PARSE,
+			            "KOS: a series without its UID");
+		if (se->findAndGetSequence(DCM_ReferencedSOPSequence, sops)
+		            .bad() ||
+		    sops == nullptr || sops->card() == 0)
+			return fail(err, DCM_ERR_PARSE,
+			            "KOS: series %s references no instance",
+			            out->uid);
+		if (*total + sops->card() > INSTANCES_MAX)
+			return fail(err, DCM_ERR_PARSE,
+			            "KOS: over %zu instances", INSTANCES_MAX);
+		out->inst = static_cast<dcm_manifest_instance *>(
+		        calloc(sops->card(), sizeof(*out->inst)));
+		if (out->inst == nullptr)
+			throw std::bad_alloc();
+		for (unsigned long k = 0; k < sops->card(); k++) {
+			dcm_manifest_instance *in = &out->inst[out->ninst];
+
+			get(*sops->getItem(k), DCM_ReferencedSOPClassUID,
+			    in->sop_class, sizeof(in->sop_class));
+			get(*sops->getItem(k), DCM_ReferencedSOPInstanceUID,
+			    in->sop_uid, sizeof(in->sop_uid));
+			if (in->sop_uid[0] == '\0')
+				return fail(err, DCM_ERR_PARSE,
+				            "KOS: an instance without its UID "
+				            "in series %s",
+				            out->uid);
+			out->ninst++;
+		}
+		*total += out->ninst;
+	}
+	return DCM_OK;
+}
+
+int read_manifest(DcmDataset &ds, dcm_manifest *m, struct dcm_err *err)
+{
+	char cls[65];
+	DcmSequenceOfItems *ev = nullptr;
+	DcmItem *item = nullptr;
+	size_t total = 0;
+
+	get(ds, DCM_SOPClassUID, cls, sizeof(cls));
+	if (strcmp(cls, UID_KeyObjectSelectionDocumentStorage) != 0)
+		return fail(err, DCM_ERR_PARSE,
+		            "not a Key Object Selection document (%s)", cls);
+	get(ds, DCM_SOPInstanceUID, m->sop_uid, sizeof(m->sop_uid));
+	get(ds, DCM_PatientID, m->patient_id, sizeof(m->patient_id));
+	get(ds, DCM_IssuerOfPatientID, m->patient_issuer,
+	    sizeof(m->patient_issuer));
+	if (ds.findAndGetSequenceItem(DCM_IssuerOfPatientIDQualifiersSequence,
+	                              item)
+	            .good() &&
+	    item != nullptr)
+		get(*item, DCM_UniversalEntityID, m->patient_issuer_oid,
+		    sizeof(m->patient_issuer_oid));
+	get(ds, DCM_PatientName, m->patient_name, sizeof(m->patient_name));
+	get(ds, DCM_StudyInstanceUID, m->study_uid, sizeof(m->study_uid));
+	get(ds, DCM_AccessionNumber, m->accession, sizeof(m->accession));
+	get(ds, DCM_StudyDate, m->study_date, sizeof(m->study_date));
+	get(ds, DCM_StudyDescription, m->description, sizeof(m->description));
+	if (ds.findAndGetSequence(DCM_CurrentRequestedProcedureEvidenceSequence,
+	                          ev)
+	            .bad() ||
+	    ev == nullptr)
+		return fail(err, DCM_ERR_PARSE,
+		            "KOS: no Current Requested Procedure Evidence");
+	for (unsigned long i = 0; i < ev->card(); i++) {
+		char study[65];
+
+		get(*ev->getItem(i), DCM_StudyInstanceUID, study,
+		    sizeof(study));
+		if (study[0] == '\0')
+			return fail(err, DCM_ERR_PARSE,
+			            "KOS: evidence without a study UID");
+		int rc = read_series(*ev->getItem(i), study, m, &total, err);
+		if (rc != DCM_OK)
+			return rc;
+	}
+	if (total == 0)
+		return fail(err, DCM_ERR_PARSE, "KOS: references no instance");
+	return DCM_OK;
+}
+
+} // namespace
+
+extern "C" int dcm_kos_read(const void *buf, size_t len,
+                            struct dcm_manifest **out, struct dcm_err *err)
+{
+	struct dcm_ds *raw = nullptr;
+
+	if (!out)
+		return fail(err, DCM_ERR_ARG, "NULL argument");
+	*out = nullptr;
+	int rc = dcm_ds_read_mem(buf, len, &raw, err);
+	if (rc != DCM_OK)
+		return rc;
+	std::unique_ptr<dcm_ds> ds(raw);
+	try {
+		std::unique_ptr<dcm_manifest, manifest_del> m(
+		        static_cast<dcm_manifest *>(
+		                calloc(1, sizeof(dcm_manifest))));
+		if (!m)
+			return fail(err, DCM_ERR_NOMEM, "out of memory");
+		rc = read_manifest(*ds->ds, m.get(), err);
+		if (rc == DCM_OK)
+			*out = m.release();
+		return rc;
+	} catch (const std::bad_alloc &) {
+		return fail(err, DCM_ERR_NOMEM, "out of memory");
+	} catch (...) {
+		return fail(err, DCM_ERR_INTERNAL, "exception reading a KOS");
+	}
+}
+
+extern "C" void dcm_manifest_free(struct dcm_manifest *m)
+{
+	if (m == nullptr)
+		return;
+	for (size_t i = 0; i < m->nseries; i++)
+		free(m->series[i].inst);
+	free(m->series);
+	free(m);
 }

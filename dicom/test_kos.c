@@ -185,6 +185,80 @@ static void test_bad_manifests_are_refused(void)
 	CHECK(access(path, F_OK) != 0);
 }
 
+static void *file_bytes(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	void *buf = malloc(1 << 20);
+
+	*len = f && buf ? fread(buf, 1, 1 << 20, f) : 0;
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+/* What a consumer reads back: every series with its URL and instances. */
+static void test_manifest_reads_back(void)
+{
+	struct dcm_kos k = manifest();
+	struct dcm_err e = { { 0 } };
+	struct dcm_manifest *m = NULL;
+	char path[256], sop[65];
+	size_t len;
+	void *buf;
+
+	tmp_path(path, sizeof(path), "kos-r.dcm");
+	CHECK_EQ_INT(dcm_kos_write(&k, path, sop, &e), DCM_OK);
+	buf = file_bytes(path, &len);
+	CHECK_EQ_INT(dcm_kos_read(buf, len, &m, &e), DCM_OK);
+	if (m == NULL) {
+		free(buf);
+		return;
+	}
+	CHECK_EQ_STR(m->sop_uid, sop);
+	CHECK_EQ_STR(m->patient_id, "279035121518989");
+	CHECK_EQ_STR(m->patient_issuer_oid, "1.2.250.1.213.1.4.10");
+	CHECK_EQ_STR(m->study_uid, STUDY);
+	CHECK_EQ_INT((int)m->nseries, 2);
+	CHECK_EQ_STR(m->series[0].study_uid, STUDY);
+	CHECK_EQ_STR(m->series[0].uid, "1.2.3.4.1");
+	CHECK_EQ_STR(m->series[0].retrieve_url, BASE "1.2.3.4.1");
+	CHECK_EQ_INT((int)m->series[0].ninst, 3);
+	CHECK_EQ_STR(m->series[0].inst[2].sop_uid, "1.2.3.4.1.3");
+	CHECK_EQ_STR(m->series[0].inst[2].sop_class, CT);
+	CHECK_EQ_STR(m->series[1].retrieve_url, BASE "1.2.3.4.2");
+	CHECK_EQ_INT((int)m->series[1].ninst, 1);
+	dcm_manifest_free(m);
+	/* cut short, or not DICOM: refused, nothing returned */
+	m = NULL;
+	CHECK(dcm_kos_read(buf, len / 2, &m, &e) != DCM_OK);
+	CHECK(m == NULL);
+	CHECK(dcm_kos_read("not DICOM at all", 16, &m, &e) != DCM_OK);
+	CHECK(m == NULL);
+	free(buf);
+}
+
+/* A DICOM file that is not a KOS is no manifest. */
+static void test_an_image_is_no_manifest(void)
+{
+	struct dcm_ds *ds = dcm_ds_new();
+	struct dcm_err e = { { 0 } };
+	struct dcm_manifest *m = NULL;
+	char path[256];
+	size_t len;
+	void *buf;
+
+	tmp_path(path, sizeof(path), "ct.dcm");
+	CHECK_EQ_INT(dcm_ds_set_string(ds, 0x00080016, CT), DCM_OK);
+	CHECK_EQ_INT(dcm_ds_set_string(ds, 0x00080018, "1.2.3.9"), DCM_OK);
+	CHECK_EQ_INT(dcm_ds_write_file(ds, path, NULL, &e), DCM_OK);
+	dcm_ds_free(ds);
+	buf = file_bytes(path, &len);
+	CHECK_EQ_INT(dcm_kos_read(buf, len, &m, &e), DCM_ERR_PARSE);
+	CHECK(strstr(e.msg, "not a Key Object Selection") != NULL);
+	CHECK(m == NULL);
+	free(buf);
+}
+
 int main(void)
 {
 	if (test_setup("test_kos") != 0)
@@ -192,5 +266,7 @@ int main(void)
 	test_manifest_holds_what_drim_m_asks();
 	test_manifest_passes_dciodvfy();
 	test_bad_manifests_are_refused();
+	test_manifest_reads_back();
+	test_an_image_is_no_manifest();
 	return test_finish("test_kos");
 }
