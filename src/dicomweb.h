@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+struct dcm_manifest;
+
 /* A DICOMweb request: the path split into its resource parts. */
 struct dw_request {
 	const struct http_env *env;
@@ -21,6 +23,10 @@ struct dw_request {
 	/* "metadata", "frames/1,2", "rendered", "thumbnail", "bulkdata/..." */
 	int qido;  /* /studies, /series, /instances (search) */
 	int level; /* enum idx_level of a search or of the resource */
+	/* another DRIMbox's request names the manifest it read
+	 * (KOS-SOPInstanceUID): only what it references is served. Owned by
+	 * the request, then by the stream that takes the request over. */
+	struct dcm_manifest *kos;
 };
 
 /* Sends {"error": msg} with status; returns what MHD_queue_response did. */

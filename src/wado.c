@@ -82,17 +82,52 @@ static int on_item(void *ctx, const struct idx_match *m)
 	return 0;
 }
 
+/* 1 when the manifest references the instance of that series. */
+static int referenced(const struct dcm_manifest *k, const char *series,
+                      const char *sop)
+{
+	for (size_t i = 0; i < k->nseries; i++) {
+		if (strcmp(k->series[i].uid, series) != 0)
+			continue;
+		for (size_t j = 0; j < k->series[i].ninst; j++)
+			if (strcmp(k->series[i].inst[j].sop_uid, sop) == 0)
+				return 1;
+	}
+	return 0;
+}
+
+struct kos_filter {
+	const struct dcm_manifest *kos;
+	int (*cb)(void *ctx, const struct idx_match *m);
+	void *ctx;
+};
+
+static int on_referenced(void *ctx, const struct idx_match *m)
+{
+	struct kos_filter *f = ctx;
+
+	return referenced(f->kos, m->series_uid, m->sop_uid) ? f->cb(f->ctx, m)
+	                                                     : 0;
+}
+
 /*
  * Calls cb for each instance of the request's selection (study, series or
- * one instance), in order; what index_qido() returns.
+ * one instance), in order, and when the request names a manifest, only
+ * for those it references; what index_qido() returns.
  */
 static int each_instance(const struct dw_request *rq,
                          int (*cb)(void *ctx, const struct idx_match *m),
                          void *ctx)
 {
 	struct idx_filter f = { 0x00080018, rq->sop };
+	struct kos_filter kf = { rq->kos, cb, ctx };
 	struct idx_query q;
 	char err[128];
+
+	if (rq->kos != NULL) {
+		cb = on_referenced;
+		ctx = &kf;
+	}
 
 	memset(&q, 0, sizeof(q));
 	q.level = IDX_INSTANCE;
@@ -234,6 +269,7 @@ static void stream_free(void *cls)
 	items_clear(&s->items);
 	retrieval_release(s->retrieval);
 	ahead_stop(s->ahead);
+	dcm_manifest_free(s->rq.kos);
 	free(s);
 }
 
@@ -771,6 +807,7 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 		}
 	}
 	s->rq = *rq;
+	rq->kos = NULL; /* the stream owns the manifest now */
 	snprintf(s->study, sizeof(s->study), "%s", rq->study);
 	snprintf(s->series, sizeof(s->series), "%s",
 	         rq->series ? rq->series : "");
@@ -1398,9 +1435,85 @@ static enum MHD_Result bulkdata(struct dw_request *rq, struct items *items,
 
 /* ---- dispatch ------------------------------------------------------------ */
 
+/* The manifest a published KOS file holds, or NULL. */
+static struct dcm_manifest *read_kos_file(const char *path)
+{
+	struct dcm_manifest *m = NULL;
+	struct dcm_err e;
+	struct stat st;
+	void *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
+	    st.st_size < (64 << 20) && (buf = malloc((size_t)st.st_size)) &&
+	    read(fd, buf, (size_t)st.st_size) == st.st_size &&
+	    dcm_kos_read(buf, (size_t)st.st_size, &m, &e) != DCM_OK)
+		log_error(LOGC_HTTP, "%s: %s", path, e.msg);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return m;
+}
+
+/*
+ * Another DRIMbox names the manifest it read in the DMP
+ * (KOS-SOPInstanceUID): it must be the one this drimbox publishes now for
+ * the study (not replaced, not withdrawn) and reference what is asked
+ * for; rq->kos gets it, and only what it references is served. 0 (also
+ * when the header is absent), or -1 with why (an HTTP 403).
+ */
+static int manifest_of(struct dw_request *rq, char *why, size_t cap)
+{
+	const char *uid = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+	                                              "KOS-SOPInstanceUID");
+	char *published;
+	json_t *payload, *k;
+	size_t i;
+	const char *path = NULL;
+
+	rq->kos = NULL;
+	if (uid == NULL)
+		return 0;
+	published = index_job_published(rq->env->ix, rq->study);
+	payload = published ? json_loads(published, 0, NULL) : NULL;
+	free(published);
+	json_array_foreach(json_object_get(payload, "kos"), i, k)
+	{
+		const char *sop = json_string_value(json_object_get(k, "sop"));
+		const char *st = json_string_value(json_object_get(k, "study"));
+
+		if (sop && st && strcmp(sop, uid) == 0 &&
+		    strcmp(st, rq->study) == 0 &&
+		    json_is_true(json_object_get(k, "sent")))
+			path = json_string_value(json_object_get(k, "kos"));
+	}
+	rq->kos = path ? read_kos_file(path) : NULL;
+	json_decref(payload);
+	if (rq->kos == NULL) {
+		snprintf(why, cap,
+		         "KOS-SOPInstanceUID: not a manifest this drimbox "
+		         "publishes for study %s",
+		         rq->study);
+		return -1;
+	}
+	for (i = 0; rq->series && i < rq->kos->nseries; i++)
+		if (strcmp(rq->kos->series[i].uid, rq->series) == 0)
+			break;
+	if ((rq->series && i == rq->kos->nseries) ||
+	    (rq->sop && !referenced(rq->kos, rq->series, rq->sop))) {
+		snprintf(why, cap, "the manifest does not reference this %s",
+		         rq->sop ? "instance" : "series");
+		dcm_manifest_free(rq->kos);
+		rq->kos = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 enum MHD_Result wado_handle(struct dw_request *rq)
 {
 	struct items items = { NULL, 0 };
+	char why[256];
 	enum MHD_Result rc;
 	const char *t = rq->tail;
 	int known = dw_ensure_study(rq, rq->study);
@@ -1412,8 +1525,12 @@ enum MHD_Result wado_handle(struct dw_request *rq)
 		                rq->study);
 	if (known == 0)
 		return dw_error(rq->conn, 404, "no study %s", rq->study);
-	if (list_items(rq, &items) != 0)
+	if (manifest_of(rq, why, sizeof(why)) != 0)
+		return dw_error(rq->conn, 403, "%s", why);
+	if (list_items(rq, &items) != 0) {
+		dcm_manifest_free(rq->kos);
 		return dw_error(rq->conn, 500, "index unreadable");
+	}
 	if (items.n == 0) {
 		rc = dw_error(rq->conn, 404, "no such %s",
 		              rq->sop ? "instance" : "series");
@@ -1448,5 +1565,6 @@ enum MHD_Result wado_handle(struct dw_request *rq)
 		rc = dw_error(rq->conn, 404, "no such resource");
 	}
 	items_clear(&items);
+	dcm_manifest_free(rq->kos);
 	return rc;
 }

@@ -8,7 +8,8 @@ tablet-width window, and the error pages. Screenshots are kept under
 build/tests/tmp/viewer-artifacts.
 
 Also, over plain HTTP: the viewer's files (media types, precompressed
-twins, caching) and the report link's checks.
+twins, caching), the report link's checks, and what another DRIMbox naming
+a manifest (KOS-SOPInstanceUID) may retrieve.
 """
 
 import gzip
@@ -279,6 +280,34 @@ class ViewerTest(common.PacsTestCase):
             % (self.base, self.studies["mr"]["study_uid"]), {"Accept": "text/html,*/*"})
         self.assertEqual((status, h["Content-Type"]), (404, "text/html; charset=utf-8"))
         self.assertIn("Examen non disponible", body.decode())
+
+    def test_another_drimbox_reaches_only_what_the_manifest_references(self):
+        """Source side: a request naming a manifest (KOS-SOPInstanceUID)
+        gets what that manifest, published here for this study, references;
+        another manifest, or another study, is refused (403)."""
+        ct = self.studies["ct"]
+        job = next(j for j in json.loads(self.db.cli("jobs", "--json", "-n", "0").stdout)
+                   if j["state"] == "done" and j["kind"] == "publish"
+                   and any(k["study"] == ct["study_uid"] for k in j["payload"]["kos"]))
+        kos = next(k["sop"] for k in job["payload"]["kos"] if k["study"] == ct["study_uid"])
+        series = ct["series"][0]["series_uid"]
+        url = "%s/dicomweb/studies/%s/series/%s" % (self.base, ct["study_uid"], series)
+        accept = {"Accept": 'multipart/related; type="application/dicom"'}
+        status, h, body = request(url, dict(accept, **{"KOS-SOPInstanceUID": kos}))
+        self.assertEqual(status, 200)
+        parts = harness.parse_multipart(h["Content-Type"], body)
+        self.assertEqual(len(parts), len(ct["series"][0]["instances"]))
+        status, _, body = request(url + "/metadata", {"KOS-SOPInstanceUID": kos})
+        self.assertEqual((status, len(json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b"
+                                                 else body))),
+                         (200, len(ct["series"][0]["instances"])))
+        for headers, target in (
+                ({"KOS-SOPInstanceUID": "1.2.3.4"}, url),
+                ({"KOS-SOPInstanceUID": kos},
+                 "%s/dicomweb/studies/%s" % (self.base, self.studies["mr"]["study_uid"]))):
+            status, _, body = request(target, dict(accept, **headers))
+            self.assertEqual(status, 403, target)
+            self.assertIn("KOS-SOPInstanceUID", json.loads(body)["error"])
 
     def test_unpublished_study_link_stops_working(self):
         """After an unpublication (ORC CA), the link no longer opens."""
