@@ -17,11 +17,12 @@ import json
 import os
 import re
 import subprocess
-import time
 import unittest
 import urllib.error
 import urllib.request
-from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
 
 import common
 import harness
@@ -308,6 +309,35 @@ class ViewerTest(common.PacsTestCase):
             status, _, body = request(target, dict(accept, **headers))
             self.assertEqual(status, 403, target)
             self.assertIn("KOS-SOPInstanceUID", json.loads(body)["error"])
+
+    def test_an_instance_added_after_publication_is_not_served_to_others(self):
+        """The DX is published with its one instance; a second instance
+        reaches its series in the PACS afterwards: locally the series has
+        two, another DRIMbox naming the manifest gets the one it lists."""
+        dx = self.studies["dx"]
+        patient = {"ins": "162018885045327", "family": "MARTIN", "given": "JEAN-FRANÇOIS",
+                   "birth": "19620127", "sex": "M"}
+        self.assertEqual(reports.mllp_send(self.hl7_port, reports.oru(
+            dx["study_uid"], dx["accession_number"], patient, "VIEWER4", "DX")), "AA")
+        job = wait_job(self.db, last_job_id(self.db))
+        self.assertEqual(job["state"], "done", job)
+        kos = job["payload"]["kos"][0]["sop"]
+        series = dx["series"][0]
+        ds = pydicom.dcmread(self.data / series["instances"][0]["path"])
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = 2
+        extra = self.dir / "extra"
+        extra.mkdir()
+        ds.save_as(extra / "late.dcm", write_like_original=False)
+        self.pacs.load_dir(extra)
+        self.db.cli("sync", "--study", dx["study_uid"])
+        url = "%s/dicomweb/studies/%s/series/%s/metadata" % (self.base, dx["study_uid"],
+                                                              series["series_uid"])
+        local = json.loads(request(url)[2])
+        remote = json.loads(request(url, {"KOS-SOPInstanceUID": kos})[2])
+        self.assertEqual(len(local), 2)
+        self.assertEqual([m["00080018"]["Value"][0] for m in remote],
+                         [series["instances"][0]["sop_uid"]])
 
     def test_unpublished_study_link_stops_working(self):
         """After an unpublication (ORC CA), the link no longer opens."""
