@@ -50,6 +50,15 @@ enum MHD_Result dw_send_json(struct MHD_Connection *conn, char *body,
 int dw_not_modified(struct MHD_Connection *conn, const char *etag,
                     enum MHD_Result *rc);
 
+/*
+ * 1 when s[0..n) is a UID: digits and dots, 1 to 64 characters, no empty
+ * component (s[n] is read: a separator or the end of the string).
+ */
+int dw_is_uid(const char *s, size_t n);
+
+/* 1 when the Accept-Encoding header lists coding with a q above 0. */
+int dw_accepts_coding(struct MHD_Connection *conn, const char *coding);
+
 /* QIDO-RS search (qido.c). */
 enum MHD_Result qido_handle(struct dw_request *rq);
 

@@ -8,6 +8,7 @@
  */
 #include "dmp.h"
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -1052,26 +1053,6 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 	return out;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *p = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-	    fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)n + 1)) != NULL &&
-	    fread(p, 1, (size_t)n, f) != (size_t)n) {
-		free(p);
-		p = NULL;
-	}
-	if (p)
-		*len = (size_t)n;
-	fclose(f);
-	return p;
-}
-
 /*
  * A request: envelope, WS-Addressing header and the VIHF (signed by
  * finish()); returns the Body to fill.
@@ -1316,7 +1297,7 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 	enum dmp_outcome out;
 	struct part parts[2];
 
-	kos = slurp(kos_path, &kos_len);
+	kos = (unsigned char *)fs_read_file(kos_path, 64u << 20, &kos_len);
 	if (kos == NULL || sha1_hex(kos, kos_len, sha1) != 0) {
 		snprintf(err, errlen, "%s: cannot read the manifest", kos_path);
 		free(kos);

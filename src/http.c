@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 #define URL_MAX 2048
@@ -81,12 +82,24 @@ static size_t headers_size(struct MHD_Connection *conn)
 	return total;
 }
 
-static int accepts_gzip(struct MHD_Connection *conn)
+int dw_accepts_coding(struct MHD_Connection *conn, const char *coding)
 {
 	const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	                                             "Accept-Encoding");
+	size_t n = strlen(coding);
 
-	return ae != NULL && strstr(ae, "gzip") != NULL;
+	for (const char *p = ae; p && *p;) {
+		p += strspn(p, " \t,");
+		if (strncasecmp(p, coding, n) == 0 &&
+		    strchr(" \t,;", p[n] ? p[n] : ',')) {
+			const char *end = strchr(p, ','), *qv = strstr(p, "q=");
+
+			return !(qv && (end == NULL || qv < end) &&
+			         strtod(qv + 2, NULL) <= 0.0);
+		}
+		p = strchr(p, ',');
+	}
+	return 0;
 }
 
 int dw_not_modified(struct MHD_Connection *conn, const char *etag,
@@ -121,7 +134,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status,
 		free(body);
 		return rc;
 	}
-	if (len > 1024 && accepts_gzip(conn)) {
+	if (len > 1024 && dw_accepts_coding(conn, "gzip")) {
 		size_t zlen;
 		char *z = gzip(body, len, &zlen);
 
@@ -200,8 +213,7 @@ int dw_ensure_study(struct dw_request *rq, const char *study)
 	return st.studies > 0;
 }
 
-/* A path segment that is a UID: digits and dots, 1..64, no empty part. */
-static int is_uid(const char *s, size_t n)
+int dw_is_uid(const char *s, size_t n)
 {
 	if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
 		return 0;
@@ -262,7 +274,7 @@ static const char *parse_path(const char *path, struct dw_request *rq,
 			rq->level = (int)i;
 			return NULL;
 		}
-		if (!is_uid(seg[2 * i + 1], len[2 * i + 1]))
+		if (!dw_is_uid(seg[2 * i + 1], len[2 * i + 1]))
 			return "malformed UID in the path";
 		memcpy(ids[i], seg[2 * i + 1], len[2 * i + 1]);
 		ids[i][len[2 * i + 1]] = '\0';

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dcm.h"
 #include "dicomweb.h"
+#include "fsutil.h"
 #include "imgenc.h"
 #include "index.h"
 #include "log.h"
@@ -1440,17 +1441,13 @@ static struct dcm_manifest *read_kos_file(const char *path)
 {
 	struct dcm_manifest *m = NULL;
 	struct dcm_err e;
-	struct stat st;
-	void *buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t len;
+	char *buf = fs_read_file(path, 64u << 20, &len);
 
-	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 &&
-	    st.st_size < (64 << 20) && (buf = malloc((size_t)st.st_size)) &&
-	    read(fd, buf, (size_t)st.st_size) == st.st_size &&
-	    dcm_kos_read(buf, (size_t)st.st_size, &m, &e) != DCM_OK)
+	if (buf == NULL)
+		log_error(LOGC_HTTP, "%s: %s", path, strerror(errno));
+	else if (dcm_kos_read(buf, len, &m, &e) != DCM_OK)
 		log_error(LOGC_HTTP, "%s: %s", path, e.msg);
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	return m;
 }

@@ -8,6 +8,7 @@
 #include "web.h"
 #include "config.h"
 #include "dicomweb.h"
+#include "fsutil.h"
 #include "index.h"
 #include "log.h"
 
@@ -67,27 +68,6 @@ static int hashed(const char *name)
 	return 1;
 }
 
-/* 1 when the Accept-Encoding header lists coding with a q above 0. */
-static int accepts_coding(struct MHD_Connection *conn, const char *coding)
-{
-	const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	                                             "Accept-Encoding");
-	size_t n = strlen(coding);
-
-	for (const char *p = ae; p && *p;) {
-		p += strspn(p, " \t,");
-		if (strncasecmp(p, coding, n) == 0 &&
-		    strchr(" \t,;", p[n] ? p[n] : ',')) {
-			const char *end = strchr(p, ','), *qv = strstr(p, "q=");
-
-			return !(qv && (end == NULL || qv < end) &&
-			         strtod(qv + 2, NULL) <= 0.0);
-		}
-		p = strchr(p, ',');
-	}
-	return 0;
-}
-
 /*
  * A path below /viewer/ that may name a file: no empty, "." or ".."
  * segment, nothing hidden, no backslash. "" is index.html.
@@ -118,35 +98,46 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 	return rc;
 }
 
+/* An HTML page (taken over: freed here). */
+static enum MHD_Result send_page(struct MHD_Connection *conn, unsigned status,
+                                 char *page, size_t len, const char *cache)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	        len, page, MHD_RESPMEM_MUST_FREE);
+
+	if (resp == NULL) {
+		free(page);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type",
+	                        "text/html; charset=utf-8");
+	MHD_add_response_header(resp, "Cache-Control", cache);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	return queue(conn, status, resp);
+}
+
 /* index.html with the DICOMweb root in place of %DICOMWEB_ROOT%. */
 static enum MHD_Result send_index(const struct config *cfg,
-                                  struct MHD_Connection *conn, int fd,
-                                  off_t size)
+                                  struct MHD_Connection *conn)
 {
 	static const char mark[] = "%DICOMWEB_ROOT%";
-	size_t rootlen = strlen(cfg->dicomweb_root), len = 0;
-	char *page =
-	        size < (1 << 20) ? malloc((size_t)size + rootlen + 1) : NULL;
-	struct MHD_Response *resp;
-	char *at;
+	size_t rootlen = strlen(cfg->dicomweb_root), len;
+	char path[CONFIG_STR_MAX + 16], *page, *grown, *at;
 
+	snprintf(path, sizeof(path), "%s/index.html", cfg->viewer_dir);
+	page = fs_read_file(path, 1 << 20, &len);
 	if (page == NULL) {
-		close(fd);
-		return dw_error(conn, 500, "viewer index.html: too large");
+		log_error(LOGC_HTTP, "viewer not found in %s (viewer_dir): %s",
+		          cfg->viewer_dir, strerror(errno));
+		return dw_error(conn, 404, "no such file");
 	}
-	while (len < (size_t)size) {
-		ssize_t n = read(fd, page + len, (size_t)size - len);
-
-		if (n <= 0) {
-			close(fd);
-			free(page);
-			return dw_error(conn, 500, "viewer index.html: %s",
-			                n < 0 ? strerror(errno) : "short read");
-		}
-		len += (size_t)n;
+	grown = realloc(page, len + rootlen + 1);
+	if (grown == NULL) {
+		free(page);
+		return dw_error(conn, 500, "out of memory");
 	}
-	close(fd);
-	page[len] = '\0';
+	page = grown;
 	/* the root is a path of URL characters (config checks it); it
 	 * replaces the mark in place, the rest of the page moving along */
 	at = strstr(page, mark);
@@ -156,18 +147,7 @@ static enum MHD_Result send_index(const struct config *cfg,
 		memcpy(at, cfg->dicomweb_root, rootlen);
 		len = len - strlen(mark) + rootlen;
 	}
-	resp = MHD_create_response_from_buffer(len, page,
-	                                       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(page);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type",
-	                        "text/html; charset=utf-8");
-	MHD_add_response_header(resp, "Cache-Control", "no-cache");
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-	return queue(conn, 200, resp);
+	return send_page(conn, 200, page, len, "no-cache");
 }
 
 static enum MHD_Result viewer_file(const struct config *cfg,
@@ -185,8 +165,10 @@ static enum MHD_Result viewer_file(const struct config *cfg,
 
 	if (!safe_path(rel))
 		return dw_error(conn, 404, "no such file");
-	for (size_t i = 0; i < 2 && fd < 0 && strcmp(name, "index.html"); i++) {
-		if (!accepts_coding(conn, codings[i][0]))
+	if (strcmp(name, "index.html") == 0)
+		return send_index(cfg, conn);
+	for (size_t i = 0; i < 2 && fd < 0; i++) {
+		if (!dw_accepts_coding(conn, codings[i][0]))
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s%s", cfg->viewer_dir,
 		             name, codings[i][1]) >= (int)sizeof(path))
@@ -204,18 +186,12 @@ static enum MHD_Result viewer_file(const struct config *cfg,
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		if (strcmp(name, "index.html") == 0)
-			log_error(LOGC_HTTP,
-			          "viewer not found in %s (viewer_dir)",
-			          cfg->viewer_dir);
-		else if (strchr(strrchr(url, '/'), '.') == NULL)
-			/* a route of the page's own (no file has a name
-			 * without a dot): the page */
-			return viewer_file(cfg, conn, VIEWER "/");
+		/* a route of the page's own (no file has a name without a
+		 * dot): the page */
+		if (strchr(strrchr(url, '/'), '.') == NULL)
+			return send_index(cfg, conn);
 		return dw_error(conn, 404, "no such file");
 	}
-	if (strcmp(name, "index.html") == 0)
-		return send_index(cfg, conn, fd, st.st_size);
 	snprintf(etag, sizeof(etag), "\"%llx-%llx%s\"",
 	         (unsigned long long)st.st_size,
 	         (unsigned long long)st.st_mtime, coding ? coding : "");
@@ -282,17 +258,6 @@ static enum MHD_Result on_iid_arg(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
-static int valid_uid(const char *s, size_t n)
-{
-	if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]) &&
-		    (s[i] != '.' || s[i + 1] == '.'))
-			return 0;
-	return 1;
-}
-
 /*
  * 1 when the link's accession number names one of the publication's
  * orders: the number itself, or "root.number" with the order's issuer.
@@ -342,7 +307,6 @@ static enum MHD_Result iid_refuse(struct MHD_Connection *conn, unsigned status,
 	        "diagnostique — drimbox</p></body></html>\n";
 	const char *accept =
 	        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
-	struct MHD_Response *resp;
 	char *body;
 	int n;
 
@@ -353,16 +317,7 @@ static enum MHD_Result iid_refuse(struct MHD_Connection *conn, unsigned status,
 	n = asprintf(&body, page, title, why);
 	if (n < 0)
 		return MHD_NO;
-	resp = MHD_create_response_from_buffer((size_t)n, body,
-	                                       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type",
-	                        "text/html; charset=utf-8");
-	MHD_add_response_header(resp, "Cache-Control", "no-store");
-	return queue(conn, status, resp);
+	return send_page(conn, status, body, (size_t)n, "no-store");
 }
 
 static enum MHD_Result invoke_image_display(const struct http_env *env,
@@ -397,7 +352,7 @@ static enum MHD_Result invoke_image_display(const struct http_env *env,
 		json_t *payload;
 		char *published;
 
-		if (!valid_uid(s, len) || ++n > IID_UIDS_MAX)
+		if (!dw_is_uid(s, len) || ++n > IID_UIDS_MAX)
 			return iid_refuse(
 			        conn, 400, "Lien invalide",
 			        n > IID_UIDS_MAX
@@ -448,7 +403,7 @@ enum MHD_Result web_handle(const struct http_env *env,
 		        conn, MHD_GET_ARGUMENT_KIND, "study");
 		char loc[128];
 
-		if (study != NULL && valid_uid(study, strlen(study)))
+		if (study != NULL && dw_is_uid(study, strlen(study)))
 			snprintf(loc, sizeof(loc), VIEWER "/?study=%s", study);
 		else
 			snprintf(loc, sizeof(loc), VIEWER "/");

@@ -41,6 +41,15 @@ async function ready(page, timeout = 20000) {
   return page.evaluate(() => ({ ...window.drimboxViewer }));
 }
 
+// The viewer on query ('study=UID'...), once its first image is drawn and
+// its tools are loaded; what window.drimboxViewer says then.
+async function open(page, query) {
+  await page.goto(spec.viewer + '?' + query);
+  const s = await ready(page);
+  await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+  return s;
+}
+
 // Statistics of what viewport i's canvas shows (RGBA, read back).
 function pixels(page, i = 0) {
   return page.evaluate((i) => {
@@ -100,9 +109,7 @@ const scenarios = {
 
   // Wheel and keys move through the stack; the image changes.
   async scroll(page) {
-    await page.goto(spec.viewer + '?study=' + spec.studies.ct);
-    await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    await open(page, 'study=' + spec.studies.ct);
     const before = { ...(await state(page)), pixels: await pixels(page) };
     const b = await box(page);
     await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
@@ -120,9 +127,7 @@ const scenarios = {
 
   // A drag with the window/level tool changes the VOI and the pixels.
   async windowing(page) {
-    await page.goto(spec.viewer + '?study=' + spec.studies.ct);
-    await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    await open(page, 'study=' + spec.studies.ct);
     const before = { ...(await state(page)), pixels: await pixels(page) };
     const b = await box(page);
     await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
@@ -140,9 +145,7 @@ const scenarios = {
 
   // A length measured between two image points, as the tool prints it.
   async measure(page) {
-    await page.goto(spec.viewer + '?study=' + spec.studies.ct);
-    await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    await open(page, 'study=' + spec.studies.ct);
     await page.keyboard.press('l');
     const b = await box(page);
     const [p, q] = await page.evaluate(
@@ -182,9 +185,7 @@ const scenarios = {
 
   // Cine on the multi-frame ultrasound moves through its frames.
   async cine(page) {
-    await page.goto(spec.viewer + '?study=' + spec.studies.us);
-    await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    await open(page, 'study=' + spec.studies.us);
     const before = await state(page);
     await page.keyboard.press('c');
     const seen = new Set();
@@ -202,9 +203,7 @@ const scenarios = {
 
   // A prior of the same patient beside the exam.
   async compare(page) {
-    await page.goto(spec.viewer + '?study=' + spec.studies.ct);
-    await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    await open(page, 'study=' + spec.studies.ct);
     await page.locator('[data-action=compare]').click();
     await page.locator('#priorlist button').first().click();
     await page.waitForFunction(() => window.drimboxViewer.viewport(1)?.getImageIds().length > 0, null, { timeout: 15000 });
@@ -216,9 +215,7 @@ const scenarios = {
   // Tablet width: the page fits, the image is drawn, help opens.
   async tablet(page) {
     await page.setViewportSize({ width: 768, height: 1024 });
-    await page.goto(spec.viewer + '?accession=' + spec.accession);
-    const s = await ready(page);
-    await page.waitForFunction(() => document.body.dataset.tools === 'ready');
+    const s = await open(page, 'accession=' + spec.accession);
     await page.keyboard.press('?');
     const help = await page.locator('#help').isVisible();
     await shot(page, 'tablet');

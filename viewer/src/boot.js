@@ -2,34 +2,22 @@
 // first series' metadata and the middle image rendered by drimbox (JPEG),
 // and draws that image; then it loads the viewer's code (main.js,
 // Cornerstone3D), which takes over from these answers.
-import { root, getJSON, number, q, value } from './dicomweb.js';
-import { studyUid, seriesList, firstSeries, seriesMetadata, frames } from './study.js';
+import { root, q, value } from './dicomweb.js';
+import { studyUid, seriesList, firstSeries, seriesMetadata, seriesInstances, frames } from './study.js';
 
 const boot = (window.drimboxBoot = {});
 boot.uid = studyUid(new URLSearchParams(location.search));
 boot.series = boot.uid.then(seriesList);
 boot.first = boot.series.then(firstSeries);
 boot.meta = boot.first.then(seriesMetadata);
-// Key Object Selection, SR, presentation states: no pixels to draw
-const NON_IMAGE_SOP = new Set([
-  '1.2.840.10008.5.1.4.1.1.88.59',
-  '1.2.840.10008.5.1.4.1.1.88.11',
-  '1.2.840.10008.5.1.4.1.1.88.22',
-  '1.2.840.10008.5.1.4.1.1.88.33',
-  '1.2.840.10008.5.1.4.1.1.11.1',
-]);
 // main.js reports these failures; here they are only not drawn
 for (const p of [boot.uid, boot.series, boot.first, boot.meta]) p.catch(() => {});
 
-// The middle image, chosen from the instance list (the index answers it
-// at once; a series' metadata may wait for the PACS to send the series,
-// an instance's rendering only for that instance).
+// The middle image, chosen from the instance list (its rendering waits
+// only for that instance when the PACS still has to send it).
 async function preview() {
   const series = await boot.first;
-  const list = await getJSON(`/studies/${q(series.study)}/series/${q(series.uid)}/instances?includefield=00280008`);
-  const images = list.filter((m) => !NON_IMAGE_SOP.has(value(m, '00080016')));
-  images.sort((a, b) => (number(a, '00200013') ?? 0) - (number(b, '00200013') ?? 0));
-  const all = frames(images);
+  const all = frames(await seriesInstances(series));
   if (!all.length) return;
   const [m, frame] = all[Math.floor(all.length / 2)];
   const url = `${root}/studies/${q(series.study)}/series/${q(series.uid)}/instances/${q(value(m, '00080018'))}/frames/${frame}/rendered`;

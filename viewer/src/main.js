@@ -13,7 +13,7 @@ import {
 } from '@cornerstonejs/core';
 import { init as loaderInit, wadors } from '@cornerstonejs/dicom-image-loader';
 import { root, getJSON, value, number, q, LoadError } from './dicomweb.js';
-import { NON_IMAGE, studyUid, seriesList, firstSeries, seriesMetadata } from './study.js';
+import { NON_IMAGE, studyUid, seriesList, firstSeries, seriesMetadata, seriesInstances } from './study.js';
 
 const $ = (id) => document.getElementById(id);
 // what boot.js asked for (it ran first); the same questions when not
@@ -236,9 +236,8 @@ function panel(studies) {
 // One frame per series, drawn in its thumbnail.
 async function thumbnail(se, ids) {
   if (!ids) {
-    const inst = await getJSON(`/studies/${q(se.study)}/series/${q(se.uid)}/instances?includefield=00200013`);
+    const inst = await seriesInstances(se);
     if (!inst.length) return;
-    inst.sort((a, b) => (number(a, '00200013') ?? 0) - (number(b, '00200013') ?? 0));
     const sop = value(inst[Math.floor(inst.length / 2)], '00080018');
     const [m] = await getJSON(`/studies/${q(se.study)}/series/${q(se.uid)}/instances/${q(sop)}/metadata`);
     if (!m?.['00280010']) return;

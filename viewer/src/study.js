@@ -37,12 +37,29 @@ export function firstSeries(series) {
   return series.find((s) => !NON_IMAGE.has(s.modality)) || series[0];
 }
 
+// Key Object Selection, SR, presentation states: no pixels to draw
+const NON_IMAGE_SOP = new Set([
+  '1.2.840.10008.5.1.4.1.1.88.59',
+  '1.2.840.10008.5.1.4.1.1.88.11',
+  '1.2.840.10008.5.1.4.1.1.88.22',
+  '1.2.840.10008.5.1.4.1.1.88.33',
+  '1.2.840.10008.5.1.4.1.1.11.1',
+]);
+
+const byInstanceNumber = (a, b) => (number(a, '00200013') ?? 0) - (number(b, '00200013') ?? 0);
+
 // A series' images' metadata (no SR, KOS...), by instance number.
 export async function seriesMetadata(series) {
   const meta = await getJSON(`/studies/${q(series.study)}/series/${q(series.uid)}/metadata`);
-  const images = meta.filter((m) => m['00280010']);
-  images.sort((a, b) => (number(a, '00200013') ?? 0) - (number(b, '00200013') ?? 0));
-  return images;
+  return meta.filter((m) => m['00280010']).sort(byInstanceNumber);
+}
+
+// A series' image instances as the index lists them (QIDO: answered at
+// once, where the metadata may wait for the PACS to send the series), by
+// instance number, with their number of frames.
+export async function seriesInstances(series) {
+  const list = await getJSON(`/studies/${q(series.study)}/series/${q(series.uid)}/instances?includefield=00280008`);
+  return list.filter((m) => !NON_IMAGE_SOP.has(value(m, '00080016'))).sort(byInstanceNumber);
 }
 
 // [instance metadata, frame number] of each image of a series, in order.
