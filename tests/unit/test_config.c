@@ -75,6 +75,28 @@ static void config_rejects_bad_enum_and_bad_ae_title(void)
 	CHECK(load("pacs_aet = \n", &cfg, err, sizeof(err)) == -1);
 }
 
+/* The DICOMweb root goes into URLs and into the viewer's page as is. */
+static void config_rejects_a_dicomweb_root_that_is_no_plain_path(void)
+{
+	static const char *const bad[] = {
+		"dicomweb_root = dicomweb\n",
+		"dicomweb_root = /dicomweb/\n",
+		"dicomweb_root = /dicom\"web\n",
+		"dicomweb_root = /a/../b\n",
+		"dicomweb_root = /viewer/dicomweb\n",
+		"dicomweb_root = \n",
+	};
+	struct config cfg;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(load(bad[i], &cfg, err, sizeof(err)) == -1);
+		CHECK(strstr(err, "dicomweb_root") != NULL);
+	}
+	CHECK(load("dicomweb_root = /pacs/dicom-web_1.0\n", &cfg, err,
+	           sizeof(err)) == 0);
+}
+
 static void config_rejects_line_without_equals(void)
 {
 	struct config cfg;
@@ -103,6 +125,7 @@ int main(void)
 	RUN(config_rejects_unknown_key_with_file_and_line);
 	RUN(config_rejects_out_of_bounds_and_non_numbers);
 	RUN(config_rejects_bad_enum_and_bad_ae_title);
+	RUN(config_rejects_a_dicomweb_root_that_is_no_plain_path);
 	RUN(config_rejects_line_without_equals);
 	RUN(config_reports_missing_file);
 	return test_failures ? 1 : 0;
