@@ -202,6 +202,29 @@ static const struct opt schema[] = {
 	  "318751275100020", NULL, NULL,
 	  "Organisational unit the list's signing certificate must have (the "
 	  "ANS's)." },
+	{ "web_dir", STR(web_dir), 0, 0, "/usr/share/drimbox/web", NULL,
+	  "Consumer",
+	  "Directory of the consumer's pages (conso/: the exam list a "
+	  "contextual call opens)." },
+	{ "conso_context_seconds", INT(conso_context_seconds), 5, 3600, "120",
+	  NULL, NULL,
+	  "Seconds a contextual call's link stays valid; it opens one session, "
+	  "once." },
+	{ "conso_session_minutes", INT(conso_session_minutes), 1, 1440, "240",
+	  NULL, NULL,
+	  "Minutes a consumer session (one patient, one browser) lasts." },
+	{ "conso_professional", STR(conso_professional), 0, 0, "", NULL, NULL,
+	  "The professional the consumer's DMP requests name (VIHF subject), "
+	  "as RPPS^FAMILY^Given, for sessions that carry no identity of their "
+	  "own." },
+	{ "conso_prefetch", INT(conso_prefetch), 0, 50, "3", NULL, NULL,
+	  "On a contextual call, how many of the patient's most recent exams "
+	  "start downloading at once (0: none)." },
+	{ "remote_parallel", INT(remote_parallel), 1, 32, "4", NULL, NULL,
+	  "Transfers at once when pulling a study from another DRIMbox." },
+	{ "remote_timeout", INT(remote_timeout), 1, 600, "30", NULL, NULL,
+	  "Seconds to connect to another DRIMbox, and that a transfer may "
+	  "stall, before it fails." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))

@@ -69,6 +69,12 @@ struct config {
 	/* the DRIM-M whitelist */
 	char whitelist_file[256], whitelist_trust[256], whitelist_crl[256];
 	char whitelist_signer_cn[128], whitelist_signer_ou[64];
+	/* consumer */
+	char web_dir[CONFIG_STR_MAX];
+	long conso_context_seconds, conso_session_minutes;
+	char conso_professional[256];
+	long conso_prefetch;
+	long remote_parallel, remote_timeout;
 };
 
 /* Sets every key to its default. */

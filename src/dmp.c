@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "log.h"
+#include "multipart.h"
 
 #include <curl/curl.h>
 #include <libxml/tree.h>
@@ -34,6 +35,11 @@
 #define ITI41 "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 #define ITI18 "urn:ihe:iti:2007:RegistryStoredQuery"
 #define ITI57 "urn:ihe:iti:2010:UpdateDocumentSet"
+#define ITI43 "urn:ihe:iti:2007:RetrieveDocumentSet"
+#define TD02 "urn:hl7-org:v3:PRPA_IN201307UV02"
+#define TD03 "urn:asip:dmp:setAuthorization"
+#define NS_DMP "urn:asip:dmp"
+#define FIND_DOCUMENTS "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 #define FIND_BY_REFERENCE "urn:uuid:12941a89-e02e-4be5-967c-ce4bfc8fe492"
 #define GET_DOCUMENTS "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
 #define NS_QUERY "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
@@ -870,30 +876,96 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
 	return len;
 }
 
-/* The SOAP envelope of a reply, plain or the root part of MTOM. */
-static const char *envelope_of(const char *ctype, char *body, size_t *len)
-{
-	const char *b = strcasestr(ctype, "boundary=");
-	char boundary[200], delim[210];
-	char *start, *end;
+/* The parts of an MTOM reply: [0] the root (the envelope), then the rest. */
+#define PARTS_MAX 8
+struct mtom {
+	struct mtom_part {
+		char cid[256];
+		char *data;
+		size_t len;
+	} p[PARTS_MAX];
 	size_t n;
+	int overflow;
+};
 
-	if (strcasestr(ctype, "multipart/related") == NULL || b == NULL)
-		return body;
-	b += 9;
-	if (*b == '"')
-		b++;
-	n = strcspn(b, "\";\r\n ");
-	snprintf(boundary, sizeof(boundary), "%.*s", (int)n, b);
-	snprintf(delim, sizeof(delim), "--%s", boundary);
-	start = strstr(body, delim);
-	start = start ? strstr(start, "\r\n\r\n") : NULL;
-	if (start == NULL)
-		return NULL;
-	start += 4;
-	end = strstr(start, delim);
-	*len = end ? (size_t)(end - start) : strlen(start);
-	return start;
+static void mtom_free(struct mtom *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->p[i].data);
+	memset(m, 0, sizeof(*m));
+}
+
+static int on_part_begin(void *ctx, const char *headers)
+{
+	struct mtom *m = ctx;
+	char id[256];
+
+	if (m->n == PARTS_MAX)
+		return m->overflow = 1;
+	memset(&m->p[m->n], 0, sizeof(m->p[0]));
+	if (mp_header(headers, "Content-ID", id, sizeof(id)) == 0)
+		snprintf(m->p[m->n].cid, sizeof(m->p[0].cid), "%.*s",
+		         (int)strcspn(id + (id[0] == '<'), ">"),
+		         id + (id[0] == '<'));
+	m->n++;
+	return 0;
+}
+
+static int on_part_data(void *ctx, const char *p, size_t n)
+{
+	struct mtom *m = ctx;
+	struct mtom_part *cur = &m->p[m->n - 1];
+	char *nb = realloc(cur->data, cur->len + n + 1);
+
+	if (nb == NULL)
+		return 1;
+	memcpy(nb + cur->len, p, n);
+	cur->data = nb;
+	cur->len += n;
+	nb[cur->len] = '\0';
+	return 0;
+}
+
+/*
+ * Splits a multipart/related reply into m, the root part first (the one
+ * the start parameter names, else the first). 0, or -1 when it is not a
+ * well-formed multipart body.
+ */
+static int mtom_split(const char *ctype, const char *body, size_t len,
+                      struct mtom *m)
+{
+	static const struct mp_callbacks cb = { on_part_begin, on_part_data,
+		                                NULL };
+	char boundary[128], start[256];
+	struct mp_parser *mp;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if (mp_param(ctype, "boundary", boundary, sizeof(boundary)) != 0)
+		return -1;
+	mp = mp_new(boundary, &cb, m);
+	if (mp == NULL)
+		return -1;
+	rc = mp_feed(mp, body, len) == 0 && mp_complete(mp) && m->n > 0 ? 0
+	                                                                : -1;
+	mp_free(mp);
+	if (rc == 0 && mp_param(ctype, "start", start, sizeof(start)) == 0) {
+		const char *want = start + (start[0] == '<');
+		size_t wlen = strcspn(want, ">");
+
+		for (size_t i = 1; i < m->n; i++)
+			if (strlen(m->p[i].cid) == wlen &&
+			    strncmp(m->p[i].cid, want, wlen) == 0) {
+				struct mtom_part t = m->p[0];
+
+				m->p[0] = m->p[i];
+				m->p[i] = t;
+				break;
+			}
+	}
+	if (rc != 0)
+		mtom_free(m);
+	return rc;
 }
 
 /* Whether text names uid as a whole (not a longer UID starting so). */
@@ -988,8 +1060,9 @@ done:
 static enum dmp_outcome post(const struct config *cfg, const char *service,
                              const char *ctype, const char *body, size_t len,
                              const char *unique, xmlDocPtr *reply_doc,
-                             char *err, size_t errlen)
+                             struct mtom *att, char *err, size_t errlen)
 {
+	struct mtom parts = { 0 };
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
 	struct buf reply = { NULL, 0, 0 };
@@ -1032,9 +1105,16 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 		snprintf(err, errlen, "%s: HTTP %ld, %s", url, http,
 		         reply.too_big ? "reply too large" : "empty reply");
 	} else {
+		const char *env = reply.p;
 		size_t n = reply.len;
-		const char *env = envelope_of(reply_type, reply.p, &n);
 
+		if (strcasestr(reply_type, "multipart/related") != NULL) {
+			int ok = mtom_split(reply_type, reply.p, reply.len,
+			                    &parts) == 0;
+
+			env = ok ? parts.p[0].data : NULL;
+			n = ok ? parts.p[0].len : 0;
+		}
 		doc = env && n <= INT32_MAX
 		              ? xmlReadMemory(env, (int)n, NULL, NULL,
 		                              XML_PARSE_NONET |
@@ -1047,6 +1127,10 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 		*reply_doc = doc;
 	else
 		xmlFreeDoc(doc);
+	if (att != NULL && out == DMP_OK)
+		*att = parts;
+	else
+		mtom_free(&parts);
 	free(reply.p);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
@@ -1104,8 +1188,8 @@ struct part {
 static enum dmp_outcome finish(struct req *r, const struct config *cfg,
                                const char *service, const char *action,
                                const struct part *parts, size_t nparts,
-                               const char *unique, xmlDocPtr *reply, char *err,
-                               size_t errlen)
+                               const char *unique, xmlDocPtr *reply,
+                               struct mtom *att, char *err, size_t errlen)
 {
 	enum dmp_outcome out = DMP_RETRY;
 	xmlChar *xml = NULL;
@@ -1131,7 +1215,7 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 		         "application/soap+xml; charset=UTF-8; action=\"%s\"",
 		         action);
 		out = post(cfg, service, ctype, (char *)xml, (size_t)xml_len,
-		           unique, reply, err, errlen);
+		           unique, reply, att, err, errlen);
 		goto done;
 	}
 	new_uuid(boundary, sizeof(boundary));
@@ -1169,7 +1253,8 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	         "boundary=\"%s\"; start=\"<root@drimbox>\"; "
 	         "start-info=\"application/soap+xml\"; action=\"%s\"",
 	         boundary, action);
-	out = post(cfg, service, ctype, mtom, at, unique, reply, err, errlen);
+	out = post(cfg, service, ctype, mtom, at, unique, reply, att, err,
+	           errlen);
 done:
 	r->send_s = seconds_since(&t0);
 	free(mtom);
@@ -1216,8 +1301,8 @@ static enum dmp_outcome stored_query(const struct config *cfg, json_t *payload,
 	attr(query, "id", query_id);
 	for (size_t i = 0; i < nslots; i++)
 		slot1(&r, query, slots[i][0], slots[i][1]);
-	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, err,
-	             errlen);
+	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, NULL,
+	             err, errlen);
 	if (out == DMP_OK && reply != NULL) {
 		xmlXPathContextPtr x = xmlXPathNewContext(reply);
 		xmlXPathObjectPtr set = NULL;
@@ -1338,8 +1423,8 @@ enum dmp_outcome dmp_publish(const struct config *cfg, json_t *payload,
 	parts[0] = (struct part){ KOS_CID, "application/dicom", kos, kos_len };
 	parts[1] = (struct part){ SIG_CID, "text/xml", (unsigned char *)sig,
 		                  sig_len };
-	out = finish(&r, cfg, "repository", ITI41, parts, 2, kos_sop, NULL, err,
-	             errlen);
+	out = finish(&r, cfg, "repository", ITI41, parts, 2, kos_sop, NULL,
+	             NULL, err, errlen);
 	if (timing != NULL)
 		*timing = (struct dmp_timing){ r.sign_s, r.send_s };
 	log_info(LOGC_DMP, "ITI-41 study=%s kos=%s%s%s -> %s%s%s", study_uid,
@@ -1377,12 +1462,334 @@ enum dmp_outcome dmp_delete(const struct config *cfg, json_t *payload,
 	slot1(&r, as, "OriginalStatus",
 	      "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved");
 	slot1(&r, as, "NewStatus", "urn:asip:ci-sis:2010:StatusType:Deleted");
-	out = finish(&r, cfg, "registry", ITI57, NULL, 0, NULL, NULL, err,
+	out = finish(&r, cfg, "registry", ITI57, NULL, 0, NULL, NULL, NULL, err,
 	             errlen);
 	log_info(LOGC_DMP, "ITI-57 delete %s -> %s%s%s", entry,
 	         out == DMP_OK      ? "deleted"
 	         : out == DMP_RETRY ? "to retry"
 	                            : "refused",
 	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
+	return out;
+}
+
+/* ---- the consumer: TD0.2, TD0.3, TD3.1 (ITI-18), TD3.2 (ITI-43) -------- */
+
+/* The first child element of n named name (any namespace), or NULL. */
+static xmlNodePtr child(xmlNodePtr n, const char *name)
+{
+	for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE &&
+		    xmlStrcmp(c->name, BAD_CAST name) == 0)
+			return c;
+	return NULL;
+}
+
+/* An attribute as a JSON string (empty when absent). */
+static json_t *jattr(xmlNodePtr n, const char *name)
+{
+	xmlChar *v = n ? xmlGetProp(n, BAD_CAST name) : NULL;
+	json_t *s = json_string(v ? (char *)v : "");
+
+	xmlFree(v);
+	return s ? s : json_string("");
+}
+
+/* The values of the Slot name of object obj, as a JSON array. */
+static json_t *slot_values(xmlNodePtr obj, const char *name)
+{
+	json_t *out = json_array();
+
+	for (xmlNodePtr c = obj->children; c; c = c->next) {
+		xmlChar *n;
+		int match;
+
+		if (c->type != XML_ELEMENT_NODE ||
+		    xmlStrcmp(c->name, BAD_CAST "Slot") != 0)
+			continue;
+		n = xmlGetProp(c, BAD_CAST "name");
+		match = n && strcmp((char *)n, name) == 0;
+		xmlFree(n);
+		if (!match)
+			continue;
+		for (xmlNodePtr v = child(child(c, "ValueList"), "Value"); v;
+		     v = v->next) {
+			xmlChar *t;
+
+			if (v->type != XML_ELEMENT_NODE)
+				continue;
+			t = xmlNodeGetContent(v);
+			json_array_append_new(out,
+			                      json_string(t ? (char *)t : ""));
+			xmlFree(t);
+		}
+	}
+	return out;
+}
+
+static json_t *first_value(xmlNodePtr obj, const char *name)
+{
+	json_t *all = slot_values(obj, name);
+	json_t *v = json_incref(json_array_get(all, 0));
+
+	json_decref(all);
+	return v ? v : json_string("");
+}
+
+/* The Name's LocalizedString value of an object or a classification. */
+static json_t *name_of(xmlNodePtr n)
+{
+	return jattr(child(child(n, "Name"), "LocalizedString"), "value");
+}
+
+/* A document entry (ExtrinsicObject) of a query reply, as JSON. */
+static json_t *entry_json(xmlNodePtr eo)
+{
+	json_t *e = json_object(), *events = json_array();
+	json_t *inst = NULL;
+
+	json_object_set_new(e, "entry", jattr(eo, "id"));
+	json_object_set_new(e, "mime", jattr(eo, "mimeType"));
+	json_object_set_new(e, "status", jattr(eo, "status"));
+	json_object_set_new(e, "title", name_of(eo));
+	json_object_set_new(e, "repository",
+	                    first_value(eo, "repositoryUniqueId"));
+	json_object_set_new(e, "creation", first_value(eo, "creationTime"));
+	json_object_set_new(e, "service_start",
+	                    first_value(eo, "serviceStartTime"));
+	json_object_set_new(e, "references",
+	                    slot_values(eo, "urn:ihe:iti:xds:2013:"
+	                                    "referenceIdList"));
+	for (xmlNodePtr c = eo->children; c; c = c->next) {
+		xmlChar *scheme;
+
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		scheme = xmlGetProp(c, BAD_CAST "classificationScheme");
+		if (scheme == NULL)
+			scheme = xmlGetProp(c, BAD_CAST "identificationScheme");
+		if (scheme == NULL)
+			continue;
+		if (strcmp((char *)scheme, "urn:uuid:2e82c1f6-a085-4c72-9da3-"
+		                           "8640a32e42ab") == 0)
+			json_object_set_new(e, "unique", jattr(c, "value"));
+		else if (strcmp((char *)scheme, "urn:uuid:f0306f51-975f-434e-"
+		                                "a61c-c59651d33983") == 0)
+			json_object_set_new(e, "type",
+			                    jattr(c, "nodeRepresentation"));
+		else if (strcmp((char *)scheme, "urn:uuid:2c6b8cb7-8b2a-4051-"
+		                                "b291-b1ae6a575ef4") == 0) {
+			json_t *ev = json_object();
+
+			json_object_set_new(ev, "code",
+			                    jattr(c, "nodeRepresentation"));
+			json_object_set_new(ev, "scheme",
+			                    first_value(c, "codingScheme"));
+			json_object_set_new(ev, "display", name_of(c));
+			json_array_append_new(events, ev);
+		} else if (strcmp((char *)scheme,
+		                  "urn:uuid:93606bcf-9494-43ec-9b4e-"
+		                  "a7748d1a838d") == 0 &&
+		           inst == NULL) {
+			inst = first_value(c, "authorInstitution");
+		}
+		xmlFree(scheme);
+	}
+	json_object_set_new(e, "events", events);
+	json_object_set_new(e, "institution", inst ? inst : json_string(""));
+	return e;
+}
+
+enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
+                                    json_t **docs, char *err, size_t errlen)
+{
+	struct req r = { 0 };
+	char nh[200], q1[260];
+	xmlNodePtr body, req, query;
+	xmlDocPtr reply = NULL;
+	enum dmp_outcome out;
+
+	*docs = NULL;
+	patient_nh_of(who, nh, sizeof(nh));
+	snprintf(q1, sizeof(q1), "'%s'", nh);
+	body = begin(&r, cfg, who, "registry", ITI18, nh);
+	req = el(body, r.query, "AdhocQueryRequest", NULL);
+	query = el(req, r.query, "ResponseOption", NULL);
+	attr(query, "returnType", "LeafClass");
+	attr(query, "returnComposedObjects", "true");
+	query = el(req, r.rim, "AdhocQuery", NULL);
+	attr(query, "id", FIND_DOCUMENTS);
+	slot1(&r, query, "$XDSDocumentEntryPatientId", q1);
+	slot1(&r, query, "$XDSDocumentEntryStatus",
+	      "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')");
+	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, NULL,
+	             err, errlen);
+	if (out == DMP_OK) {
+		xmlXPathContextPtr x = xmlXPathNewContext(reply);
+		xmlXPathObjectPtr set = NULL;
+
+		*docs = json_array();
+		if (x != NULL) {
+			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
+			set = xmlXPathEvalExpression(
+			        BAD_CAST "//rim:ExtrinsicObject", x);
+		}
+		for (int i = 0;
+		     set && set->nodesetval && i < set->nodesetval->nodeNr; i++)
+			json_array_append_new(
+			        *docs, entry_json(set->nodesetval->nodeTab[i]));
+		xmlXPathFreeObject(set);
+		xmlXPathFreeContext(x);
+	}
+	xmlFreeDoc(reply);
+	log_info(LOGC_DMP, "ITI-18 FindDocuments -> %s%s%s (%zu documents)",
+	         out == DMP_OK ? "ok" : "failed", out == DMP_OK ? "" : ": ",
+	         out == DMP_OK ? "" : err, json_array_size(*docs));
+	return out;
+}
+
+enum dmp_outcome dmp_retrieve_document(const struct config *cfg, json_t *who,
+                                       const char *repository,
+                                       const char *unique, char **data,
+                                       size_t *len, char *err, size_t errlen)
+{
+	struct req r = { 0 };
+	struct mtom att = { { { "", NULL, 0 } }, 0, 0 };
+	xmlNodePtr body, dr;
+	xmlDocPtr reply = NULL;
+	xmlChar *href = NULL;
+	char nh[200];
+	enum dmp_outcome out;
+
+	*data = NULL;
+	*len = 0;
+	patient_nh_of(who, nh, sizeof(nh));
+	body = begin(&r, cfg, who, "repository", ITI43, nh);
+	dr = el(el(body, r.xds, "RetrieveDocumentSetRequest", NULL), r.xds,
+	        "DocumentRequest", NULL);
+	el(dr, r.xds, "RepositoryUniqueId", repository);
+	el(dr, r.xds, "DocumentUniqueId", unique);
+	out = finish(&r, cfg, "repository", ITI43, NULL, 0, NULL, &reply, &att,
+	             err, errlen);
+	if (out == DMP_OK) {
+		xmlXPathContextPtr x = xmlXPathNewContext(reply);
+		xmlXPathObjectPtr inc = NULL;
+
+		if (x != NULL) {
+			xmlXPathRegisterNs(x, BAD_CAST "xds", BAD_CAST NS_XDS);
+			xmlXPathRegisterNs(x, BAD_CAST "xop", BAD_CAST NS_XOP);
+			inc = xmlXPathEvalExpression(
+			        BAD_CAST "string(//xds:DocumentResponse/"
+			                 "xds:Document/xop:Include/@href)",
+			        x);
+		}
+		href = inc && inc->stringval ? xmlStrdup(inc->stringval) : NULL;
+		xmlXPathFreeObject(inc);
+		xmlXPathFreeContext(x);
+		/* the document is the attachment the Include names */
+		for (size_t i = 1; href && i < att.n; i++)
+			if (strncmp((char *)href, "cid:", 4) == 0 &&
+			    strcmp((char *)href + 4, att.p[i].cid) == 0) {
+				*data = att.p[i].data;
+				*len = att.p[i].len;
+				att.p[i].data = NULL;
+			}
+		if (*data == NULL) {
+			snprintf(err, errlen,
+			         "the DMP's reply carries no document %s",
+			         unique);
+			out = DMP_PERMANENT;
+		}
+	}
+	xmlFree(href);
+	mtom_free(&att);
+	xmlFreeDoc(reply);
+	log_info(LOGC_DMP, "ITI-43 %s -> %s%s%s (%zu bytes)", unique,
+	         out == DMP_OK ? "ok" : "failed", out == DMP_OK ? "" : ": ",
+	         out == DMP_OK ? "" : err, *len);
+	return out;
+}
+
+/* An HL7 v3 element in the request's default namespace. */
+static xmlNodePtr v3(xmlNodePtr parent, const char *name, const char *k1,
+                     const char *v1, const char *k2, const char *v2)
+{
+	xmlNodePtr n = xmlNewChild(parent, parent->ns, BAD_CAST name, NULL);
+
+	if (k1)
+		attr(n, k1, v1);
+	if (k2)
+		attr(n, k2, v2);
+	return n;
+}
+
+enum dmp_outcome dmp_patient_check(const struct config *cfg, json_t *who,
+                                   char *err, size_t errlen)
+{
+	json_t *pat = json_object_get(who, "patient");
+	struct req r = { 0 };
+	xmlNodePtr body, m, q, pid;
+	char nh[200], id[64], now[32];
+	enum dmp_outcome out;
+
+	patient_nh_of(who, nh, sizeof(nh));
+	body = begin(&r, cfg, who, "patients", TD02, nh);
+	m = xmlNewChild(body, NULL, BAD_CAST "PRPA_IN201307UV02", NULL);
+	xmlSetNs(m, xmlNewNs(m, BAD_CAST NS_HL7, NULL));
+	attr(m, "ITSVersion", "XML_1.0");
+	new_uuid(id, sizeof(id));
+	now_utc(now, sizeof(now));
+	v3(m, "id", "root", id + 9, NULL, NULL);
+	v3(m, "creationTime", "value", now, NULL, NULL);
+	v3(m, "interactionId", "root", "2.16.840.1.113883.1.6", "extension",
+	   "PRPA_IN201307UV02");
+	v3(m, "processingCode", "code", "P", NULL, NULL);
+	v3(m, "processingModeCode", "code", "T", NULL, NULL);
+	v3(m, "acceptAckCode", "code", "AL", NULL, NULL);
+	v3(v3(v3(m, "receiver", "typeCode", "RCV", NULL, NULL), "device",
+	      "classCode", "DEV", "determinerCode", "INSTANCE"),
+	   "id", "root", "1.2.250.1.213.4.1.4.1", NULL, NULL);
+	v3(v3(v3(m, "sender", "typeCode", "SND", NULL, NULL), "device",
+	      "classCode", "DEV", "determinerCode", "INSTANCE"),
+	   "id", "root", cfg->dmp_lps_id, NULL, NULL);
+	q = v3(v3(m, "controlActProcess", "classCode", "CACT", "moodCode",
+	          "EVN"),
+	       "queryByParameter", NULL, NULL, NULL, NULL);
+	v3(q, "queryId", "root", id + 9, NULL, NULL);
+	v3(q, "statusCode", "code", "new", NULL, NULL);
+	v3(q, "responsePriorityCode", "code", "I", NULL, NULL);
+	pid = v3(v3(q, "parameterList", NULL, NULL, NULL, NULL),
+	         "patientIdentifier", NULL, NULL, NULL, NULL);
+	v3(pid, "value", "root", jstr(pat, "ins_oid"), "extension",
+	   jstr(pat, "ins"));
+	xmlNewTextChild(pid, pid->ns, BAD_CAST "semanticsText",
+	                BAD_CAST "Patient.id");
+	out = finish(&r, cfg, "patients", TD02, NULL, 0, NULL, NULL, NULL, err,
+	             errlen);
+	log_info(LOGC_DMP, "TD0.2 patient %s -> %s%s%s", nh,
+	         out == DMP_OK ? "ok" : "failed", out == DMP_OK ? "" : ": ",
+	         out == DMP_OK ? "" : err);
+	return out;
+}
+
+enum dmp_outcome dmp_authorize(const struct config *cfg, json_t *who, char *err,
+                               size_t errlen)
+{
+	json_t *pat = json_object_get(who, "patient");
+	struct req r = { 0 };
+	xmlNodePtr body, a;
+	char nh[200];
+	enum dmp_outcome out;
+
+	patient_nh_of(who, nh, sizeof(nh));
+	body = begin(&r, cfg, who, "habilitations", TD03, nh);
+	a = xmlNewChild(body, NULL, BAD_CAST "setAuthorizationRequest", NULL);
+	xmlSetNs(a, xmlNewNs(a, BAD_CAST NS_DMP, NULL));
+	xmlNewTextChild(a, a->ns, BAD_CAST "ins", BAD_CAST jstr(pat, "ins"));
+	xmlNewTextChild(a, a->ns, BAD_CAST "action", BAD_CAST "ADDITION");
+	out = finish(&r, cfg, "habilitations", TD03, NULL, 0, NULL, NULL, NULL,
+	             err, errlen);
+	log_info(LOGC_DMP, "TD0.3 authorisation for %s -> %s%s%s", nh,
+	         out == DMP_OK ? "ok" : "failed", out == DMP_OK ? "" : ": ",
+	         out == DMP_OK ? "" : err);
 	return out;
 }

@@ -63,4 +63,33 @@ enum dmp_outcome dmp_delete(const struct config *cfg, json_t *payload,
                             const char *entry, const char *ss_unique, char *err,
                             size_t errlen);
 
+/*
+ * The consumer's transactions. who is {"patient": {"ins", "ins_oid"},
+ * "author": the professional consulting {"id", "family", "given"}}: the
+ * VIHF names them.
+ */
+
+/* TD0.2: the patient's DMP exists and is open. */
+enum dmp_outcome dmp_patient_check(const struct config *cfg, json_t *who,
+                                   char *err, size_t errlen);
+
+/* TD0.3: records that the patient was informed and does not object. */
+enum dmp_outcome dmp_authorize(const struct config *cfg, json_t *who, char *err,
+                               size_t errlen);
+
+/*
+ * TD3.1 (ITI-18 FindDocuments): the patient's approved documents, *docs a
+ * JSON array of {"entry", "unique", "repository", "mime", "type", "title",
+ * "creation", "service_start", "institution", "references": [...],
+ * "events": [{"code", "scheme", "display"}]}.
+ */
+enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
+                                    json_t **docs, char *err, size_t errlen);
+
+/* TD3.2 (ITI-43): a document's bytes (*data malloc'd, *len). */
+enum dmp_outcome dmp_retrieve_document(const struct config *cfg, json_t *who,
+                                       const char *repository,
+                                       const char *unique, char **data,
+                                       size_t *len, char *err, size_t errlen);
+
 #endif

@@ -6,6 +6,7 @@
  */
 #include "cache.h"
 #include "config.h"
+#include "conso.h"
 #include "control.h"
 #include "dcm.h"
 #include "dmp.h"
@@ -18,6 +19,7 @@
 #include "monitor.h"
 #include "pacs.h"
 #include "publish.h"
+#include "remote.h"
 #include "retrieve.h"
 #include "store.h"
 
@@ -51,6 +53,8 @@ struct daemon {
 	struct store *store;
 	struct pacs pacs;
 	struct retriever *retriever;
+	struct remote *remote;
+	struct conso *conso;
 	struct dcm_scp *scp;
 	struct monitor *monitor;
 	struct control *control;
@@ -129,15 +133,6 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 		if (mc.tls == NULL)
 			return -1;
 	}
-	/* once, before the threads that parse CDA reports, sign and post */
-	xmlInitParser();
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-	    dmp_global_init(err, errlen) != 0) {
-		if (err[0] == '\0')
-			snprintf(err, errlen, "libcurl could not start");
-		return -1;
-	}
-	d->dmp_ready = 1;
 	d->publisher = publisher_start(&d->cfg, d->ix, &d->pacs, err, errlen);
 	if (d->publisher == NULL)
 		return -1;
@@ -185,13 +180,28 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	         d->cfg.cache_dir, rep.temp_removed, rep.orphans_removed,
 	         rep.rows_cleared, (unsigned long long)cache_bytes(d->cache));
 	(void)cache_enforce_bound(d->cache);
+	/* once, before the threads that parse XML, sign and use libcurl */
+	xmlInitParser();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    dmp_global_init(err, errlen) != 0) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "libcurl could not start");
+		return -1;
+	}
+	d->dmp_ready = 1;
 	d->store = store_new(d->cache, d->ix, d->cfg.pacs_aet);
 	pacs_init(&d->pacs, &d->cfg);
 	d->retriever = d->store ? retriever_new(&d->pacs, d->store) : NULL;
-	if (d->retriever == NULL) {
+	d->remote = d->store ? remote_new(&d->cfg, d->ix, d->store) : NULL;
+	if (d->retriever == NULL || d->remote == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	retriever_set_remote(d->retriever, d->remote);
+	d->conso = conso_start(&d->cfg, d->ix, d->cache, &d->pacs, d->retriever,
+	                       d->remote, err, errlen);
+	if (d->conso == NULL)
+		return -1;
 	memset(&sc, 0, sizeof(sc));
 	sc.aet = d->cfg.dicom_aet;
 	sc.bind = d->cfg.dicom_bind;
@@ -221,8 +231,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->control = control_start(&env, err, errlen);
 	if (d->control == NULL)
 		return -1;
-	henv = (struct http_env){ &d->cfg, d->ix, d->cache, &d->pacs,
-		                  d->retriever };
+	henv = (struct http_env){ &d->cfg,  d->ix,        d->cache,
+		                  &d->pacs, d->retriever, d->conso };
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)
 		return -1;
@@ -242,16 +252,18 @@ static void stop(struct daemon *d)
 	SSL_CTX_free(d->hl7_tls);
 	intake_free(d->intake);
 	publisher_stop(d->publisher);
-	if (d->dmp_ready) {
-		dmp_global_cleanup();
-		curl_global_cleanup();
-	}
 	http_stop(d->http);
+	conso_stop(d->conso);
 	control_stop(d->control);
 	monitor_stop(d->monitor);
 	dcm_scp_stop(d->scp);
 	retriever_free(d->retriever);
+	remote_free(d->remote);
 	store_free(d->store);
+	if (d->dmp_ready) { /* once no thread uses them */
+		dmp_global_cleanup();
+		curl_global_cleanup();
+	}
 	cache_close(d->cache);
 	index_close(d->ix);
 	dcm_global_cleanup();

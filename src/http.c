@@ -6,6 +6,7 @@
  */
 #include "http.h"
 #include "config.h"
+#include "conso.h"
 #include "dicomweb.h"
 #include "index.h"
 #include "log.h"
@@ -303,12 +304,33 @@ static const char *parse_path(const char *path, struct dw_request *rq,
 	return NULL;
 }
 
+/* A request body kept for its handler. */
+#define BODY_MAX (64 * 1024)
+struct body {
+	size_t len;
+	int too_big;
+	char data[BODY_MAX];
+};
+
+/* The state of a request without a body to keep. */
+static int first_call_marker;
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode why)
+{
+	(void)cls;
+	(void)conn;
+	(void)why;
+	if (*state != NULL && *state != &first_call_marker)
+		free(*state);
+	*state = NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **state)
 {
-	static int first_call_marker;
 	struct http *h = cls;
 	const struct config *cfg = h->env.cfg;
 	struct dw_request rq;
@@ -320,11 +342,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	(void)version;
 	(void)upload;
 	if (*state == NULL) {
-		*state = &first_call_marker;
+		/* a consumer's POST keeps its body (a form: small) */
+		if (strcmp(method, "POST") == 0 && h->env.conso &&
+		    conso_handles(url)) {
+			struct body *b = calloc(1, sizeof(*b));
+
+			*state = b ? (void *)b : (void *)&first_call_marker;
+		} else {
+			*state = &first_call_marker;
+		}
 		return MHD_YES;
 	}
 	if (*upload_size != 0) {
-		*upload_size = 0; /* bodies are not used: read and dropped */
+		if (*state != &first_call_marker) {
+			struct body *b = *state;
+
+			if (b->len + *upload_size > BODY_MAX)
+				b->too_big = 1;
+			else {
+				memcpy(b->data + b->len, upload, *upload_size);
+				b->len += *upload_size;
+			}
+		}
+		*upload_size = 0; /* other bodies are read and dropped */
 		return MHD_YES;
 	}
 	snprintf(ctx, sizeof(ctx), "req=%lu",
@@ -336,6 +376,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (headers_size(conn) > HEADERS_MAX)
 		return dw_error(conn, 431, "request headers over %d bytes",
 		                HEADERS_MAX);
+	if (h->env.conso && conso_handles(url)) {
+		struct body *b = *state != &first_call_marker ? *state : NULL;
+
+		if (b && b->too_big)
+			return dw_error(conn, 413, "body over %d bytes",
+			                BODY_MAX);
+		return conso_handle(h->env.conso, conn, url, method,
+		                    b ? b->data : NULL, b ? b->len : 0);
+	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return dw_error(conn, 405, "method %s not allowed", method);
 	if (web_handles(url))
@@ -380,16 +429,17 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 		free(h);
 		return NULL;
 	}
-	h->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-	                                  MHD_USE_INTERNAL_POLLING_THREAD |
-	                                  MHD_USE_ITC | MHD_USE_TCP_FASTOPEN,
-	                          0, NULL, NULL, on_request, h,
-	                          MHD_OPTION_SOCK_ADDR, &sa,
-	                          MHD_OPTION_CONNECTION_LIMIT,
-	                          (unsigned)env->cfg->http_max_connections,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, 120U,
-	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	                          (size_t)(64 * 1024), MHD_OPTION_END);
+	h->mhd = MHD_start_daemon(
+	        MHD_USE_THREAD_PER_CONNECTION |
+	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+	                MHD_USE_TCP_FASTOPEN,
+	        0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+	        MHD_OPTION_CONNECTION_LIMIT,
+	        (unsigned)env->cfg->http_max_connections,
+	        MHD_OPTION_CONNECTION_TIMEOUT, 120U,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	        MHD_OPTION_END);
 	if (h->mhd == NULL) {
 		snprintf(err, errlen, "HTTP server on %s:%ld could not start",
 		         env->cfg->http_bind, env->cfg->http_port);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct cache;
+struct conso;
 struct config;
 struct index;
 struct pacs;
@@ -22,6 +23,7 @@ struct http_env {
 	struct cache *cache;
 	const struct pacs *pacs;
 	struct retriever *retriever;
+	struct conso *conso; /* the consumer's pages, or NULL */
 };
 
 struct http;

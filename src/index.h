@@ -294,6 +294,15 @@ int index_job_pending_for(struct index *ix, const char *study_uid);
 /* 1 when a job about subject exists, 0 when none, -1 on error. */
 int index_job_exists(struct index *ix, const char *subject);
 
+/*
+ * The latest job about subject: its state (into state), payload
+ * (malloc'd) and last error (into error when not NULL). 1, 0 when there is
+ * none, -1 on error.
+ */
+int index_job_latest(struct index *ix, const char *subject, char *state,
+                     size_t state_cap, char **payload, char *error,
+                     size_t error_cap);
+
 /* Queues a new job; its id, or -1. */
 int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
                       const char *subject);
@@ -332,5 +341,48 @@ struct idx_hl7_row {
 int index_hl7_messages(struct index *ix, long limit,
                        int (*cb)(void *ctx, const struct idx_hl7_row *r),
                        void *ctx);
+
+/* ---- consumer: contextual calls, sessions, remote series ---------------- */
+
+/*
+ * Records a contextual call (single-use) under the hash of its token, with
+ * its data (JSON), valid until expires; expired rows are dropped. 0 or -1.
+ */
+int index_context_put(struct index *ix, const char *hash, const char *data,
+                      int64_t now, int64_t expires);
+
+/*
+ * Redeems a live contextual call: in one transaction it is deleted and a
+ * session with its data is created under session_hash, valid until
+ * expires. 1 with *data (malloc'd), 0 when there is no such live call
+ * (used already, expired, unknown), -1 on error.
+ */
+int index_context_redeem(struct index *ix, const char *context_hash,
+                         const char *session_hash, int64_t now, int64_t expires,
+                         char **data);
+
+/* A live session's data (malloc'd): 1, 0 when none, -1 on error. */
+int index_session_get(struct index *ix, const char *hash, int64_t now,
+                      char **data);
+
+/* Replaces a session's data. 0 or -1. */
+int index_session_set(struct index *ix, const char *hash, const char *data);
+
+/* A series another DRIMbox holds, as a manifest names it. */
+struct idx_remote {
+	const char *series_uid, *study_uid, *url, *kos_sop;
+};
+
+/* Records (or updates) remote series in one transaction. 0 or -1. */
+int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
+                     int64_t now);
+
+/*
+ * Calls cb for each remote series of a study; a non-zero return stops and
+ * is returned. 0 when done (none is not an error), -1 on error.
+ */
+int index_remote_series(struct index *ix, const char *study_uid,
+                        int (*cb)(void *ctx, const struct idx_remote *r),
+                        void *ctx);
 
 #endif

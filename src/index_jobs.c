@@ -498,3 +498,37 @@ int index_job_pending_for(struct index *ix, const char *study_uid)
 	               "WHERE json_extract(value, '$.uid') = ?) LIMIT 1",
 	               study_uid);
 }
+
+int index_job_latest(struct index *ix, const char *subject, char *state,
+                     size_t state_cap, char **payload, char *error,
+                     size_t error_cap)
+{
+	sqlite3_stmt *s;
+	int rc = -1, step;
+
+	*payload = NULL;
+	index_lock(ix);
+	s = index_cached_stmt(ix, "SELECT state, payload, last_error FROM jobs "
+	                          "WHERE subject = ?1 ORDER BY id DESC "
+	                          "LIMIT 1");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		const char *e = (const char *)sqlite3_column_text(s, 2);
+
+		snprintf(state, state_cap, "%s", sqlite3_column_text(s, 0));
+		*payload = strdup((const char *)sqlite3_column_text(s, 1));
+		if (error != NULL)
+			snprintf(error, error_cap, "%s", e ? e : "");
+		rc = *payload ? 1 : -1;
+	} else {
+		rc = step == SQLITE_DONE ? 0 : -1;
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+out:
+	index_unlock(ix);
+	return rc;
+}

@@ -7,6 +7,7 @@
 #include "retrieve.h"
 #include "log.h"
 #include "pacs.h"
+#include "remote.h"
 #include "store.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ struct entry {
 
 struct retriever {
 	const struct pacs *pacs;
+	struct remote *remote; /* studies other DRIMboxes hold, or NULL */
 	struct store *store;
 	struct dcm_store_handler handler; /* for C-GET */
 	pthread_mutex_t lock;
@@ -166,6 +168,47 @@ static int on_progress(void *ctx, const struct dcm_progress *p)
 	return stop;
 }
 
+/* Progress of a pull from another DRIMbox. */
+static int on_pull_progress(void *ctx, long expected, long failed)
+{
+	struct entry *e = ctx;
+	struct retriever *r = e->r;
+	int stop;
+
+	pthread_mutex_lock(&r->lock);
+	e->st.expected = expected;
+	e->st.failed = failed;
+	stop = r->stopping;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+	return stop;
+}
+
+/* Retrieves from the PACS, or from the DRIMbox that holds the study. */
+static int fetch(struct entry *e, const struct dcm_selection *sel,
+                 struct dcm_progress *fin, char *err, size_t errlen)
+{
+	struct retriever *r = e->r;
+	long done = 0, failed = 0;
+	int rc;
+
+	if (r->remote == NULL || !remote_holds(r->remote, e->study)) {
+		log_info(LOGC_PACS, "retrieve study=%s%s%s%s%s via %s",
+		         e->study, e->series[0] ? " series=" : "", e->series,
+		         e->sop[0] ? " instance=" : "", e->sop,
+		         r->pacs->use_get ? "C-GET" : "C-MOVE");
+		return pacs_retrieve(r->pacs, sel, &r->handler, on_progress, e,
+		                     fin, err, errlen);
+	}
+	rc = remote_pull(r->remote, e->study, sel->series_uid, sel->sop_uid,
+	                 on_pull_progress, e, &done, &failed, err, errlen);
+	fin->completed = (int)done;
+	fin->failed = (int)failed;
+	if (rc == 0 && done == 0 && failed == 0)
+		fin->completed = (int)e->st.received; /* all cached already */
+	return rc;
+}
+
 static void *retrieval_thread(void *arg)
 {
 	struct entry *e = arg;
@@ -178,12 +221,7 @@ static void *retrieval_thread(void *arg)
 
 	snprintf(ctx, sizeof(ctx), "fetch=%u", e->id);
 	log_set_context(ctx);
-	log_info(LOGC_PACS, "retrieve study=%s%s%s%s%s via %s", e->study,
-	         e->series[0] ? " series=" : "", e->series,
-	         e->sop[0] ? " instance=" : "", e->sop,
-	         r->pacs->use_get ? "C-GET" : "C-MOVE");
-	rc = pacs_retrieve(r->pacs, &sel, &r->handler, on_progress, e, &fin,
-	                   err, sizeof(err));
+	rc = fetch(e, &sel, &fin, err, sizeof(err));
 	/* Answered instances may still be on their way to the disk. */
 	store_flush(r->store);
 	pthread_mutex_lock(&r->lock);
@@ -304,6 +342,21 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 	return h;
 }
 
+int retriever_progress(struct retriever *r, const char *study,
+                       struct retrieve_status *st)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct entry *e = r->active; e && !found; e = e->next)
+		if (strcmp(e->study, study) == 0) {
+			*st = e->st;
+			found = 1;
+		}
+	pthread_mutex_unlock(&r->lock);
+	return found;
+}
+
 int retriever_instances_running(struct retriever *r)
 {
 	int n = 0;
@@ -406,4 +459,9 @@ int retriever_fetch(struct retriever *r, const char *study, const char *series,
 	if (cb)
 		cb(ctx, final);
 	return final->ok ? 0 : -1;
+}
+
+void retriever_set_remote(struct retriever *r, struct remote *remote)
+{
+	r->remote = remote;
 }

@@ -34,6 +34,13 @@ struct retrieve_status {
 struct retriever *retriever_new(const struct pacs *p, struct store *s);
 
 /*
+ * Studies that the index says another DRIMbox holds are pulled from it
+ * (remote.h) instead of the PACS. Set before the first retrieval.
+ */
+struct remote;
+void retriever_set_remote(struct retriever *r, struct remote *remote);
+
+/*
  * Asks the retrievals in flight to stop (C-CANCEL at their next response)
  * and refuses new ones; requesters then return soon with an error.
  */
@@ -60,6 +67,13 @@ struct retrieval;
 struct retrieval *retriever_start(struct retriever *r, const char *study,
                                   const char *series, const char *sop,
                                   char *err, size_t errlen);
+
+/*
+ * 1 with st filled (the first one found) when a retrieval of the study is
+ * in flight, 0 otherwise.
+ */
+int retriever_progress(struct retriever *r, const char *study,
+                       struct retrieve_status *st);
 
 /* How many retrievals of single instances are in flight. */
 int retriever_instances_running(struct retriever *r);

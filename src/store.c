@@ -351,11 +351,15 @@ static void check_rejection(struct store *s, const struct dcm_ds *ds,
 	json_decref(payload);
 }
 
-static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
-                          const struct dcm_instance_info *info,
-                          const char *tmp_path, const char *calling_aet)
+/*
+ * Queues a received instance; fill: cache fill (its origin keeps it), told
+ * to the observer and answered at once; otherwise answered once durable.
+ */
+static unsigned receive(struct store *s, const struct dcm_ds *ds,
+                        const struct dcm_instance_info *info,
+                        const char *tmp_path, const char *calling_aet, int fill,
+                        int remote)
 {
-	struct store *s = ctx;
 	struct pending *p = pending_new(ds, info, tmp_path);
 	unsigned status = STATUS_SUCCESS;
 	int wait;
@@ -365,12 +369,14 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 		return STATUS_OUT_OF_RESOURCES;
 	}
 	/* from the PACS (IOCM), whether pushed or sent again as cache fill:
-	 * each note is handled once (its SOP Instance UID is the job's) */
-	check_rejection(s, ds, info);
+	 * each note is handled once (its SOP Instance UID is the job's);
+	 * another DRIMbox's notes are about its own publications */
+	if (!remote)
+		check_rejection(s, ds, info);
 	log_debug(LOGC_DICOM, "received sop=%s from=%s ts=%s bytes=%llu",
 	          info->sop_instance_uid, calling_aet, info->transfer_syntax,
 	          (unsigned long long)info->file_size);
-	p->from_pacs = strcmp(calling_aet, s->pacs_aet) == 0;
+	p->from_pacs = fill;
 	/* Another sender's success status must mean durable and indexed. */
 	wait = p->wait = !p->from_pacs;
 	/* Once queued, p belongs to the committer unless we wait for it. */
@@ -390,6 +396,23 @@ static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
 	if (wait)
 		pending_free(p);
 	return status;
+}
+
+static unsigned on_stored(void *ctx, const struct dcm_ds *ds,
+                          const struct dcm_instance_info *info,
+                          const char *tmp_path, const char *calling_aet)
+{
+	struct store *s = ctx;
+
+	return receive(s, ds, info, tmp_path, calling_aet,
+	               strcmp(calling_aet, s->pacs_aet) == 0, 0);
+}
+
+static unsigned on_fill_stored(void *ctx, const struct dcm_ds *ds,
+                               const struct dcm_instance_info *info,
+                               const char *tmp_path, const char *sender)
+{
+	return receive(ctx, ds, info, tmp_path, sender, 1, 1);
 }
 
 static void on_rejected(void *ctx, const char *calling_aet, const char *reason)
@@ -462,4 +485,10 @@ void store_handler(struct store *s, struct dcm_store_handler *h)
 	h->stored = on_stored;
 	h->rejected = on_rejected;
 	h->tmp_dir = cache_tmp_dir(s->cache);
+}
+
+void store_fill_handler(struct store *s, struct dcm_store_handler *h)
+{
+	store_handler(s, h);
+	h->stored = on_fill_stored;
 }

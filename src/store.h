@@ -46,6 +46,12 @@ void store_set_observer(struct store *s, store_observer cb, void *ctx);
 /* Fills h so that the bridge hands received instances to s. */
 void store_handler(struct store *s, struct dcm_store_handler *h);
 
+/*
+ * Fills h so that instances handed to it are cache fill whatever their
+ * sender (another DRIMbox's, pulled over WADO-RS: it keeps them).
+ */
+void store_fill_handler(struct store *s, struct dcm_store_handler *h);
+
 /* Waits until every instance received before the call is committed. */
 void store_flush(struct store *s);
 

@@ -72,7 +72,7 @@ static int hashed(const char *name)
  * A path below /viewer/ that may name a file: no empty, "." or ".."
  * segment, nothing hidden, no backslash. "" is index.html.
  */
-static int safe_path(const char *rel)
+int web_safe_path(const char *rel)
 {
 	if (strlen(rel) > 200 || strchr(rel, '\\') != NULL)
 		return 0;
@@ -99,8 +99,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 }
 
 /* An HTML page (taken over: freed here). */
-static enum MHD_Result send_page(struct MHD_Connection *conn, unsigned status,
-                                 char *page, size_t len, const char *cache)
+enum MHD_Result web_send_page(struct MHD_Connection *conn, unsigned status,
+                              char *page, size_t len, const char *cache)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 	        len, page, MHD_RESPMEM_MUST_FREE);
@@ -147,50 +147,43 @@ static enum MHD_Result send_index(const struct config *cfg,
 		memcpy(at, cfg->dicomweb_root, rootlen);
 		len = len - strlen(mark) + rootlen;
 	}
-	return send_page(conn, 200, page, len, "no-cache");
+	return web_send_page(conn, 200, page, len, "no-cache");
 }
 
-static enum MHD_Result viewer_file(const struct config *cfg,
-                                   struct MHD_Connection *conn, const char *url)
+enum MHD_Result web_file(struct MHD_Connection *conn, const char *dir,
+                         const char *name, int *missing)
 {
-	const char *rel = url + strlen(VIEWER "/");
 	static const char *const codings[][2] = { { "br", ".br" },
 		                                  { "gzip", ".gz" } };
-	const char *coding = NULL, *name = *rel ? rel : "index.html";
+	const char *coding = NULL;
 	char path[CONFIG_STR_MAX + 256], etag[64];
 	struct MHD_Response *resp;
 	struct stat st;
 	int fd = -1;
 	enum MHD_Result rc;
 
-	if (!safe_path(rel))
-		return dw_error(conn, 404, "no such file");
-	if (strcmp(name, "index.html") == 0)
-		return send_index(cfg, conn);
+	*missing = 0;
 	for (size_t i = 0; i < 2 && fd < 0; i++) {
 		if (!dw_accepts_coding(conn, codings[i][0]))
 			continue;
-		if (snprintf(path, sizeof(path), "%s/%s%s", cfg->viewer_dir,
-		             name, codings[i][1]) >= (int)sizeof(path))
+		if (snprintf(path, sizeof(path), "%s/%s%s", dir, name,
+		             codings[i][1]) >= (int)sizeof(path))
 			return dw_error(conn, 404, "no such file");
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		coding = codings[i][0];
 	}
 	if (fd < 0) {
 		coding = NULL;
-		if (snprintf(path, sizeof(path), "%s/%s", cfg->viewer_dir,
-		             name) >= (int)sizeof(path))
+		if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+		    (int)sizeof(path))
 			return dw_error(conn, 404, "no such file");
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		/* a route of the page's own (no file has a name without a
-		 * dot): the page */
-		if (strchr(strrchr(url, '/'), '.') == NULL)
-			return send_index(cfg, conn);
-		return dw_error(conn, 404, "no such file");
+		*missing = 1;
+		return MHD_YES;
 	}
 	snprintf(etag, sizeof(etag), "\"%llx-%llx%s\"",
 	         (unsigned long long)st.st_size,
@@ -217,8 +210,30 @@ static enum MHD_Result viewer_file(const struct config *cfg,
 	return queue(conn, 200, resp);
 }
 
-static enum MHD_Result redirect(struct MHD_Connection *conn, unsigned status,
-                                const char *location)
+static enum MHD_Result viewer_file(const struct config *cfg,
+                                   struct MHD_Connection *conn, const char *url)
+{
+	const char *rel = url + strlen(VIEWER "/");
+	const char *name = *rel ? rel : "index.html";
+	enum MHD_Result rc;
+	int missing;
+
+	if (!web_safe_path(rel))
+		return dw_error(conn, 404, "no such file");
+	if (strcmp(name, "index.html") == 0)
+		return send_index(cfg, conn);
+	rc = web_file(conn, cfg->viewer_dir, name, &missing);
+	if (!missing)
+		return rc;
+	/* a route of the page's own (no file has a name without a dot): the
+	 * page */
+	if (strchr(strrchr(url, '/'), '.') == NULL)
+		return send_index(cfg, conn);
+	return dw_error(conn, 404, "no such file");
+}
+
+enum MHD_Result web_redirect(struct MHD_Connection *conn, unsigned status,
+                             const char *location)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 	        0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -317,7 +332,7 @@ static enum MHD_Result iid_refuse(struct MHD_Connection *conn, unsigned status,
 	n = asprintf(&body, page, title, why);
 	if (n < 0)
 		return MHD_NO;
-	return send_page(conn, status, body, (size_t)n, "no-store");
+	return web_send_page(conn, status, body, (size_t)n, "no-store");
 }
 
 static enum MHD_Result invoke_image_display(const struct http_env *env,
@@ -389,7 +404,7 @@ static enum MHD_Result invoke_image_display(const struct http_env *env,
 	log_info(LOGC_HTTP, "report link: study %.64s%s (report %.64s)",
 	         p.study_uid, n > 1 ? " and others" : "",
 	         p.cda ? p.cda : "not named");
-	return redirect(conn, 302, location);
+	return web_redirect(conn, 302, location);
 }
 
 enum MHD_Result web_handle(const struct http_env *env,
@@ -407,7 +422,7 @@ enum MHD_Result web_handle(const struct http_env *env,
 			snprintf(loc, sizeof(loc), VIEWER "/?study=%s", study);
 		else
 			snprintf(loc, sizeof(loc), VIEWER "/");
-		return redirect(conn, 301, loc);
+		return web_redirect(conn, 301, loc);
 	}
 	return viewer_file(env->cfg, conn, url);
 }

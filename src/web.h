@@ -18,4 +18,26 @@ int web_handles(const char *url);
 enum MHD_Result web_handle(const struct http_env *env,
                            struct MHD_Connection *conn, const char *url);
 
+/*
+ * A path below a page's directory that may name a file: no empty, "." or
+ * ".." segment, nothing hidden, no backslash. "" is index.html.
+ */
+int web_safe_path(const char *rel);
+
+/*
+ * Sends the file dir/name (name checked by web_safe_path), or its .br /
+ * .gz twin when the client accepts it, with an ETag. When there is no such
+ * file, sends nothing and sets *missing.
+ */
+enum MHD_Result web_file(struct MHD_Connection *conn, const char *dir,
+                         const char *name, int *missing);
+
+/* An empty response with a Location. */
+enum MHD_Result web_redirect(struct MHD_Connection *conn, unsigned status,
+                             const char *location);
+
+/* An HTML page (taken over: freed here) with Cache-Control cache. */
+enum MHD_Result web_send_page(struct MHD_Connection *conn, unsigned status,
+                              char *page, size_t len, const char *cache);
+
 #endif

@@ -1,0 +1,60 @@
+/*
+ * remote.h - pulling images from the DRIMbox that published them: the
+ * series a manifest names (recorded in the index by the consumer) are
+ * retrieved over WADO-RS from their RetrieveURL, only from DRIMboxes the
+ * signed whitelist lists, several series at once, each part checked and
+ * handed to the store as soon as it is complete. What is cached already is
+ * not asked for again: an interrupted pull resumes with what is missing.
+ */
+#ifndef DRIMBOX_REMOTE_H
+#define DRIMBOX_REMOTE_H
+
+#include <stddef.h>
+
+struct config;
+struct index;
+struct store;
+struct remote;
+
+/*
+ * A puller; loads the whitelist when one is configured (a list that fails
+ * its checks is refused and logged: every RetrieveURL is then refused).
+ * NULL on allocation failure.
+ */
+struct remote *remote_new(const struct config *cfg, struct index *ix,
+                          struct store *s);
+void remote_free(struct remote *r);
+
+/*
+ * 0 when url may be retrieved: http(s), and its host listed in the
+ * whitelist. The list is read again when its file changed; a new list
+ * that fails its checks is refused and the last good one kept. -1 with
+ * err otherwise.
+ */
+int remote_url_allowed(struct remote *r, const char *url, char *err,
+                       size_t errlen);
+
+/* 1 when the index names another DRIMbox as the holder of the study. */
+int remote_holds(struct remote *r, const char *study);
+
+/*
+ * Progress: expected instances once known; a non-zero return stops the
+ * pull.
+ */
+typedef int (*remote_progress_cb)(void *ctx, long expected, long failed);
+
+/*
+ * Pulls what is not cached of a study (series and sop NULL), a series or
+ * one instance. *completed gets the instances handed to the store,
+ * *failed those refused or lost. 0 when everything asked for arrived, -1
+ * with err otherwise.
+ */
+int remote_pull(struct remote *r, const char *study, const char *series,
+                const char *sop, remote_progress_cb cb, void *ctx,
+                long *completed, long *failed, char *err, size_t errlen);
+
+/* Why the last pull of a study failed ("" when it did not, or unknown). */
+void remote_last_error(struct remote *r, const char *study, char *out,
+                       size_t cap);
+
+#endif

@@ -1,0 +1,342 @@
+"""The consumer role, with two DRIMboxes on loopback: drimbox A (source,
+Orthanc A with the small set) publishes a report's manifest to the DMP
+simulator; drimbox B (consumer, Orthanc B empty) gets a contextual call,
+lists the patient's exams from the DMP, pulls the exam from A over
+WADO-RS (whitelist checked, KOS-SOPInstanceUID sent), and imports it into
+Orthanc B. The pixel data B holds equals Orthanc A's. Also: the context is
+single-use, a bad call is refused, a RetrieveURL not in the whitelist, a
+DMP fault and an unreachable source are clear errors with nothing
+imported. The consumer page itself is driven in headless Chromium
+(tests/viewer/conso.mjs): banner, list, View to the first image.
+"""
+
+import http.cookiejar
+import io
+import json
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pydicom
+
+import common
+import harness
+import reports
+from harness import DmpSim, Drimbox, Orthanc
+from test_publish import last_job_id, signing_key, wait_job
+from wlsign import make_trust, write_signed_whitelist
+
+DRIVER = harness.REPO / "tests" / "viewer" / "conso.mjs"
+ARTIFACTS = common.TMP_ROOT / "conso-artifacts"
+PATIENT = reports.SMALL_SET_PATIENT
+ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+def call_form(**over):
+    """The DRIM-M contextual call's parameters for the small set's patient."""
+    form = {
+        "Patient.identifier.value": PATIENT["ins"],
+        "Patient.identifier.system": "urn:oid:" + reports.INS_OID,
+        "Patient.name.family": PATIENT["family"],
+        "Patient.name.given": PATIENT["given"],
+        "Patient.gender": PATIENT["sex"],
+        "Patient.birthDate": "1979-03-15",
+        "Address.district": "51215",
+        "InformationEtOppositionConsultation": "true",
+        "PatientID": "IPP-B-1",
+        "PatientIDIssuer": "1.2.250.1.999.1",
+    }
+    form.update(over)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def decoded(ds):
+    """A JPEG-LS dataset decoded by DCMTK (dcmdjpls) to explicit little
+    endian."""
+    with tempfile.TemporaryDirectory() as t:
+        src, dst = os.path.join(t, "in.dcm"), os.path.join(t, "out.dcm")
+        ds.save_as(src, write_like_original=True)
+        subprocess.run(["dcmdjpls", src, dst], check=True, capture_output=True)
+        return pydicom.dcmread(dst)
+
+
+class Browser:
+    """A client with its own cookies, redirects not followed."""
+
+    def __init__(self, base):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            NoRedirect, urllib.request.HTTPCookieProcessor(self.jar))
+
+    def req(self, method, path, data=None, headers=None):
+        """(status, headers, body)."""
+        r = urllib.request.Request(self.base + path, data=data, method=method,
+                                   headers=headers or {})
+        try:
+            with self.opener.open(r, timeout=120) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def call(self, form):
+        body = urllib.parse.urlencode(form).encode()
+        return self.req("POST", "/conso", body,
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def open_session(self, form=None):
+        """Contextual call, then the page: the session cookie is set."""
+        status, headers, _ = self.call(form or call_form())
+        assert status == 303, status
+        loc = headers["Location"]
+        status, headers, _ = self.req("GET", loc)
+        assert status == 303, status
+        return loc
+
+    def api(self, method, path):
+        status, _, body = self.req(method, "/conso/api/" + path, b"" if method == "POST" else None,
+                                   {"X-Requested-With": "drimbox"})
+        return status, json.loads(body) if body else None
+
+
+class ConsumerTest(common.PacsTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        d = cls.dir
+        signing_key(d)
+        cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+        dmp = {"dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
+               "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key",
+               "dmp_structure_id": "CONSOTEST", "dmp_lps_id": "CONSOTEST"}
+        cls.hl7_port = harness.free_port()
+        a_http = harness.free_port()
+        cls.a = Drimbox(d / "a", pacs=cls.pacs, aet="DRIMBOXA", extra=dict(
+            dmp, hl7_port=cls.hl7_port, publish_wait_hours=0, http_port=a_http,
+            public_url="http://127.0.0.1:%d" % a_http)).start()
+        cls.a.cli("sync", "--all")
+        trust = make_trust(d / "wl")
+        write_signed_whitelist(d / "wl" / "list.xml", [
+            {"id": "1", "db": "127.0.0.1", "vi": "127.0.0.1", "name": "DRIMbox A"}], trust)
+        write_signed_whitelist(d / "wl" / "other.xml", [
+            {"id": "1", "db": "db1.example.org", "vi": "db1.example.org", "name": "X"}], trust)
+        cls.pacs_b = Orthanc(d / "orthanc-b", aet="ORTHANCB").start()
+        consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
+                        whitelist_trust=trust["ca_cert"], web_dir=harness.REPO / "web",
+                        conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0)
+        cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=consumer).start()
+        cls.b_other = Drimbox(d / "b2", aet="DRIMBOXC", extra=dict(
+            consumer, whitelist_file=d / "wl" / "other.xml")).start()
+        cls.studies = {st["key"]: st for st in cls.manifest["studies"]}
+        for n, key in enumerate(("ct", "ct-jls")):  # the patient's
+            st = cls.studies[key]
+            ack = reports.mllp_send(cls.hl7_port, reports.oru(
+                st["study_uid"], st["accession_number"], PATIENT, "CONSO%d" % n))
+            if ack != "AA":
+                raise harness.HarnessError("report refused: " + ack)
+            job = wait_job(cls.a, last_job_id(cls.a))
+            if job["state"] != "done":
+                raise harness.HarnessError("publication not done: %s" % job)
+        cls.base_b = "http://%s:%d" % (harness.LOOPBACK, cls.b.http_port)
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.b_other, cls.b, cls.a, cls.pacs_b, cls.sim):
+            p.stop()
+        super().tearDownClass()
+
+    def exams(self, br):
+        status, body = br.api("GET", "exams")
+        self.assertEqual(status, 200, body)
+        return {e["study_uid"]: e for e in body["exams"]}
+
+    def wait_state(self, br, study, states, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            e = self.exams(br)[study]
+            if e["state"] in states or time.monotonic() > deadline:
+                return e
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------ the call
+
+    def test_the_context_opens_one_session_once(self):
+        br = Browser(self.base_b)
+        loc = br.open_session()
+        self.assertTrue(loc.startswith("/conso/?ctx="), loc)
+        self.assertGreaterEqual(len(loc) - len("/conso/?ctx="), 40)
+        cookie = next(c for c in br.jar if c.name == "drimbox_conso")
+        self.assertTrue(cookie.has_nonstandard_attr("HttpOnly"))
+        status, body = br.api("GET", "session")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["patient"]["ins"], PATIENT["ins"])
+        # the same link again, from another browser: refused
+        other = Browser(self.base_b)
+        status, _, _ = other.req("GET", loc)
+        self.assertEqual(status, 404)
+        self.assertEqual(other.api("GET", "exams")[0], 401)
+
+    def test_a_bad_call_is_refused_with_its_reason(self):
+        br = Browser(self.base_b)
+        for form, word in ((call_form(**{"Patient.identifier.value": "12345"}), "identifier"),
+                           (call_form(**{"Patient.birthDate": "15/03/1979"}), "birthDate"),
+                           (call_form(PatientID=None), "PatientID"),
+                           (call_form(InformationEtOppositionConsultation="maybe"),
+                            "Information")):
+            status, _, body = br.call(form)
+            self.assertEqual(status, 400, form)
+            self.assertIn(word, json.loads(body)["error"])
+        status, _, _ = br.req("POST", "/conso", b"not a form", {"Content-Type": "text/plain"})
+        self.assertEqual(status, 415)
+
+    # ------------------------------------------------------- list, pull, import
+
+    def test_exam_listed_pulled_identical_and_imported(self):
+        ct = self.studies["ct"]
+        br = Browser(self.base_b)
+        br.open_session()
+        exams = self.exams(br)
+        self.assertIn(ct["study_uid"], exams)
+        e = exams[ct["study_uid"]]
+        self.assertEqual(e["modality"], "CT")
+        self.assertEqual(e["accession"], ct["accession_number"])
+        self.assertEqual(e["state"], "remote")
+        status, body = br.api("POST", "exams/%s/view" % e["id"])
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["viewer"], "/viewer/?study=" + ct["study_uid"])
+        e = self.wait_state(br, ct["study_uid"], ("local", "failed"))
+        self.assertEqual(e["state"], "local", e)
+        # B holds what Orthanc A holds
+        originals = {}
+        for oid in self.pacs.instances_of_study(ct["study_uid"]).values():
+            ds = pydicom.dcmread(io.BytesIO(self.pacs.instance_file(oid)))
+            originals[ds.SOPInstanceUID] = ds
+        pulled = {}
+        for f in harness.dicom_files(self.b.cache_dir / ct["study_uid"]):
+            ds = pydicom.dcmread(f)
+            pulled[ds.SOPInstanceUID] = ds
+        self.assertEqual(set(pulled), set(originals))
+        # it travelled compressed (JPEG-LS lossless, the puller's first
+        # choice): decoded, the pixels are the same
+        for uid, ds in originals.items():
+            got = pulled[uid]
+            self.assertEqual(got.file_meta.TransferSyntaxUID, "1.2.840.10008.1.2.4.80")
+            self.assertEqual(decoded(got).PixelData, ds.PixelData, uid)
+        # B's own DICOMweb serves it
+        status, _, body = br.req("GET", "/dicomweb/studies/%s/series" % ct["study_uid"])
+        self.assertEqual(status, 200)
+        status, body = br.api("POST", "exams/%s/import" % e["id"])
+        self.assertEqual(status, 202, body)
+        e = self.wait_state(br, ct["study_uid"], ("imported", "failed"))
+        self.assertEqual(e["state"], "imported", e)
+        self.assertEqual(e["import_sent"], len(originals))
+        self.assertEqual(len(self.pacs_b.instances_of_study(ct["study_uid"])), len(originals))
+
+    def test_a_retrieve_url_off_the_whitelist_is_refused(self):
+        mr = self.studies["ct-jls"]
+        br = Browser("http://%s:%d" % (harness.LOOPBACK, self.b_other.http_port))
+        br.open_session()
+        e = self.exams(br)[mr["study_uid"]]
+        status, body = br.api("POST", "exams/%s/view" % e["id"])
+        self.assertEqual(status, 403, body)
+        self.assertIn("whitelist", body["error"])
+        self.assertEqual(self.exams(br)[mr["study_uid"]]["state"], "failed")
+        self.assertFalse((self.b_other.cache_dir / mr["study_uid"]).exists())
+
+    def test_a_dmp_fault_is_shown(self):
+        br = Browser(self.base_b)
+        br.open_session()
+        self.sim.control("faults", {"action": ITI18, "kind": "soap-fault", "count": 1})
+        status, body = br.api("GET", "exams")
+        self.assertIn(status, (403, 502), body)  # refused, or not reached
+        self.assertIn("DMP", body["error"])
+        # the next attempt asks again, and lists
+        self.assertEqual(br.api("GET", "exams")[0], 200)
+
+    # ------------------------------------------------------------ the page
+
+    def test_the_page_lists_and_views_in_a_browser(self):
+        ct = self.studies["ct"]
+        br = Browser(self.base_b)
+        status, headers, _ = br.call(call_form(StudyInstanceUID=ct["study_uid"]))
+        self.assertEqual(status, 303)
+        spec = {"url": self.base_b + headers["Location"], "scenario": "view",
+                "exam": ct["study_uid"], "artifacts": str(ARTIFACTS), "timeout_ms": 60000}
+        spec_path = self.dir / "conso-spec.json"
+        spec_path.write_text(json.dumps(spec))
+        out = subprocess.run(["node", str(DRIVER), str(spec_path)], capture_output=True,
+                             text=True, timeout=300)
+        self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+        r = json.loads(out.stdout.splitlines()[-1])
+        self.assertTrue(r["ok"], r)
+        self.assertIn(PATIENT["family"], r["banner"])
+        self.assertTrue(r["ins_hidden"])
+        self.assertIn(PATIENT["ins"], r["ins_shown"])
+        self.assertTrue(r["viewer_ready"], r)
+        self.assertEqual(r["page_errors"], [])
+
+
+class UnreachableSourceTest(common.PacsTestCase):
+    """The source stops answering: the pull fails with a clear reason and
+    nothing reaches the PACS."""
+
+    def test_an_unreachable_source_is_a_clear_error(self):
+        d = self.dir
+        signing_key(d)
+        sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+        self.addCleanup(sim.stop)
+        dmp = {"dmp_url": sim.url + "/si-dmp-server/v2/services",
+               "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key"}
+        hl7 = harness.free_port()
+        a_http = harness.free_port()
+        a = harness.Drimbox(d / "a", pacs=self.pacs, aet="DRIMBOXA", extra=dict(
+            dmp, hl7_port=hl7, publish_wait_hours=0, http_port=a_http,
+            public_url="http://127.0.0.1:%d" % a_http)).start()
+        a.cli("sync", "--all")
+        ct = self.study_of_kind("ct")
+        acc = next(s["accession_number"] for s in self.manifest["studies"] if s["key"] == "ct")
+        self.assertEqual(reports.mllp_send(hl7, reports.oru(ct, acc, PATIENT, "UNR1")), "AA")
+        self.assertEqual(wait_job(a, last_job_id(a))["state"], "done")
+        a.stop()
+        trust = make_trust(d / "wl")
+        write_signed_whitelist(d / "wl" / "list.xml", [
+            {"id": "1", "db": "127.0.0.1", "vi": "127.0.0.1", "name": "A"}], trust)
+        pacs_b = Orthanc(d / "orthanc-b", aet="ORTHANCB").start()
+        self.addCleanup(pacs_b.stop)
+        b = harness.Drimbox(d / "b", pacs=pacs_b, aet="DRIMBOXB", extra=dict(
+            dmp, whitelist_file=d / "wl" / "list.xml", whitelist_trust=trust["ca_cert"],
+            conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0,
+            remote_timeout=3)).start()
+        self.addCleanup(b.stop)
+        br = Browser("http://%s:%d" % (harness.LOOPBACK, b.http_port))
+        br.open_session()
+        status, body = br.api("GET", "exams")
+        self.assertEqual(status, 200, body)
+        e = next(x for x in body["exams"] if x["study_uid"] == ct)
+        self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
+        deadline = time.monotonic() + 60
+        while e["state"] not in ("failed", "local") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            e = next(x for x in br.api("GET", "exams")[1]["exams"] if x["study_uid"] == ct)
+        self.assertEqual(e["state"], "failed", e)
+        self.assertIn("does not answer", e["error"])
+        status, body = br.api("POST", "exams/%s/import" % e["id"])
+        self.assertEqual(status, 202)
+        job = wait_job(b, body["job"], until=lambda j: j["attempts"] >= 1, timeout=60)
+        self.assertIn("does not answer", job["reason"] or "", job)
+        self.assertNotIn(ct, pacs_b.studies())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
