@@ -813,6 +813,7 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 {
 	char err[400] = "", subject[100], state[16] = "", *payload = NULL;
 	unsigned status = prepare(c, s, e, err, sizeof(err));
+	json_t *pl;
 	int64_t id;
 	char *text;
 
@@ -828,10 +829,10 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 		return dw_error(conn, 409, "this exam is being imported");
 	}
 	free(payload);
-	text = json_dumps(json_pack("{s:s, s:i, s:i}", "study",
-	                            jstr(e, "study_uid"), "sent", 0, "total",
-	                            0),
-	                  JSON_COMPACT);
+	pl = json_pack("{s:s, s:i, s:i}", "study", jstr(e, "study_uid"), "sent",
+	               0, "total", 0);
+	text = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
+	json_decref(pl);
 	id = text ? index_job_add(c->ix, "import", text, subject) : -1;
 	free(text);
 	if (id < 0)
