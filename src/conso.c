@@ -39,7 +39,6 @@
 #define COOKIE "drimbox_conso"
 #define FORM_VALUE_MAX 256
 #define IMPORT_ATTEMPTS 5
-#define ERRORS_KEPT 32
 
 struct conso {
 	const struct config *cfg;
@@ -53,45 +52,12 @@ struct conso {
 	pthread_cond_t wake;
 	int stop;
 	int prefetching; /* prefetch threads running */
-	/* the last pull failure of recent studies, guarded by lock */
-	struct {
-		char study[65], error[300];
-	} errors[ERRORS_KEPT];
-	unsigned next_error;
 };
 
 int conso_handles(const char *url)
 {
 	return strcmp(url, CONSO) == 0 ||
 	       strncmp(url, CONSO "/", strlen(CONSO "/")) == 0;
-}
-
-static void note_error(struct conso *c, const char *study, const char *error)
-{
-	unsigned slot = ERRORS_KEPT;
-
-	pthread_mutex_lock(&c->lock);
-	for (unsigned i = 0; i < ERRORS_KEPT; i++)
-		if (strcmp(c->errors[i].study, study) == 0)
-			slot = i;
-	if (slot == ERRORS_KEPT)
-		slot = c->next_error++ % ERRORS_KEPT;
-	snprintf(c->errors[slot].study, sizeof(c->errors[0].study), "%s",
-	         study);
-	snprintf(c->errors[slot].error, sizeof(c->errors[0].error), "%s",
-	         error ? error : "");
-	pthread_mutex_unlock(&c->lock);
-}
-
-static void last_error(struct conso *c, const char *study, char *out,
-                       size_t cap)
-{
-	out[0] = '\0';
-	pthread_mutex_lock(&c->lock);
-	for (unsigned i = 0; i < ERRORS_KEPT; i++)
-		if (strcmp(c->errors[i].study, study) == 0)
-			snprintf(out, cap, "%s", c->errors[i].error);
-	pthread_mutex_unlock(&c->lock);
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -611,10 +577,7 @@ static void exam_state(struct conso *c, json_t *e)
 	else if (p.total > 0 && p.cached == p.total)
 		out = "local";
 	else {
-		last_error(c, study, error, sizeof(error));
-		if (error[0] == '\0')
-			remote_last_error(c->remote, study, error,
-			                  sizeof(error));
+		remote_last_error(c->remote, study, error, sizeof(error));
 		out = error[0] ? "failed" : "remote";
 	}
 	json_object_set_new(e, "state", json_string(out));
@@ -775,9 +738,9 @@ static void start_pull(struct conso *c, const char *study)
 	        retriever_start(c->rt, study, NULL, NULL, err, sizeof(err));
 
 	if (h == NULL)
-		note_error(c, study, err);
+		remote_note_error(c->remote, study, err);
 	else
-		note_error(c, study, NULL);
+		remote_note_error(c->remote, study, NULL);
 	retrieval_release(h);
 }
 
@@ -797,7 +760,7 @@ static enum MHD_Result view(struct conso *c, struct MHD_Connection *conn,
 	unsigned status = prepare(c, s, e, err, sizeof(err));
 
 	if (status != 0) {
-		note_error(c, jstr(e, "study_uid"), err);
+		remote_note_error(c->remote, jstr(e, "study_uid"), err);
 		log_warn(LOGC_HTTP, "view study=%s: %s", jstr(e, "study_uid"),
 		         err);
 		return dw_error(conn, status, "%s", err);
@@ -818,7 +781,7 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 	char *text;
 
 	if (status != 0) {
-		note_error(c, jstr(e, "study_uid"), err);
+		remote_note_error(c->remote, jstr(e, "study_uid"), err);
 		return dw_error(conn, status, "%s", err);
 	}
 	snprintf(subject, sizeof(subject), "import:%s", jstr(e, "study_uid"));
@@ -973,7 +936,7 @@ static void *prefetch_thread(void *arg)
 		const char *study = jstr(v[i], "study_uid");
 
 		if (prepare(p->c, p->s, v[i], err, sizeof(err)) != 0) {
-			note_error(p->c, study, err);
+			remote_note_error(p->c->remote, study, err);
 			continue;
 		}
 		if (uncached(p->c, study) > 0)
@@ -1200,7 +1163,7 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 	if (uncached(c, study) > 0 &&
 	    retriever_fetch(c->rt, study, NULL, 1000, NULL, NULL, &st) != 0) {
 		snprintf(err, errlen, "pull: %s", st.error);
-		note_error(c, study, st.error);
+		remote_note_error(c->remote, study, st.error);
 		goto out;
 	}
 	if (index_walk(c->ix, study, add_file, &f) != 0 || f.n == 0) {

@@ -11,29 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Runs a cached statement to completion; 0 or -1. */
-static int done(struct index *ix, sqlite3_stmt *s)
-{
-	int rc = sqlite3_step(s);
-
-	if (rc != SQLITE_DONE)
-		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(index_db(ix)));
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int run(struct index *ix, const char *sql)
-{
-	char *msg = NULL;
-
-	if (sqlite3_exec(index_db(ix), sql, NULL, NULL, &msg) == SQLITE_OK)
-		return 0;
-	log_error(LOGC_INDEX, "%s: %s", sql, msg ? msg : "?");
-	sqlite3_free(msg);
-	return -1;
-}
-
 static int put(struct index *ix, const char *hash, const char *kind,
                const char *data, int64_t now, int64_t expires)
 {
@@ -48,7 +25,7 @@ static int put(struct index *ix, const char *hash, const char *kind,
 	sqlite3_bind_text(s, 3, data, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, now);
 	sqlite3_bind_int64(s, 5, expires);
-	return done(ix, s);
+	return index_step_done(ix, s);
 }
 
 int index_context_put(struct index *ix, const char *hash, const char *data,
@@ -58,17 +35,19 @@ int index_context_put(struct index *ix, const char *hash, const char *data,
 	int rc = -1;
 
 	index_lock(ix);
-	if (run(ix, "BEGIN IMMEDIATE") != 0)
+	if (index_exec(index_db(ix), "BEGIN IMMEDIATE") != 0)
 		goto out;
 	s = index_cached_stmt(ix,
 	                      "DELETE FROM sessions WHERE expires_at <= ?1");
 	if (s != NULL) {
 		sqlite3_bind_int64(s, 1, now);
-		rc = done(ix, s);
+		rc = index_step_done(ix, s);
 	}
 	if (rc == 0)
 		rc = put(ix, hash, "context", data, now, expires);
-	rc = run(ix, rc == 0 ? "COMMIT" : "ROLLBACK") == 0 ? rc : -1;
+	rc = index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") == 0
+	             ? rc
+	             : -1;
 out:
 	index_unlock(ix);
 	return rc;
@@ -109,7 +88,7 @@ int index_context_redeem(struct index *ix, const char *context_hash,
 	int rc;
 
 	index_lock(ix);
-	if (run(ix, "BEGIN IMMEDIATE") != 0) {
+	if (index_exec(index_db(ix), "BEGIN IMMEDIATE") != 0) {
 		index_unlock(ix);
 		return -1;
 	}
@@ -120,11 +99,11 @@ int index_context_redeem(struct index *ix, const char *context_hash,
 		if (s != NULL)
 			sqlite3_bind_text(s, 1, context_hash, -1,
 			                  SQLITE_STATIC);
-		if (s == NULL || done(ix, s) != 0 ||
+		if (s == NULL || index_step_done(ix, s) != 0 ||
 		    put(ix, session_hash, "session", *data, now, expires) != 0)
 			rc = -1;
 	}
-	if (run(ix, rc >= 0 ? "COMMIT" : "ROLLBACK") != 0)
+	if (index_exec(index_db(ix), rc >= 0 ? "COMMIT" : "ROLLBACK") != 0)
 		rc = -1;
 	if (rc != 1) {
 		free(*data);
@@ -156,7 +135,7 @@ int index_session_set(struct index *ix, const char *hash, const char *data)
 	if (s != NULL) {
 		sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, data, -1, SQLITE_STATIC);
-		rc = done(ix, s);
+		rc = index_step_done(ix, s);
 	}
 	index_unlock(ix);
 	return rc;
@@ -169,7 +148,7 @@ int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
 	int rc = 0;
 
 	index_lock(ix);
-	if (run(ix, "BEGIN IMMEDIATE") != 0) {
+	if (index_exec(index_db(ix), "BEGIN IMMEDIATE") != 0) {
 		index_unlock(ix);
 		return -1;
 	}
@@ -183,11 +162,11 @@ int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
 		sqlite3_bind_text(s, 3, r[i].url, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 4, r[i].kos_sop, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 5, now);
-		rc = done(ix, s);
+		rc = index_step_done(ix, s);
 	}
 	if (s == NULL)
 		rc = -1;
-	if (run(ix, rc == 0 ? "COMMIT" : "ROLLBACK") != 0)
+	if (index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") != 0)
 		rc = -1;
 	index_unlock(ix);
 	return rc;

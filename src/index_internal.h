@@ -1,6 +1,7 @@
 /*
  * index_internal.h - shared by the files of the SQLite index module only
- * (index_sqlite.c, index_qido.c): the connection and its lock.
+ * (index_sqlite.c, index_qido.c, index_jobs.c, index_conso.c): the connection
+ * and its lock.
  */
 #ifndef DRIMBOX_INDEX_INTERNAL_H
 #define DRIMBOX_INDEX_INTERNAL_H
@@ -21,5 +22,14 @@ void index_unlock(struct index *ix);
  * NULL on a preparation error (sqlite3_errmsg() says why).
  */
 sqlite3_stmt *index_cached_stmt(struct index *ix, const char *sql);
+
+/* Runs SQL without results; 0, or -1 (logged). */
+int index_exec(sqlite3 *db, const char *sql);
+
+/*
+ * Runs a cached statement to completion, then resets it and clears its
+ * bindings; 0, or -1 (logged).
+ */
+int index_step_done(struct index *ix, sqlite3_stmt *s);
 
 #endif

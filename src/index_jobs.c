@@ -12,35 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-static int exec(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-		return 0;
-	log_error(LOGC_INDEX, "%s: %s", sql, msg ? msg : "?");
-	sqlite3_free(msg);
-	return -1;
-}
-
 static void bind_opt(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v == NULL)
 		sqlite3_bind_null(s, i);
 	else
 		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
-}
-
-/* Runs a cached statement to completion; 0 or -1. */
-static int step_done(struct index *ix, sqlite3_stmt *s)
-{
-	int rc = sqlite3_step(s);
-
-	if (rc != SQLITE_DONE)
-		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(index_db(ix)));
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int insert_job(struct index *ix, const struct idx_new_job *j,
@@ -61,7 +38,7 @@ static int insert_job(struct index *ix, const struct idx_new_job *j,
 	bind_opt(s, 5, j->parked_for);
 	bind_opt(s, 6, j->reason);
 	sqlite3_bind_int64(s, 7, now);
-	if (step_done(ix, s) != 0)
+	if (index_step_done(ix, s) != 0)
 		return -1;
 	*id = sqlite3_last_insert_rowid(index_db(ix));
 	return 0;
@@ -83,7 +60,7 @@ static int release(struct index *ix, const char *subject, const char *why,
 	sqlite3_bind_text(s, 2, patient, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, subject, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, why, -1, SQLITE_STATIC);
-	if (step_done(ix, s) != 0)
+	if (index_step_done(ix, s) != 0)
 		return -1;
 	*released = sqlite3_changes(index_db(ix));
 	return 0;
@@ -114,7 +91,7 @@ static int insert_message(struct index *ix, const struct idx_hl7 *m,
 	else
 		sqlite3_bind_null(s, 10);
 	bind_opt(s, 11, m->digest);
-	return step_done(ix, s);
+	return index_step_done(ix, s);
 }
 
 /* An accepted message with this sender and control id: its id and job. */
@@ -160,9 +137,9 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 	index_lock(ix);
 	db = index_db(ix);
 	/* this commit is what an AA promises: synced, unlike cache fill */
-	if (exec(db, "PRAGMA synchronous = FULL") != 0)
+	if (index_exec(db, "PRAGMA synchronous = FULL") != 0)
 		goto out;
-	if (exec(db, "BEGIN IMMEDIATE") != 0)
+	if (index_exec(db, "BEGIN IMMEDIATE") != 0)
 		goto restore;
 	if (job != NULL && m->sender != NULL && m->control_id != NULL &&
 	    m->digest != NULL &&
@@ -182,16 +159,16 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 	             released) != 0) ||
 	    insert_message(ix, m, *duplicate_of ? reason : m->reason,
 	                   *duplicate_of ? dup_job : *job_id, now) != 0 ||
-	    exec(db, "COMMIT") != 0) {
+	    index_exec(db, "COMMIT") != 0) {
 	rollback:
-		exec(db, "ROLLBACK");
+		index_exec(db, "ROLLBACK");
 		*job_id = 0;
 		*released = 0;
 		goto restore;
 	}
 	rc = 0;
 restore:
-	exec(db, "PRAGMA synchronous = NORMAL");
+	index_exec(db, "PRAGMA synchronous = NORMAL");
 out:
 	index_unlock(ix);
 	return rc;
@@ -360,7 +337,7 @@ int index_job_finish(struct index *ix, int64_t id, const char *state,
 		bind_opt(s, 5, error);
 		bind_opt(s, 6, payload);
 		sqlite3_bind_int64(s, 7, (int64_t)time(NULL));
-		rc = step_done(ix, s);
+		rc = index_step_done(ix, s);
 	}
 	index_unlock(ix);
 	return rc;
@@ -371,8 +348,8 @@ int index_jobs_recover(struct index *ix)
 	int rc;
 
 	index_lock(ix);
-	rc = exec(index_db(ix), "UPDATE jobs SET state = 'queued' WHERE "
-	                        "state = 'running'") == 0
+	rc = index_exec(index_db(ix), "UPDATE jobs SET state = 'queued' WHERE "
+	                              "state = 'running'") == 0
 	             ? sqlite3_changes(index_db(ix))
 	             : -1;
 	index_unlock(ix);
@@ -386,7 +363,7 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload)
 
 	index_lock(ix);
 	/* what is about to be sent must survive a power loss: synced */
-	if (exec(index_db(ix), "PRAGMA synchronous = FULL") != 0)
+	if (index_exec(index_db(ix), "PRAGMA synchronous = FULL") != 0)
 		goto out;
 	s = index_cached_stmt(ix, "UPDATE jobs SET payload = ?2, updated_at "
 	                          "= ?3 WHERE id = ?1");
@@ -394,9 +371,9 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload)
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_text(s, 2, payload, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, (int64_t)time(NULL));
-		rc = step_done(ix, s);
+		rc = index_step_done(ix, s);
 	}
-	exec(index_db(ix), "PRAGMA synchronous = NORMAL");
+	index_exec(index_db(ix), "PRAGMA synchronous = NORMAL");
 out:
 	index_unlock(ix);
 	return rc;
@@ -457,8 +434,9 @@ int index_job_retry(struct index *ix, int64_t id)
 	if (s != NULL) {
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, (int64_t)time(NULL));
-		rc = step_done(ix, s) == 0 ? sqlite3_changes(index_db(ix)) > 0
-		                           : -1;
+		rc = index_step_done(ix, s) == 0
+		             ? sqlite3_changes(index_db(ix)) > 0
+		             : -1;
 	}
 	index_unlock(ix);
 	return rc;

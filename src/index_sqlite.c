@@ -822,6 +822,28 @@ void index_unlock(struct index *ix)
 	pthread_mutex_unlock(&ix->lock);
 }
 
+int index_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	log_error(LOGC_INDEX, "%s: %s", sql, msg ? msg : "?");
+	sqlite3_free(msg);
+	return -1;
+}
+
+int index_step_done(struct index *ix, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE)
+		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(ix->db));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 sqlite3_stmt *index_cached_stmt(struct index *ix, const char *sql)
 {
 	uint64_t hash = 14695981039346656037ULL; /* FNV-1a */

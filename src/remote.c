@@ -58,8 +58,7 @@ struct remote {
 	unsigned next_last;
 };
 
-/* Records how a study's pull ended ("" when it succeeded). */
-static void note_outcome(struct remote *r, const char *study, const char *error)
+void remote_note_error(struct remote *r, const char *study, const char *error)
 {
 	unsigned n = sizeof(r->last) / sizeof(r->last[0]), slot = n;
 
@@ -70,7 +69,8 @@ static void note_outcome(struct remote *r, const char *study, const char *error)
 	if (slot == n)
 		slot = r->next_last++ % n;
 	snprintf(r->last[slot].study, sizeof(r->last[0].study), "%s", study);
-	snprintf(r->last[slot].error, sizeof(r->last[0].error), "%s", error);
+	snprintf(r->last[slot].error, sizeof(r->last[0].error), "%s",
+	         error ? error : "");
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -213,50 +213,31 @@ struct plan {
 	size_t nw, capw;
 	struct req *q;
 	size_t nq, capq;
-	size_t nrs; /* the study's remote series (strs) */
-	char (*strs)[1200];
-	size_t *total; /* instances the index lists, per remote series */
+	struct rseries { /* the study's remote series */
+		char series[65], url[1025], kos[65];
+		size_t total; /* instances the index lists */
+	} * rs;
+	size_t nrs;
 	int oom;
 };
 
 static int add_remote(void *ctx, const struct idx_remote *x)
 {
 	struct plan *p = ctx;
-	char(*s)[1200];
-	size_t *t;
+	struct rseries *n;
 
 	if (p->series && strcmp(p->series, x->series_uid) != 0)
 		return 0;
-	s = realloc(p->strs, (p->nrs + 1) * 3 * sizeof(*s));
-	if (s == NULL)
+	n = realloc(p->rs, (p->nrs + 1) * sizeof(*n));
+	if (n == NULL)
 		return p->oom = 1;
-	p->strs = s;
-	t = realloc(p->total, (p->nrs + 1) * sizeof(*t));
-	if (t == NULL)
-		return p->oom = 1;
-	p->total = t;
-	t[p->nrs] = 0;
-	/* strs holds the series UID, the URL and the manifest's UID */
-	snprintf(s[3 * p->nrs], sizeof(s[0]), "%s", x->series_uid);
-	snprintf(s[3 * p->nrs + 1], sizeof(s[0]), "%s", x->url);
-	snprintf(s[3 * p->nrs + 2], sizeof(s[0]), "%s", x->kos_sop);
-	p->nrs++;
+	p->rs = n;
+	n = &p->rs[p->nrs++];
+	snprintf(n->series, sizeof(n->series), "%s", x->series_uid);
+	snprintf(n->url, sizeof(n->url), "%s", x->url);
+	snprintf(n->kos, sizeof(n->kos), "%s", x->kos_sop);
+	n->total = 0;
 	return 0;
-}
-
-static const char *rs_series(const struct plan *p, size_t i)
-{
-	return p->strs[3 * i];
-}
-
-static const char *rs_url(const struct plan *p, size_t i)
-{
-	return p->strs[3 * i + 1];
-}
-
-static const char *rs_kos(const struct plan *p, size_t i)
-{
-	return p->strs[3 * i + 2];
 }
 
 /* Each instance the index lists for the remote series and lacks. */
@@ -267,11 +248,11 @@ static int add_missing(void *ctx, const struct idx_row *row)
 
 	if (row->sop_uid == NULL || row->series_uid == NULL)
 		return 0;
-	while (i < p->nrs && strcmp(rs_series(p, i), row->series_uid) != 0)
+	while (i < p->nrs && strcmp(p->rs[i].series, row->series_uid) != 0)
 		i++;
 	if (i == p->nrs)
 		return 0; /* not a remote series */
-	p->total[i]++;
+	p->rs[i].total++;
 	if (row->cache_path != NULL || (p->sop && strcmp(p->sop, row->sop_uid)))
 		return 0;
 	if (p->nw == p->capw) {
@@ -338,23 +319,23 @@ static int make_requests(struct plan *p, char *err, size_t errlen)
 		char url[1200], one[1300];
 
 		for (size_t k = 0; k < p->nw; k++)
-			missing += strcmp(p->w[k].series, rs_series(p, i)) == 0;
+			missing += strcmp(p->w[k].series, p->rs[i].series) == 0;
 		if (missing == 0)
 			continue;
-		if (remote_url_allowed(p->r, rs_url(p, i), err, errlen) != 0)
+		if (remote_url_allowed(p->r, p->rs[i].url, err, errlen) != 0)
 			return -1;
-		series_url(rs_url(p, i), rs_series(p, i), url, sizeof(url));
-		if (p->sop == NULL && missing == p->total[i]) {
-			if (add_req(p, url, rs_kos(p, i), rs_series(p, i)) != 0)
+		series_url(p->rs[i].url, p->rs[i].series, url, sizeof(url));
+		if (p->sop == NULL && missing == p->rs[i].total) {
+			if (add_req(p, url, p->rs[i].kos, p->rs[i].series) != 0)
 				goto oom;
 			continue;
 		}
 		for (size_t k = 0; k < p->nw; k++) {
-			if (strcmp(p->w[k].series, rs_series(p, i)) != 0)
+			if (strcmp(p->w[k].series, p->rs[i].series) != 0)
 				continue;
 			snprintf(one, sizeof(one), "%s/instances/%s", url,
 			         p->w[k].sop);
-			if (add_req(p, one, rs_kos(p, i), rs_series(p, i)) != 0)
+			if (add_req(p, one, p->rs[i].kos, p->rs[i].series) != 0)
 				goto oom;
 		}
 	}
@@ -720,10 +701,9 @@ int remote_pull(struct remote *r, const char *study, const char *series,
 	}
 	rc = 0;
 out:
-	note_outcome(r, study, rc == 0 ? "" : err);
+	remote_note_error(r, study, rc == 0 ? "" : err);
 	free(p.w);
 	free(p.q);
-	free(p.strs);
-	free(p.total);
+	free(p.rs);
 	return rc;
 }

@@ -53,6 +53,12 @@ int remote_pull(struct remote *r, const char *study, const char *series,
                 const char *sop, remote_progress_cb cb, void *ctx,
                 long *completed, long *failed, char *err, size_t errlen);
 
+/*
+ * Records why getting a study failed (NULL or "": it did not); pulls
+ * record their own outcome. The last few studies are remembered.
+ */
+void remote_note_error(struct remote *r, const char *study, const char *error);
+
 /* Why the last pull of a study failed ("" when it did not, or unknown). */
 void remote_last_error(struct remote *r, const char *study, char *out,
                        size_t cap);

@@ -11,25 +11,13 @@
 // crash of the driver exits non-zero.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', '..', 'viewer', 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { launchChromium } from './chromium.mjs';
+
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const timeout = spec.timeout_ms || 60000;
 fs.mkdirSync(spec.artifacts, { recursive: true });
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
 
 // What the list page shows: banner, exams, error banner.
 function summary(page) {
@@ -141,7 +129,7 @@ const scenarios = {
 };
 
 if (!scenarios[spec.scenario]) throw new Error(`unknown scenario ${spec.scenario}`);
-const browser = await chromium.launch({ executablePath: spec.chromium || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+const browser = await launchChromium(spec.chromium);
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const page = await context.newPage();
 const pageErrors = [];

@@ -7,27 +7,15 @@
 // SPEC.artifacts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', '..', 'viewer', 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { launchChromium } from './chromium.mjs';
+
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 fs.rmSync(spec.artifacts, { recursive: true, force: true });
 fs.mkdirSync(spec.artifacts, { recursive: true });
 
-export const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
-
-const browser = await chromium.launch({ executablePath: spec.chromium || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+const browser = await launchChromium(spec.chromium);
 
 async function newPage(width = 1280, height = 800) {
   const page = await browser.newPage({ viewport: { width, height } });

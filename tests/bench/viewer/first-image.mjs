@@ -4,19 +4,10 @@
 // cornerstone canvas, or any canvas of at least 256x256) holds lit pixels.
 //
 // Usage: node first-image.mjs URL [TIMEOUT_MS]
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', '..', '..', 'viewer', 'node_modules', '/'));
-const { chromium } = require('playwright-core');
+import { launchChromium } from '../../viewer/chromium.mjs';
 
 const [url, timeout = '30000'] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
+const browser = await launchChromium();
 const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 await page.addInitScript(() => {
   const lit = (c) => {
