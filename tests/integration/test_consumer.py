@@ -199,6 +199,19 @@ class ConsumerTest(common.PacsTestCase):
             self.assertIn(word, json.loads(body)["error"])
         status, _, _ = br.req("POST", "/conso", b"not a form", {"Content-Type": "text/plain"})
         self.assertEqual(status, 415)
+        status, _, body = br.call(call_form(Situation="x" * 70000))
+        self.assertEqual(status, 413, body)
+        status, _, body = br.call(call_form(Situation="x" * 300))
+        self.assertEqual(status, 400, body)  # a value over 256 bytes
+
+    def test_an_action_without_its_header_is_refused(self):
+        br = Browser(self.base_b)
+        br.open_session()
+        e = next(iter(self.exams(br).values()))
+        status, _, body = br.req("POST", "/conso/api/exams/%s/import" % e["id"], b"")
+        self.assertEqual(status, 403, body)
+        self.assertIn("X-Requested-With", json.loads(body)["error"])
+        self.assertEqual(br.api("POST", "exams/no-such-exam/view")[0], 404)
 
     # ------------------------------------------------------- list, pull, import
 
