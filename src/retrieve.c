@@ -23,7 +23,8 @@ struct entry {
 	char sop[65];               /* "" = the whole series or study */
 	struct retrieve_status st;
 	struct timespec start;
-	int refs; /* the thread + each requester */
+	int remote; /* from another DRIMbox, not from the PACS */
+	int refs;   /* the thread + each requester */
 	unsigned id;
 	struct retrieval_item *arrived; /* in order of arrival */
 	size_t narrived, cap;
@@ -192,7 +193,7 @@ static int fetch(struct entry *e, const struct dcm_selection *sel,
 	long done = 0, failed = 0;
 	int rc;
 
-	if (r->remote == NULL || !remote_holds(r->remote, e->study)) {
+	if (!e->remote) {
 		log_info(LOGC_PACS, "retrieve study=%s%s%s%s%s via %s",
 		         e->study, e->series[0] ? " series=" : "", e->series,
 		         e->sop[0] ? " instance=" : "", e->sop,
@@ -267,10 +268,21 @@ static void *retrieval_thread(void *arg)
 	return NULL;
 }
 
-/* Finds or starts the retrieval; the caller holds the lock. */
+/* 1 when the study is to be pulled from another DRIMbox. */
+static int is_remote(struct retriever *r, const char *study)
+{
+	return r->remote != NULL && remote_holds(r->remote, study);
+}
+
+/*
+ * Finds or starts the retrieval; the caller holds the lock. A series of a
+ * remote study joins the pull of the whole study when one is under way:
+ * the link to the other DRIMbox is what limits, and the series would
+ * cross it twice.
+ */
 static struct entry *join_or_start(struct retriever *r, const char *study,
                                    const char *series, const char *sop,
-                                   char *err, size_t len)
+                                   int remote, char *err, size_t len)
 {
 	struct entry *e;
 	pthread_attr_t attr;
@@ -279,8 +291,10 @@ static struct entry *join_or_start(struct retriever *r, const char *study,
 
 	for (e = r->active; e; e = e->next)
 		if (strcmp(e->study, study) == 0 &&
-		    strcmp(e->series, series ? series : "") == 0 &&
-		    strcmp(e->sop, sop ? sop : "") == 0) {
+		    ((strcmp(e->series, series ? series : "") == 0 &&
+		      strcmp(e->sop, sop ? sop : "") == 0) ||
+		     (remote && e->remote && sop == NULL &&
+		      e->series[0] == '\0'))) {
 			e->refs++;
 			return e;
 		}
@@ -294,6 +308,7 @@ static struct entry *join_or_start(struct retriever *r, const char *study,
 	snprintf(e->series, sizeof(e->series), "%s", series ? series : "");
 	snprintf(e->sop, sizeof(e->sop), "%s", sop ? sop : "");
 	e->st.expected = -1;
+	e->remote = remote;
 	e->refs = 2;
 	e->id = ++r->next_id;
 	clock_gettime(CLOCK_MONOTONIC, &e->start);
@@ -323,6 +338,7 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
                                   char *err, size_t errlen)
 {
 	struct retrieval *h = calloc(1, sizeof(*h));
+	int remote = is_remote(r, study);
 
 	if (h == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -332,7 +348,8 @@ struct retrieval *retriever_start(struct retriever *r, const char *study,
 	if (r->stopping)
 		snprintf(err, errlen, "shutting down");
 	else
-		h->e = join_or_start(r, study, series, sop, err, errlen);
+		h->e = join_or_start(r, study, series, sop, remote, err,
+		                     errlen);
 	pthread_mutex_unlock(&r->lock);
 	if (h->e == NULL) {
 		free(h);
@@ -420,6 +437,7 @@ int retriever_fetch(struct retriever *r, const char *study, const char *series,
 	struct entry *e;
 	struct timespec next;
 	struct retrieve_status snap;
+	int remote = is_remote(r, study);
 
 	memset(final, 0, sizeof(*final));
 	pthread_mutex_lock(&r->lock);
@@ -428,7 +446,7 @@ int retriever_fetch(struct retriever *r, const char *study, const char *series,
 		snprintf(final->error, sizeof(final->error), "shutting down");
 		return -1;
 	}
-	e = join_or_start(r, study, series, NULL, final->error,
+	e = join_or_start(r, study, series, NULL, remote, final->error,
 	                  sizeof(final->error));
 	if (e == NULL) {
 		pthread_mutex_unlock(&r->lock);
