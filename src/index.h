@@ -373,7 +373,11 @@ struct idx_remote {
 	const char *series_uid, *study_uid, *url, *kos_sop;
 };
 
-/* Records (or updates) remote series in one transaction. 0 or -1. */
+/*
+ * Records the remote series of a study (every r names the same study) in
+ * place of those recorded before (a manifest replaces the one it
+ * follows), in one transaction. 0 or -1.
+ */
 int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
                      int64_t now);
 

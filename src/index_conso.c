@@ -152,10 +152,19 @@ int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
 		index_unlock(ix);
 		return -1;
 	}
-	s = index_cached_stmt(
-	        ix, "INSERT OR REPLACE INTO remote_series(series_uid, "
-	            "study_uid, retrieve_url, kos_sop, added_at) "
-	            "VALUES(?1, ?2, ?3, ?4, ?5)");
+	s = index_cached_stmt(ix, "DELETE FROM remote_series WHERE "
+	                          "study_uid = ?1");
+	if (s == NULL) {
+		rc = -1;
+	} else if (n > 0) {
+		sqlite3_bind_text(s, 1, r[0].study_uid, -1, SQLITE_STATIC);
+		rc = index_step_done(ix, s);
+	}
+	s = rc ? NULL
+	       : index_cached_stmt(
+	                 ix, "INSERT OR REPLACE INTO remote_series(series_uid, "
+	                     "study_uid, retrieve_url, kos_sop, added_at) "
+	                     "VALUES(?1, ?2, ?3, ?4, ?5)");
 	for (size_t i = 0; s != NULL && rc == 0 && i < n; i++) {
 		sqlite3_bind_text(s, 1, r[i].series_uid, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, r[i].study_uid, -1, SQLITE_STATIC);

@@ -193,6 +193,16 @@ int remote_holds(struct remote *r, const char *study)
 	return index_remote_series(r->ix, study, found_one, NULL) == 1;
 }
 
+static int named_by(void *ctx, const struct idx_remote *x)
+{
+	return strcmp(x->kos_sop, ctx) == 0 ? 1 : 2;
+}
+
+int remote_holds_manifest(struct remote *r, const char *study, const char *kos)
+{
+	return index_remote_series(r->ix, study, named_by, (void *)kos) == 1;
+}
+
 /* ---- the plan: what to ask for ----------------------------------------- */
 
 /* An instance of the pull: asked for, then received (or not). */
@@ -469,6 +479,10 @@ static int part_end(void *ctx)
 	    dcm_ds_instance_info(ds, &in, &e) != DCM_OK) {
 		log_warn(LOGC_HTTP, "%s: a corrupt part refused: %s", x->q->url,
 		         e.msg);
+		pull_fail(pl,
+		          "the source DRIMbox sent a corrupt instance "
+		          "(refused, not cached): %s",
+		          e.msg);
 		goto refuse;
 	}
 	w = expected(pl, x->q, &in);
@@ -477,6 +491,10 @@ static int part_end(void *ctx)
 		         "%s: instance %s (series %s) was not asked for: "
 		         "refused",
 		         x->q->url, in.sop_instance_uid, in.series_uid);
+		pull_fail(pl,
+		          "the source DRIMbox sent instance %s, which was "
+		          "not asked for (refused, not cached)",
+		          in.sop_instance_uid);
 		goto refuse;
 	}
 	in.file_size = x->bytes;

@@ -38,6 +38,12 @@ int remote_url_allowed(struct remote *r, const char *url, char *err,
 int remote_holds(struct remote *r, const char *study);
 
 /*
+ * 1 when the study is recorded as held by another DRIMbox under that
+ * manifest (its SOP Instance UID); 0 when not, or under another one.
+ */
+int remote_holds_manifest(struct remote *r, const char *study, const char *kos);
+
+/*
  * Progress: expected instances once known; a non-zero return stops the
  * pull.
  */
