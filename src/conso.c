@@ -40,6 +40,22 @@
 #define FORM_VALUE_MAX 256
 #define IMPORT_ATTEMPTS 5
 
+/*
+ * A session's listing being asked of the DMP (by the thread a new session
+ * starts, or by a request), so that another asker waits for it instead of
+ * asking again; or one that failed in the background, its reason kept for
+ * the page's first asker.
+ */
+struct listing {
+	char hash[65]; /* the session's; "" = free */
+	int failed;
+	unsigned status;
+	char err[400];
+	time_t at;
+};
+#define LISTINGS_MAX 32
+#define LISTING_FAILURE_KEPT 120 /* seconds */
+
 struct conso {
 	const struct config *cfg;
 	struct index *ix;
@@ -51,7 +67,10 @@ struct conso {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int stop;
-	int prefetching; /* prefetch threads running */
+	int background; /* listing and prefetch threads running */
+	/* listings asked of the DMP, guarded by lock */
+	struct listing listing[LISTINGS_MAX];
+	pthread_cond_t listed;
 };
 
 int conso_handles(const char *url)
@@ -368,12 +387,16 @@ out:
 	return rc;
 }
 
+static void background(struct conso *c, json_t *s, const char *hash,
+                       json_t *exams);
+
 /* GET /conso/?ctx=...: the context becomes this browser's session. */
 static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
                               const char *ctx)
 {
 	char token[64], chash[65], shash[65], cookie[200], *data = NULL;
 	struct MHD_Response *resp;
+	json_t *s;
 	time_t now = time(NULL);
 	enum MHD_Result rc;
 	int found;
@@ -387,6 +410,10 @@ static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
 	found = index_context_redeem(c->ix, chash, shash, now,
 	                             now + c->cfg->conso_session_minutes * 60,
 	                             &data);
+	if (found == 1 && (s = json_loads(data, 0, NULL)) != NULL) {
+		background(c, s, shash, NULL);
+		json_decref(s);
+	}
 	free(data);
 	if (found < 0)
 		return dw_error(conn, 503, "the index cannot open the session");
@@ -505,19 +532,63 @@ static json_t *exams_of(json_t *docs)
 	return exams;
 }
 
-/*
- * The session's exams: asked of the DMP (TD0.2, TD0.3 when the patient
- * was informed, ITI-18) the first time, kept in the session after.
- */
-static json_t *load_exams(struct conso *c, json_t *s, const char *hash,
-                          unsigned *status, char *err, size_t errlen)
+static struct listing *listing_of(struct conso *c, const char *hash)
 {
-	json_t *docs = NULL, *exams = json_object_get(s, "exams");
-	enum dmp_outcome o;
+	for (size_t i = 0; i < LISTINGS_MAX; i++)
+		if (strcmp(c->listing[i].hash, hash) == 0)
+			return &c->listing[i];
+	return NULL;
+}
 
+/* A free slot (a failure nobody came for is dropped after a while). */
+static struct listing *listing_claim(struct conso *c, const char *hash)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < LISTINGS_MAX; i++) {
+		struct listing *l = &c->listing[i];
+
+		if (l->hash[0] == '\0' ||
+		    (l->failed && now - l->at > LISTING_FAILURE_KEPT)) {
+			*l = (struct listing){ .at = now };
+			snprintf(l->hash, sizeof(l->hash), "%s", hash);
+			return l;
+		}
+	}
+	return NULL;
+}
+
+/* The exams another asker listed: from the saved session. */
+static json_t *saved_exams(struct conso *c, json_t *s, const char *hash)
+{
+	char *data = NULL;
+	json_t *saved = NULL, *exams = NULL;
+
+	if (index_session_get(c->ix, hash, time(NULL), &data) == 1)
+		saved = json_loads(data, 0, NULL);
+	free(data);
+	exams = json_object_get(saved, "exams");
 	if (exams != NULL)
-		return json_incref(exams);
-	o = dmp_patient_check(c->cfg, s, err, errlen);
+		json_object_set(s, "exams", exams);
+	json_incref(exams);
+	json_decref(saved);
+	return exams;
+}
+
+/*
+ * Asks the DMP for the session's exams (TD0.2, TD0.3 when the patient was
+ * informed, ITI-18) and keeps them in the session; l is the session's
+ * listing slot (or NULL), released here, or kept with the failure when
+ * keep_failure (a listing in the background: its failure is for the
+ * page's next asker, not to be asked again at once).
+ */
+static json_t *ask_dmp(struct conso *c, json_t *s, const char *hash,
+                       struct listing *l, int keep_failure, unsigned *status,
+                       char *err, size_t errlen)
+{
+	json_t *docs = NULL, *exams = NULL;
+	enum dmp_outcome o = dmp_patient_check(c->cfg, s, err, errlen);
+
 	if (o == DMP_OK && json_is_true(json_object_get(
 	                           json_object_get(s, "patient"), "informed")))
 		o = dmp_authorize(c->cfg, s, err, errlen);
@@ -525,13 +596,64 @@ static json_t *load_exams(struct conso *c, json_t *s, const char *hash,
 		o = dmp_find_documents(c->cfg, s, &docs, err, errlen);
 	if (o != DMP_OK) {
 		*status = o == DMP_RETRY ? 502 : 403;
+	} else {
+		exams = exams_of(docs);
+		json_decref(docs);
+		json_object_set(s, "exams", exams);
+		if (session_save(c, hash, s) != 0)
+			log_warn(LOGC_HTTP,
+			         "the session's exams could not be kept");
+	}
+	pthread_mutex_lock(&c->lock);
+	if (l != NULL && exams == NULL && keep_failure) {
+		l->failed = 1;
+		l->status = *status;
+		snprintf(l->err, sizeof(l->err), "%s", err);
+		l->at = time(NULL);
+	} else if (l != NULL) {
+		l->hash[0] = '\0';
+	}
+	pthread_cond_broadcast(&c->listed);
+	pthread_mutex_unlock(&c->lock);
+	return exams;
+}
+
+/*
+ * The session's exams: asked of the DMP the first time, kept in the
+ * session after; one asker at a time per session (another waits and
+ * reads what the first got). *loaded: 1 when this call asked the DMP.
+ */
+static json_t *load_exams(struct conso *c, json_t *s, const char *hash,
+                          int *loaded, unsigned *status, char *err,
+                          size_t errlen)
+{
+	json_t *exams = json_object_get(s, "exams");
+	struct listing *l;
+	int waited = 0;
+
+	*loaded = 0;
+	if (exams != NULL)
+		return json_incref(exams);
+	pthread_mutex_lock(&c->lock);
+	while ((l = listing_of(c, hash)) != NULL && !l->failed) {
+		waited = 1;
+		pthread_cond_wait(&c->listed, &c->lock);
+	}
+	if (l != NULL) { /* failed in the background: told once */
+		*status = l->status;
+		snprintf(err, errlen, "%s", l->err);
+		l->hash[0] = '\0';
+		pthread_mutex_unlock(&c->lock);
 		return NULL;
 	}
-	exams = exams_of(docs);
-	json_decref(docs);
-	json_object_set(s, "exams", exams);
-	if (session_save(c, hash, s) != 0)
-		log_warn(LOGC_HTTP, "the session's exams could not be kept");
+	if (waited && (exams = saved_exams(c, s, hash)) != NULL) {
+		pthread_mutex_unlock(&c->lock);
+		return exams;
+	}
+	l = listing_claim(c, hash);
+	pthread_mutex_unlock(&c->lock);
+	exams = ask_dmp(c, s, hash, l, 0, status, err, errlen);
+	*loaded = exams != NULL;
 	return exams;
 }
 
@@ -623,7 +745,8 @@ static unsigned prepare(struct conso *c, json_t *s, json_t *e, char *err,
 	unsigned status = 0;
 	enum dmp_outcome o;
 
-	if (remote_holds(c->remote, study))
+	/* as the list names it: a manifest the source replaced is read again */
+	if (remote_holds_manifest(c->remote, study, jstr(e, "unique")))
 		return 0;
 	o = dmp_retrieve_document(c->cfg, s, jstr(e, "repository"),
 	                          jstr(e, "unique"), &kos, &len, err, errlen);
@@ -907,10 +1030,16 @@ static enum MHD_Result report(struct conso *c, struct MHD_Connection *conn,
 	return rc;
 }
 
-/* Prefetch: the most recent exams start downloading. */
-struct prefetch {
+/*
+ * A session's background work: its exams asked of the DMP as soon as the
+ * session opens (while the browser loads the page), then the most recent
+ * exams pulled (prefetch).
+ */
+struct background {
 	struct conso *c;
-	json_t *s, *exams;
+	json_t *s, *exams;   /* exams NULL: to be listed first, */
+	struct listing *own; /* in this slot */
+	char hash[65];
 };
 
 static int by_date_desc(const void *a, const void *b)
@@ -919,64 +1048,96 @@ static int by_date_desc(const void *a, const void *b)
 	              jstr(*(json_t *const *)a, "date"));
 }
 
-static void *prefetch_thread(void *arg)
+static void prefetch(struct conso *c, json_t *s, json_t *exams)
 {
-	struct prefetch *p = arg;
-	size_t n = json_array_size(p->exams), k = 0;
+	size_t n = json_array_size(exams), k = 0;
 	json_t **v = calloc(n ? n : 1, sizeof(*v));
 	char err[400];
 
-	log_set_context("prefetch");
 	for (size_t i = 0; v && i < n; i++)
-		v[i] = json_array_get(p->exams, i);
+		v[i] = json_array_get(exams, i);
 	if (v)
 		qsort(v, n, sizeof(*v), by_date_desc);
-	for (size_t i = 0; v && i < n && k < (size_t)p->c->cfg->conso_prefetch;
+	for (size_t i = 0; v && i < n && k < (size_t)c->cfg->conso_prefetch;
 	     i++, k++) {
 		const char *study = jstr(v[i], "study_uid");
 
-		if (prepare(p->c, p->s, v[i], err, sizeof(err)) != 0) {
-			remote_note_error(p->c->remote, study, err);
+		if (prepare(c, s, v[i], err, sizeof(err)) != 0) {
+			remote_note_error(c->remote, study, err);
 			continue;
 		}
-		if (uncached(p->c, study) > 0)
-			start_pull(p->c, study);
+		if (uncached(c, study) > 0)
+			start_pull(c, study);
 	}
 	free(v);
+}
+
+static void *background_thread(void *arg)
+{
+	struct background *p = arg;
+	char err[400];
+	unsigned status;
+
+	log_set_context("session");
+	if (p->exams == NULL)
+		p->exams = ask_dmp(p->c, p->s, p->hash, p->own, 1, &status, err,
+		                   sizeof(err));
+	if (p->exams != NULL && p->c->cfg->conso_prefetch > 0)
+		prefetch(p->c, p->s, p->exams);
 	json_decref(p->s);
 	json_decref(p->exams);
 	pthread_mutex_lock(&p->c->lock);
-	p->c->prefetching--;
+	p->c->background--;
 	pthread_cond_broadcast(&p->c->wake);
 	pthread_mutex_unlock(&p->c->lock);
 	free(p);
 	return NULL;
 }
 
-static void prefetch(struct conso *c, json_t *s, json_t *exams)
+/*
+ * Starts a session's background work: listing and prefetch (exams NULL),
+ * or the prefetch of exams just listed. Nothing when there is nothing to
+ * do or no thread to be had (the page then lists by itself).
+ */
+static void background(struct conso *c, json_t *s, const char *hash,
+                       json_t *exams)
 {
-	struct prefetch *p;
+	struct background *p;
 	pthread_attr_t attr;
 	pthread_t t;
 
-	if (c->cfg->conso_prefetch == 0 || json_array_size(exams) == 0)
+	if (exams != NULL &&
+	    (c->cfg->conso_prefetch == 0 || json_array_size(exams) == 0))
 		return;
 	p = malloc(sizeof(*p));
 	if (p == NULL)
 		return;
-	*p = (struct prefetch){ c, json_deep_copy(s), json_incref(exams) };
+	*p = (struct background){ c, json_deep_copy(s), json_incref(exams),
+		                  NULL, "" };
+	snprintf(p->hash, sizeof(p->hash), "%s", hash);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_mutex_lock(&c->lock);
-	c->prefetching++;
+	/* the slot is the session's before the page can ask */
+	if (exams == NULL && (p->own = listing_claim(c, hash)) == NULL) {
+		pthread_mutex_unlock(&c->lock);
+		json_decref(p->s);
+		free(p);
+		pthread_attr_destroy(&attr);
+		return;
+	}
+	c->background++;
 	pthread_mutex_unlock(&c->lock);
-	if (pthread_create(&t, &attr, prefetch_thread, p) != 0) {
+	if (pthread_create(&t, &attr, background_thread, p) != 0) {
+		pthread_mutex_lock(&c->lock);
+		if (p->own != NULL)
+			p->own->hash[0] = '\0';
+		c->background--;
+		pthread_cond_broadcast(&c->listed);
+		pthread_mutex_unlock(&c->lock);
 		json_decref(p->s);
 		json_decref(p->exams);
 		free(p);
-		pthread_mutex_lock(&c->lock);
-		c->prefetching--;
-		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_attr_destroy(&attr);
 }
@@ -989,7 +1150,7 @@ static enum MHD_Result api(struct conso *c, struct MHD_Connection *conn,
 	const char *action = NULL, *x;
 	unsigned status = 0;
 	enum MHD_Result rc;
-	int fresh;
+	int loaded;
 
 	if (s == NULL)
 		return dw_error(conn, 401,
@@ -1004,14 +1165,13 @@ static enum MHD_Result api(struct conso *c, struct MHD_Connection *conn,
 		json_decref(s);
 		return send_json(conn, out);
 	}
-	fresh = json_object_get(s, "exams") == NULL;
-	exams = load_exams(c, s, hash, &status, err, sizeof(err));
+	exams = load_exams(c, s, hash, &loaded, &status, err, sizeof(err));
 	if (exams == NULL) {
 		json_decref(s);
 		return dw_error(conn, status, "DMP: %s", err);
 	}
-	if (fresh)
-		prefetch(c, s, exams);
+	if (loaded)
+		background(c, s, hash, exams);
 	if (strcmp(path, "exams") == 0 && strcmp(method, "GET") == 0) {
 		size_t i;
 
@@ -1298,8 +1458,10 @@ struct conso *conso_start(const struct config *cfg, struct index *ix,
 		             .remote = remote };
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->listed, NULL);
 	if (pthread_create(&c->worker, NULL, worker, c) != 0) {
 		snprintf(err, errlen, "cannot start the import worker");
+		pthread_cond_destroy(&c->listed);
 		pthread_cond_destroy(&c->wake);
 		pthread_mutex_destroy(&c->lock);
 		free(c);
@@ -1318,9 +1480,10 @@ void conso_stop(struct conso *c)
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->worker, NULL);
 	pthread_mutex_lock(&c->lock);
-	while (c->prefetching > 0)
+	while (c->background > 0)
 		pthread_cond_wait(&c->wake, &c->lock);
 	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&c->listed);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
