@@ -132,7 +132,7 @@ class ConsumerTest(common.PacsTestCase):
         write_signed_whitelist(d / "wl" / "other.xml", [
             {"id": "1", "db": "db1.example.org", "vi": "db1.example.org", "name": "X"}], trust)
         cls.pacs_b = Orthanc(d / "orthanc-b", aet="ORTHANCB").start()
-        consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
+        cls.consumer = consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
                         whitelist_trust=trust["ca_cert"], web_dir=harness.REPO / "web",
                         conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0)
         cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=consumer).start()
@@ -268,14 +268,99 @@ class ConsumerTest(common.PacsTestCase):
         self.assertFalse((self.b_other.cache_dir / mr["study_uid"]).exists())
 
     def test_a_dmp_fault_is_shown(self):
-        br = Browser(self.base_b)
-        br.open_session()
         self.sim.control("faults", {"action": ITI18, "kind": "soap-fault", "count": 1})
+        br = Browser(self.base_b)
+        br.open_session()  # the session starts listing at once: it meets the fault
         status, body = br.api("GET", "exams")
         self.assertIn(status, (403, 502), body)  # refused, or not reached
         self.assertIn("DMP", body["error"])
         # the next attempt asks again, and lists
         self.assertEqual(br.api("GET", "exams")[0], 200)
+
+    def consumer_box(self, name, **extra):
+        """Another drimbox B, its cache empty, stopped after the test."""
+        box = Drimbox(self.dir / name, aet=name.upper(),
+                      extra=dict(self.consumer, **extra)).start()
+        self.addCleanup(box.stop)
+        return box, "http://%s:%d" % (harness.LOOPBACK, box.http_port)
+
+    def test_a_manifest_the_source_replaced_is_refused_then_read_again(self):
+        st = self.studies["ct"]
+        uid = st["study_uid"]
+        box, base = self.consumer_box("b403")
+        br = Browser(base)
+        br.open_session()
+        listed = self.exams(br)[uid]  # the manifest A publishes now
+        # A's report is corrected: A publishes a new manifest in place of
+        # the one B listed, and no longer serves under the old one
+        ack = reports.mllp_send(self.hl7_port, reports.oru(
+            uid, st["accession_number"], PATIENT, "CONSO-RO", orc="RO"))
+        self.assertEqual(ack, "AA")
+        job = wait_job(self.a, last_job_id(self.a))
+        self.assertEqual((job["kind"], job["state"]), ("replace", "done"), job)
+        status, body = br.api("POST", "exams/%s/view" % listed["id"])
+        self.assertEqual(status, 200, body)
+        e = self.wait_state(br, uid, ("failed", "local"))
+        self.assertEqual(e["state"], "failed", e)
+        self.assertIn("refused", e["error"])
+        self.assertIn("403", e["error"])
+        self.assertEqual(harness.dicom_files(box.cache_dir / uid), [])
+        self.assertIn("KOS-SOPInstanceUID", (box.workdir / "drimboxd.log").read_text())
+        # a new session lists the new manifest, which is read again: the
+        # study comes
+        br = Browser(base)
+        br.open_session()
+        e = self.exams(br)[uid]
+        self.assertNotEqual(e["unique"], listed["unique"])
+        self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
+        e = self.wait_state(br, uid, ("failed", "local"))
+        self.assertEqual(e["state"], "local", e)
+
+    def test_a_corrupt_or_unexpected_part_is_refused_then_the_rest_resumes(self):
+        st = self.studies["ct-jls"]
+        uid = st["study_uid"]
+        self.a.cli("fetch", uid)  # A serves the study from its cache
+        files = harness.dicom_files(self.a.cache_dir / uid)
+        self.assertGreater(len(files), 3)
+        corrupt, stranger = files[0], files[1]
+        saved = {f: f.read_bytes() for f in (corrupt, stranger)}
+        for f, data in saved.items():
+            self.addCleanup(f.write_bytes, data)
+        # a damaged header, the same size
+        corrupt.write_bytes(saved[corrupt][:132] + b"\xff" * 200 + saved[corrupt][332:])
+        # another instance than the one asked for, under the same name
+        sop = pydicom.dcmread(io.BytesIO(saved[stranger])).SOPInstanceUID
+        other = sop[:-2] + "99"  # no instance of the study
+        stranger.write_bytes(saved[stranger].replace(sop.encode(), other.encode()))
+        box, base = self.consumer_box("bcorrupt")
+        br = Browser(base)
+        br.open_session()
+        e = self.exams(br)[uid]
+        self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
+        e = self.wait_state(br, uid, ("failed", "local"))
+        self.assertEqual(e["state"], "failed", e)
+        self.assertIn("refused, not cached", e["error"])
+        self.assertEqual(e["received"], len(files) - 2)
+        cached = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+                  for f in harness.dicom_files(box.cache_dir / uid)}
+        self.assertNotIn(other, cached)
+        self.assertNotIn(sop, cached)
+        # the source mended, "View" again asks for the two missing only
+        for f, data in saved.items():
+            f.write_bytes(data)
+        self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
+        e = self.wait_state(br, uid, ("failed", "local"))
+        self.assertEqual(e["state"], "local", e)
+        self.assertIn("pull study=%s: 2 instances, 2 requests" % uid,
+                      (box.workdir / "drimboxd.log").read_text())
+
+    def test_prefetch_pulls_the_most_recent_exams_before_any_click(self):
+        box, base = self.consumer_box("bprefetch", conso_prefetch=2)
+        br = Browser(base)
+        br.open_session()
+        for key in ("ct", "ct-jls"):
+            e = self.wait_state(br, self.studies[key]["study_uid"], ("failed", "local"))
+            self.assertEqual(e["state"], "local", e)
 
     # ------------------------------------------------------------ the page
 

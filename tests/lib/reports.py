@@ -59,8 +59,9 @@ def cda(study_uid, accession, patient, modality="CT", title="CR d'imagerie médi
        "acc": q(accession), "study": q(study_uid), "modality": q(modality)}).encode("utf-8")
 
 
-def oru(study_uid, accession, patient, control_id, modality="CT"):
-    """An ORU^R01 carrying the report (bytes, segments ended by CR)."""
+def oru(study_uid, accession, patient, control_id, modality="CT", orc="NW"):
+    """An ORU^R01 carrying the report (bytes, segments ended by CR); orc
+    "RO" for a corrected report, which replaces the one sent before."""
     report = base64.b64encode(cda(study_uid, accession, patient, modality)).decode()
     now = time.strftime("%Y%m%d%H%M%S")
     segments = [
@@ -69,7 +70,7 @@ def oru(study_uid, accession, patient, control_id, modality="CT"):
         "PID|||%s^^^ASIP-SANTE-INS-NIR&%s&ISO^INS||%s^%s||%s|%s" % (
             patient["ins"], INS_OID, patient["family"], patient["given"], patient["birth"],
             patient["sex"]) + "|" * 24 + "VALI",
-        "ORC|NW",
+        "ORC|" + orc,
         "OBR|1|OPN-%s||18748-4^CR d'imagerie médicale^LN|||||||||||||||%s" % (accession,
                                                                              accession),
         "OBX|1|ED|18748-4^CR d'imagerie médicale^LN||^TEXT^XML^Base64^%s||||||F" % report,
