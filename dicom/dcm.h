@@ -343,6 +343,24 @@ int dcm_get(struct dcm_assoc *as, const struct dcm_selection *sel,
 int dcm_store_file(struct dcm_assoc *as, const char *path,
                    unsigned *dimse_status, struct dcm_err *err);
 
+/*
+ * The patient identifiers an instance is filed under when it is sent
+ * (import reconciliation, IHE IRWF.b): PatientID becomes patient_id,
+ * issued by issuer (IssuerOfPatientID, and its qualifiers as an ISO
+ * universal entity when it is an OID); the identifiers it carried, and
+ * keep_id (issued by keep_issuer), are kept in OtherPatientIDsSequence.
+ * issuer, keep_id and keep_issuer may be NULL or "".
+ */
+struct dcm_patient_ids {
+	const char *patient_id, *issuer;
+	const char *keep_id, *keep_issuer;
+};
+
+/* dcm_store_file, the instance filed under ids (NULL: as it is). */
+int dcm_store_file_as(struct dcm_assoc *as, const char *path,
+                      const struct dcm_patient_ids *ids, unsigned *dimse_status,
+                      struct dcm_err *err);
+
 /* ---- storage SCP -------------------------------------------------------- */
 
 /*

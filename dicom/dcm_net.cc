@@ -660,10 +660,80 @@ accepted_for(dcm_assoc *as, const char *abstract)
 
 } // namespace
 
+/* An item of OtherPatientIDsSequence, or of the dataset itself: an
+ * identifier, its issuer, and the issuer as an ISO universal entity
+ * when it is an OID. */
+static void put_identifier(DcmItem *item, const char *id, const char *issuer)
+{
+	item->putAndInsertString(DCM_PatientID, id);
+	item->findAndDeleteElement(DCM_IssuerOfPatientIDQualifiersSequence);
+	if (issuer == nullptr || issuer[0] == '\0') {
+		item->findAndDeleteElement(DCM_IssuerOfPatientID);
+		return;
+	}
+	item->putAndInsertString(DCM_IssuerOfPatientID, issuer);
+	if (strspn(issuer, "0123456789.") == strlen(issuer)) {
+		DcmItem *q = nullptr;
+		if (item->findOrCreateSequenceItem(
+		                DCM_IssuerOfPatientIDQualifiersSequence, q, 0)
+		            .good()) {
+			q->putAndInsertString(DCM_UniversalEntityID, issuer);
+			q->putAndInsertString(DCM_UniversalEntityIDType, "ISO");
+		}
+	}
+}
+
+/* Adds an identifier to OtherPatientIDsSequence unless it is there. */
+static void keep_identifier(DcmDataset *ds, const char *id, const char *issuer)
+{
+	DcmSequenceOfItems *seq = nullptr;
+	OFString have, by;
+
+	if (id == nullptr || id[0] == '\0')
+		return;
+	if (ds->findAndGetSequence(DCM_OtherPatientIDsSequence, seq).good() &&
+	    seq != nullptr)
+		for (unsigned long i = 0; i < seq->card(); i++) {
+			seq->getItem(i)->findAndGetOFString(DCM_PatientID,
+			                                    have);
+			seq->getItem(i)->findAndGetOFString(
+			        DCM_IssuerOfPatientID, by);
+			if (have == id && (by.empty() || issuer == nullptr ||
+			                   issuer[0] == '\0' || by == issuer))
+				return; /* the same, or the same less known */
+		}
+	DcmItem *item = nullptr;
+	if (ds->findOrCreateSequenceItem(DCM_OtherPatientIDsSequence, item, -2)
+	            .good()) {
+		put_identifier(item, id, issuer);
+		item->putAndInsertString(DCM_TypeOfPatientID, "TEXT");
+	}
+}
+
+static void reidentify(DcmDataset *ds, const struct dcm_patient_ids *ids)
+{
+	OFString old, old_issuer;
+
+	ds->findAndGetOFString(DCM_PatientID, old);
+	ds->findAndGetOFString(DCM_IssuerOfPatientID, old_issuer);
+	keep_identifier(ds, ids->keep_id, ids->keep_issuer);
+	if (!(old == ids->patient_id &&
+	      old_issuer == (ids->issuer ? ids->issuer : "")))
+		keep_identifier(ds, old.c_str(), old_issuer.c_str());
+	put_identifier(ds, ids->patient_id, ids->issuer);
+}
+
 extern "C" int dcm_store_file(struct dcm_assoc *as, const char *path,
                               unsigned *dimse_status, struct dcm_err *err)
 {
-	if (!as || !as->assoc || !path)
+	return dcm_store_file_as(as, path, nullptr, dimse_status, err);
+}
+
+extern "C" int dcm_store_file_as(struct dcm_assoc *as, const char *path,
+                                 const struct dcm_patient_ids *ids,
+                                 unsigned *dimse_status, struct dcm_err *err)
+{
+	if (!as || !as->assoc || !path || (ids && !ids->patient_id))
 		return fail(err, DCM_ERR_ARG, "NULL argument");
 	try {
 		DcmFileFormat ff;
@@ -681,6 +751,8 @@ extern "C" int dcm_store_file(struct dcm_assoc *as, const char *path,
 		if (cls.empty() || inst.empty())
 			return fail(err, DCM_ERR_PARSE,
 			            "%s: no SOP class or instance UID", path);
+		if (ids != nullptr)
+			reidentify(ds, ids);
 		E_TransferSyntax x = ds->getOriginalXfer();
 		auto acc = accepted_for(as, cls.c_str());
 		if (acc.empty())

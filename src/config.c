@@ -220,6 +220,13 @@ static const struct opt schema[] = {
 	{ "conso_prefetch", INT(conso_prefetch), 0, 50, "3", NULL, NULL,
 	  "On a contextual call, how many of the patient's most recent exams "
 	  "start downloading at once (0: none)." },
+	{ "conso_import_ids", ENUM(conso_import_ids), 0, 0, "local",
+	  "local|source", NULL,
+	  "The patient identifiers of an imported study. local: filed under "
+	  "the local patient of the contextual call (PatientID = its "
+	  "PatientID, IssuerOfPatientID = its PatientIDIssuer), the INS and "
+	  "the source's identifiers kept in OtherPatientIDsSequence "
+	  "(reconciliation, IHE IRWF.b). source: as the source sent them." },
 	{ "remote_parallel", INT(remote_parallel), 1, 32, "4", NULL, NULL,
 	  "Transfers at once when pulling a study from another DRIMbox." },
 	{ "remote_timeout", INT(remote_timeout), 1, 600, "30", NULL, NULL,

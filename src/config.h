@@ -74,6 +74,7 @@ struct config {
 	long conso_context_seconds, conso_session_minutes;
 	char conso_professional[256];
 	long conso_prefetch;
+	char conso_import_ids[16];
 	long remote_parallel, remote_timeout;
 };
 

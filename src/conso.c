@@ -917,6 +917,17 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 	free(payload);
 	pl = json_pack("{s:s, s:i, s:i}", "study", jstr(e, "study_uid"), "sent",
 	               0, "total", 0);
+	if (pl && strcmp(c->cfg->conso_import_ids, "local") == 0) {
+		/* filed under the patient the call named */
+		json_t *p = json_object_get(s, "patient");
+
+		json_object_set_new(pl, "ids",
+		                    json_pack("{s:s, s:s, s:s, s:s}",
+		                              "patient_id", jstr(p, "pid"),
+		                              "issuer", jstr(p, "pid_issuer"),
+		                              "ins", jstr(p, "ins"), "ins_oid",
+		                              jstr(p, "ins_oid")));
+	}
 	text = pl ? json_dumps(pl, JSON_COMPACT) : NULL;
 	json_decref(pl);
 	id = text ? index_job_add(c->ix, "import", text, subject) : -1;
@@ -1313,6 +1324,10 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 	struct files f = { NULL, NULL, 0, 0 };
 	struct dcm_assoc *as = NULL;
 	struct dcm_err de = { "" };
+	json_t *ids = json_object_get(pl, "ids");
+	struct dcm_patient_ids pid = { jstr(ids, "patient_id"),
+		                       jstr(ids, "issuer"), jstr(ids, "ins"),
+		                       jstr(ids, "ins_oid") };
 	int rc = -1;
 
 	if (!dw_is_uid(study, strlen(study))) {
@@ -1340,7 +1355,8 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 
 		if (cache_abs_path(c->cache, f.rel[i], path, sizeof(path)) !=
 		            0 ||
-		    dcm_store_file(as, path, &status, &de) != DCM_OK ||
+		    dcm_store_file_as(as, path, pid.patient_id[0] ? &pid : NULL,
+		                      &status, &de) != DCM_OK ||
 		    (status != 0 && (status & 0xF000) != 0xB000)) {
 			snprintf(err, errlen, "C-STORE of %s: %s (status %04x)",
 			         f.rel[i], de.msg, status);

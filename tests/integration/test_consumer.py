@@ -254,7 +254,15 @@ class ConsumerTest(common.PacsTestCase):
         e = self.wait_state(br, ct["study_uid"], ("imported", "failed"))
         self.assertEqual(e["state"], "imported", e)
         self.assertEqual(e["import_sent"], len(originals))
-        self.assertEqual(len(self.pacs_b.instances_of_study(ct["study_uid"])), len(originals))
+        imported = self.pacs_b.instances_of_study(ct["study_uid"])
+        self.assertEqual(len(imported), len(originals))
+        # filed under the local patient of the call, the INS kept
+        ds = pydicom.dcmread(io.BytesIO(self.pacs_b.instance_file(next(iter(imported.values())))))
+        self.assertEqual((ds.PatientID, ds.IssuerOfPatientID), ("IPP-B-1", "1.2.250.1.999.1"))
+        self.assertEqual(ds.IssuerOfPatientIDQualifiersSequence[0].UniversalEntityIDType, "ISO")
+        kept = {(o.PatientID, o.get("IssuerOfPatientID", "")) for o in ds.OtherPatientIDsSequence}
+        self.assertIn((PATIENT["ins"], reports.INS_OID), kept)
+        self.assertEqual(decoded(ds).PixelData, originals[ds.SOPInstanceUID].PixelData)
 
     def test_a_retrieve_url_off_the_whitelist_is_refused(self):
         mr = self.studies["ct-jls"]
