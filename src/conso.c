@@ -576,6 +576,42 @@ static json_t *saved_exams(struct conso *c, json_t *s, const char *hash)
 }
 
 /*
+ * The documents of the exam the call named by its accession number
+ * (FindDocumentsByReferenceId), whatever their type, added to docs: the
+ * exam the physician opened drimbox for is listed even when its
+ * documents are coded otherwise. Its failure leaves the list as it is.
+ */
+static void add_focus_documents(struct conso *c, json_t *s, json_t *docs)
+{
+	json_t *focus = json_object_get(s, "focus"), *more = NULL, *d, *have;
+	const char *acc = jstr(focus, "accession");
+	const char *issuer = jstr(focus, "accession_issuer");
+	char ref[300], err[300];
+	size_t i, k;
+
+	if (acc[0] == '\0')
+		return;
+	snprintf(ref, sizeof(ref), "%s^^^%s%s%s^urn:ihe:iti:xds:2013:accession",
+	         acc, issuer[0] ? "&" : "", issuer, issuer[0] ? "&ISO" : "");
+	if (dmp_find_documents(c->cfg, s, ref, &more, err, sizeof(err)) !=
+	    DMP_OK) {
+		log_warn(LOGC_DMP, "the documents of accession %s: %s", acc,
+		         err);
+		json_decref(more);
+		return;
+	}
+	json_array_foreach(more, i, d)
+	{
+		json_array_foreach(
+		        docs, k, have) if (strcmp(jstr(have, "entry"),
+		                                  jstr(d, "entry")) == 0) break;
+		if (k == json_array_size(docs))
+			json_array_append(docs, d);
+	}
+	json_decref(more);
+}
+
+/*
  * Asks the DMP for the session's exams (TD0.2, TD0.3 when the patient was
  * informed, ITI-18) and keeps them in the session; l is the session's
  * listing slot (or NULL), released here, or kept with the failure when
@@ -593,7 +629,9 @@ static json_t *ask_dmp(struct conso *c, json_t *s, const char *hash,
 	                           json_object_get(s, "patient"), "informed")))
 		o = dmp_authorize(c->cfg, s, err, errlen);
 	if (o == DMP_OK)
-		o = dmp_find_documents(c->cfg, s, &docs, err, errlen);
+		o = dmp_find_documents(c->cfg, s, NULL, &docs, err, errlen);
+	if (o == DMP_OK)
+		add_focus_documents(c, s, docs);
 	if (o != DMP_OK) {
 		*status = o == DMP_RETRY ? 502 : 403;
 	} else {

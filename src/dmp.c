@@ -1600,10 +1600,11 @@ static json_t *entry_json(xmlNodePtr eo)
 }
 
 enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
-                                    json_t **docs, char *err, size_t errlen)
+                                    const char *reference, json_t **docs,
+                                    char *err, size_t errlen)
 {
 	struct req r = { 0 };
-	char nh[200], q1[260];
+	char nh[200], q1[260], q2[300];
 	xmlNodePtr body, req, query;
 	xmlDocPtr reply = NULL;
 	enum dmp_outcome out;
@@ -1617,10 +1618,18 @@ enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
 	attr(query, "returnType", "LeafClass");
 	attr(query, "returnComposedObjects", "true");
 	query = el(req, r.rim, "AdhocQuery", NULL);
-	attr(query, "id", FIND_DOCUMENTS);
+	attr(query, "id", reference ? FIND_BY_REFERENCE : FIND_DOCUMENTS);
 	slot1(&r, query, "$XDSDocumentEntryPatientId", q1);
 	slot1(&r, query, "$XDSDocumentEntryStatus",
 	      "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')");
+	if (reference != NULL) {
+		snprintf(q2, sizeof(q2), "('%s')", reference);
+		slot1(&r, query, "$XDSDocumentEntryReferenceIdList", q2);
+	} else {
+		slot1(&r, query, "$XDSDocumentEntryTypeCode",
+		      "('IMG-KOS^^1.2.250.1.213.1.1.4.12',"
+		      "'18748-4^^2.16.840.1.113883.6.1')");
+	}
 	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, NULL,
 	             err, errlen);
 	if (out == DMP_OK) {
@@ -1641,7 +1650,8 @@ enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
 		xmlXPathFreeContext(x);
 	}
 	xmlFreeDoc(reply);
-	log_info(LOGC_DMP, "ITI-18 FindDocuments -> %s%s%s (%zu documents)",
+	log_info(LOGC_DMP, "ITI-18 FindDocuments%s%s -> %s%s%s (%zu documents)",
+	         reference ? "ByReferenceId " : "", reference ? reference : "",
 	         out == DMP_OK ? "ok" : "failed", out == DMP_OK ? "" : ": ",
 	         out == DMP_OK ? "" : err, json_array_size(*docs));
 	return out;

@@ -78,13 +78,17 @@ enum dmp_outcome dmp_authorize(const struct config *cfg, json_t *who, char *err,
                                size_t errlen);
 
 /*
- * TD3.1 (ITI-18 FindDocuments): the patient's approved documents, *docs a
- * JSON array of {"entry", "unique", "repository", "mime", "type", "title",
- * "creation", "service_start", "institution", "references": [...],
- * "events": [{"code", "scheme", "display"}]}.
+ * TD3.1 (ITI-18): the patient's approved documents: with reference NULL,
+ * FindDocuments of the imaging manifests (typeCode IMG-KOS) and reports
+ * (18748-4); else FindDocumentsByReferenceId of every document naming
+ * that reference ("ACN^^^&OID&ISO^urn:ihe:iti:xds:2013:accession"). *docs
+ * a JSON array of {"entry", "unique", "repository", "mime", "type",
+ * "title", "creation", "service_start", "institution", "references":
+ * [...], "events": [{"code", "scheme", "display"}]}.
  */
 enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
-                                    json_t **docs, char *err, size_t errlen);
+                                    const char *reference, json_t **docs,
+                                    char *err, size_t errlen);
 
 /* TD3.2 (ITI-43): a document's bytes (*data malloc'd, *len). */
 enum dmp_outcome dmp_retrieve_document(const struct config *cfg, json_t *who,

@@ -336,6 +336,20 @@ static int make_requests(struct plan *p, char *err, size_t errlen)
 			return -1;
 		series_url(p->rs[i].url, p->rs[i].series, url, sizeof(url));
 		if (p->sop == NULL && missing == p->rs[i].total) {
+			/* its middle instance first, on its own: a viewer
+			 * shows it first (the series brings it again) */
+			for (size_t k = 0, m = 0; missing > 2 && k < p->nw; k++)
+				if (strcmp(p->w[k].series, p->rs[i].series) ==
+				            0 &&
+				    m++ == missing / 2) {
+					snprintf(one, sizeof(one),
+					         "%s/instances/%s", url,
+					         p->w[k].sop);
+					if (add_req(p, one, p->rs[i].kos,
+					            p->rs[i].series) != 0)
+						goto oom;
+					break;
+				}
 			if (add_req(p, url, p->rs[i].kos, p->rs[i].series) != 0)
 				goto oom;
 			continue;
@@ -456,7 +470,7 @@ static struct want *expected(struct pull *pl, const struct req *q,
 		return NULL;
 	for (size_t i = 0; i < pl->plan->nw; i++)
 		if (strcmp(pl->plan->w[i].sop, in->sop_instance_uid) == 0)
-			return pl->plan->w[i].got ? NULL : &pl->plan->w[i];
+			return &pl->plan->w[i];
 	return NULL;
 }
 
@@ -496,6 +510,11 @@ static int part_end(void *ctx)
 		          "not asked for (refused, not cached)",
 		          in.sop_instance_uid);
 		goto refuse;
+	}
+	if (w->got) { /* asked for twice (a series' first instance) */
+		dcm_ds_free(ds);
+		unlink(x->tmp);
+		return 0;
 	}
 	in.file_size = x->bytes;
 	status = pl->r->fill.stored(pl->r->fill.ctx, ds, &in, x->tmp, pl->host);

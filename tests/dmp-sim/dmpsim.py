@@ -33,7 +33,8 @@ next N requests of an action, through a control endpoint (JSON):
         slow-reply (after processing: the client may give up) | reset |
         closed-dmp
   GET  /_sim/documents   every stored document's metadata, as JSON
-  GET  /_sim/requests    the requests received (action, outcome), as JSON
+  GET  /_sim/requests    the requests received (action, outcome, seconds
+                         taken to answer), as JSON
   POST /_sim/reset       forget documents, requests and faults
 
 With --trust PEM, the VIHF's signature is verified (xmlsec1, Debian
@@ -172,15 +173,15 @@ class Store:
                 submitted_at REAL);
             CREATE TABLE IF NOT EXISTS requests (
                 id INTEGER PRIMARY KEY, at REAL, action TEXT, outcome TEXT,
-                detail TEXT);""")
+                detail TEXT, seconds REAL);""")
 
     def run(self, sql, args=()):
         with self.lock:
             return self.db.execute(sql, args).fetchall()
 
-    def log(self, action, outcome, detail=""):
-        self.run("INSERT INTO requests(at, action, outcome, detail) VALUES(?,?,?,?)",
-                 (time.time(), action, outcome, detail))
+    def log(self, action, outcome, detail="", seconds=None):
+        self.run("INSERT INTO requests(at, action, outcome, detail, seconds) "
+                 "VALUES(?,?,?,?,?)", (time.time(), action, outcome, detail, seconds))
 
 
 # ------------------------------------------------------------- parsing
@@ -689,9 +690,10 @@ class Handler(BaseHTTPRequestHandler):
             rows = store.run("SELECT %s FROM documents ORDER BY submitted_at" % ", ".join(cols))
             return self.reply_json([dict(zip(cols, r)) for r in rows])
         if self.path == "/_sim/requests":
-            rows = store.run("SELECT at, action, outcome, detail FROM requests ORDER BY id")
-            return self.reply_json([dict(zip(("at", "action", "outcome", "detail"), r))
-                                    for r in rows])
+            rows = store.run("SELECT at, action, outcome, detail, seconds FROM requests "
+                             "ORDER BY id")
+            return self.reply_json([dict(zip(("at", "action", "outcome", "detail", "seconds"),
+                                             r)) for r in rows])
         return self.reply_json({"error": "no such resource"}, 404)
 
     def do_POST(self):
@@ -713,6 +715,7 @@ class Handler(BaseHTTPRequestHandler):
         self.serve_soap(m.group(1), body)
 
     def serve_soap(self, service, body):
+        started = time.monotonic()
         store, registry = self.server.store, self.server.registry
         action, msg_id = "?", None
         try:
@@ -751,7 +754,7 @@ class Handler(BaseHTTPRequestHandler):
                 result = registry.update(soap_body)
             else:  # TD0.2, TD0.3: the patient's DMP exists; authorisation granted
                 result = ET.Element(q("rs:RegistryResponse"), status=SUCCESS)
-            store.log(action, "success")
+            store.log(action, "success", seconds=time.monotonic() - started)
             if kind == "slow-reply":
                 time.sleep(delay)
             xml = envelope(action, msg_id, result)

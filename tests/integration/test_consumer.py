@@ -264,6 +264,17 @@ class ConsumerTest(common.PacsTestCase):
         self.assertIn((PATIENT["ins"], reports.INS_OID), kept)
         self.assertEqual(decoded(ds).PixelData, originals[ds.SOPInstanceUID].PixelData)
 
+    def test_a_call_naming_an_accession_asks_for_its_documents(self):
+        ct = self.studies["ct"]
+        br = Browser(self.base_b)
+        br.open_session(call_form(AccessionNumber=ct["accession_number"],
+                                  AccessionNumberIssuer="1.2.250.1.999.1.1.5"))
+        self.assertIn(ct["study_uid"], self.exams(br))
+        self.assertIn("FindDocumentsByReferenceId %s^^^&1.2.250.1.999.1.1.5&ISO^"
+                      "urn:ihe:iti:xds:2013:accession -> ok (1 documents)"
+                      % ct["accession_number"],
+                      (self.b.workdir / "drimboxd.log").read_text())
+
     def test_a_retrieve_url_off_the_whitelist_is_refused(self):
         mr = self.studies["ct-jls"]
         br = Browser("http://%s:%d" % (harness.LOOPBACK, self.b_other.http_port))
