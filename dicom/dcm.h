@@ -370,6 +370,30 @@ int dcm_store_file_as(struct dcm_assoc *as, const char *path,
 typedef int (*dcm_accept_cb)(void *ctx, const char *calling_aet,
                              const char *called_aet, const char *peer_addr);
 
+/*
+ * Query/retrieve (Study Root and Patient Root FIND, MOVE, GET): the caller
+ * answers from what it holds. Each callback returns 0, or non-zero with
+ * err (the request then fails with status C000, err as its comment).
+ */
+struct dcm_qr_handler {
+	/* C-FIND: emit() each answer to the identifier (QueryRetrieveLevel
+	 * says the level); emit copies it. */
+	int (*find)(void *ctx, const char *calling_aet,
+	            const struct dcm_ds *query,
+	            void (*emit)(void *ectx, const struct dcm_ds *answer),
+	            void *ectx, struct dcm_err *err);
+	/* C-MOVE, C-GET: the Part 10 files the identifier selects (*paths
+	 * and each path malloc'd, freed by the SCP). */
+	int (*select)(void *ctx, const char *calling_aet,
+	              const struct dcm_ds *query, char ***paths, size_t *n,
+	              struct dcm_err *err);
+	/* C-MOVE: host and port of destination AE dest (host into a buffer
+	 * of hostcap bytes); non-zero when it is not a known destination. */
+	int (*destination)(void *ctx, const char *calling_aet, const char *dest,
+	                   char *host, size_t hostcap, int *port);
+	void *ctx;
+};
+
 struct dcm_scp_config {
 	const char *aet;  /* our AE title; other called AEs are rejected */
 	const char *bind; /* address to listen on ("0.0.0.0", "127.0.0.1") */
@@ -379,6 +403,7 @@ struct dcm_scp_config {
 	dcm_accept_cb accept;
 	void *accept_ctx;
 	struct dcm_store_handler store; /* copied; tmp_dir must outlive scp */
+	struct dcm_qr_handler qr;       /* copied; find NULL: no Q/R */
 };
 
 struct dcm_scp;
@@ -386,8 +411,9 @@ struct dcm_scp;
 /*
  * Listens and serves in background threads: C-ECHO and C-STORE of every
  * storage SOP class in the native, deflate, JPEG (baseline, extended,
- * lossless), JPEG-LS, JPEG 2000 and RLE transfer syntaxes. Returns once the
- * socket is listening. *out set only on success.
+ * lossless), JPEG-LS, JPEG 2000 and RLE transfer syntaxes; with a Q/R
+ * handler, C-FIND, C-MOVE (to the destination the handler names) and
+ * C-GET. Returns once the socket is listening. *out set only on success.
  */
 int dcm_scp_start(const struct dcm_scp_config *cfg, struct dcm_scp **out,
                   struct dcm_err *err);

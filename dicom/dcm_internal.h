@@ -66,6 +66,21 @@ receive_store(T_ASC_Association *assoc, T_ASC_PresentationContextID pcid,
               T_DIMSE_C_StoreRQ *req, const struct dcm_store_handler *h,
               const char *calling_aet, int timeout_s, unsigned *status);
 
+/*
+ * C-STORE of a Part 10 file on an association opened by someone else (the
+ * C-GET sub-operations of the SCP), as dcm_store_file does.
+ */
+int store_on(T_ASC_Association *assoc, int timeout_s, const char *path,
+             unsigned *dimse_status, struct dcm_err *err);
+
+/* True for the Q/R FIND, MOVE and GET SOP classes (Study and Patient Root). */
+bool qr_syntax(const char *abstract);
+
+/* Answers a C-FIND, C-MOVE or C-GET request through h (dcm_qr.cc). */
+OFCondition qr_serve(T_ASC_Association *assoc, T_ASC_PresentationContextID pcid,
+                     T_DIMSE_Message *msg, const struct dcm_qr_handler *h,
+                     const char *calling, const char *our_aet, int timeout_s);
+
 /* The transfer syntaxes the SCP accepts, in preference order. */
 extern const char *const kScpSyntaxes[];
 extern const size_t kScpSyntaxCount;

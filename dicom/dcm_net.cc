@@ -723,6 +723,16 @@ static void reidentify(DcmDataset *ds, const struct dcm_patient_ids *ids)
 	put_identifier(ds, ids->patient_id, ids->issuer);
 }
 
+int dcmi::store_on(T_ASC_Association *assoc, int timeout_s, const char *path,
+                   unsigned *dimse_status, struct dcm_err *err)
+{
+	struct dcm_assoc as;
+
+	as.assoc = assoc;
+	as.timeout_s = timeout_s;
+	return dcm_store_file_as(&as, path, nullptr, dimse_status, err);
+}
+
 extern "C" int dcm_store_file(struct dcm_assoc *as, const char *path,
                               unsigned *dimse_status, struct dcm_err *err)
 {

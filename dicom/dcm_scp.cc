@@ -1,8 +1,9 @@
 /*
- * dcm_scp.cc - storage SCP: one listening thread (poll on the listen socket
- * and a wake-up pipe) and one thread per association, plus the
- * bit-preserving C-STORE receive path shared with C-GET (receive_store).
- * Instances are streamed to a temp file and only their header is parsed.
+ * dcm_scp.cc - the SCP (storage; query/retrieve in dcm_qr.cc): one listening
+ * thread (poll on the listen socket and a wake-up pipe) and one thread per
+ * association, plus the bit-preserving C-STORE receive path shared with C-GET
+ * (receive_store). Instances are streamed to a temp file and only their header
+ * is parsed.
  */
 #include "dcmtk/config/osconfig.h"
 
@@ -274,6 +275,7 @@ struct dcm_scp {
 	dcm_accept_cb accept = nullptr;
 	void *accept_ctx = nullptr;
 	struct dcm_store_handler store;
+	struct dcm_qr_handler qr;
 
 	T_ASC_Network *net = nullptr;
 	int listen_fd = -1;
@@ -297,7 +299,8 @@ void dcm_scp::negotiate(T_ASC_Parameters *params)
 		if (ASC_getPresentationContext(params, i, &pc).bad())
 			continue;
 		bool echo = strcmp(pc.abstractSyntax,
-		                   UID_VerificationSOPClass) == 0;
+		                   UID_VerificationSOPClass) == 0 ||
+		            (qr.find && dcmi::qr_syntax(pc.abstractSyntax));
 		if (!echo && !storage_like(pc.abstractSyntax)) {
 			ASC_refusePresentationContext(
 			        params, pc.presentationContextID,
@@ -320,10 +323,12 @@ void dcm_scp::negotiate(T_ASC_Parameters *params)
 				if (strcmp(pc.proposedTransferSyntaxes[k],
 				           dcmi::kScpSyntaxes[j]) == 0)
 					chosen = dcmi::kScpSyntaxes[j];
+		/* a C-GET requestor proposes the SCP role for storage */
 		if (chosen)
 			ASC_acceptPresentationContext(
 			        params, pc.presentationContextID, chosen,
-			        ASC_SC_ROLE_DEFAULT, OFTrue);
+			        echo ? ASC_SC_ROLE_DEFAULT : pc.proposedRole,
+			        OFTrue);
 		else
 			ASC_refusePresentationContext(
 			        params, pc.presentationContextID,
@@ -377,6 +382,11 @@ void dcm_scp::serve(T_ASC_Association *assoc, Worker *w)
 			c = dcmi::receive_store(assoc, pcid, &msg.msg.CStoreRQ,
 			                        &store, calling, timeout_s,
 			                        nullptr);
+		} else if (qr.find && (msg.CommandField == DIMSE_C_FIND_RQ ||
+		                       msg.CommandField == DIMSE_C_MOVE_RQ ||
+		                       msg.CommandField == DIMSE_C_GET_RQ)) {
+			c = dcmi::qr_serve(assoc, pcid, &msg, &qr, calling,
+			                   aet.c_str(), timeout_s);
 		} else {
 			c = DIMSE_BADCOMMANDTYPE;
 		}
@@ -521,6 +531,7 @@ extern "C" int dcm_scp_start(const struct dcm_scp_config *cfg,
 		s->accept_ctx = cfg->accept_ctx;
 		s->store = cfg->store;
 		s->store.tmp_dir = s->tmp_dir.c_str();
+		s->qr = cfg->qr;
 
 		fd = bind_listen(s->bind.c_str(), cfg->port, &s->port, err);
 		if (fd < 0)

@@ -227,6 +227,11 @@ static const struct opt schema[] = {
 	  "PatientID, IssuerOfPatientID = its PatientIDIssuer), the INS and "
 	  "the source's identifiers kept in OtherPatientIDsSequence "
 	  "(reconciliation, IHE IRWF.b). source: as the source sent them." },
+	{ "qr_workstations", STR(qr_workstations), 0, 0, "", NULL, NULL,
+	  "The site's workstations offered the studies pulled from other "
+	  "DRIMboxes, as a DICOM query/retrieve SCP on dicom_port (C-FIND, "
+	  "C-MOVE to one of them, C-GET): AET@host:port, comma-separated. "
+	  "Only these AEs may query and retrieve (empty: no query/retrieve)." },
 	{ "remote_parallel", INT(remote_parallel), 1, 32, "4", NULL, NULL,
 	  "Transfers at once when pulling a study from another DRIMbox." },
 	{ "remote_timeout", INT(remote_timeout), 1, 600, "30", NULL, NULL,

@@ -75,6 +75,7 @@ struct config {
 	char conso_professional[256];
 	long conso_prefetch;
 	char conso_import_ids[16];
+	char qr_workstations[CONFIG_STR_MAX];
 	long remote_parallel, remote_timeout;
 };
 

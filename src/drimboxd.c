@@ -19,6 +19,7 @@
 #include "monitor.h"
 #include "pacs.h"
 #include "publish.h"
+#include "qr.h"
 #include "remote.h"
 #include "retrieve.h"
 #include "store.h"
@@ -55,6 +56,7 @@ struct daemon {
 	struct retriever *retriever;
 	struct remote *remote;
 	struct conso *conso;
+	struct qr *qr;
 	struct dcm_scp *scp;
 	struct monitor *monitor;
 	struct control *control;
@@ -85,7 +87,8 @@ static int accept_aet(void *ctx, const char *calling, const char *called,
 	         atomic_fetch_add(&d->associations, 1) + 1);
 	log_set_context(id);
 	log_debug(LOGC_DICOM, "association from AE '%s' at %s", calling, peer);
-	if (strcmp(calling, cfg->pacs_aet) == 0)
+	if (strcmp(calling, cfg->pacs_aet) == 0 ||
+	    qr_workstation(d->qr, calling))
 		return 0;
 	while (*p) {
 		const char *comma = strchr(p, ',');
@@ -211,6 +214,10 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	sc.accept = accept_aet;
 	sc.accept_ctx = d;
 	store_handler(d->store, &sc.store);
+	d->qr = qr_new(&d->cfg, d->ix, d->cache, d->retriever, d->remote,
+	               &sc.qr, err, errlen);
+	if (d->qr == NULL)
+		return -1;
 	if (dcm_scp_start(&sc, &d->scp, &de) != DCM_OK) {
 		snprintf(err, errlen, "storage SCP on %s:%ld: %s",
 		         d->cfg.dicom_bind, d->cfg.dicom_port, de.msg);
@@ -257,6 +264,7 @@ static void stop(struct daemon *d)
 	control_stop(d->control);
 	monitor_stop(d->monitor);
 	dcm_scp_stop(d->scp);
+	qr_free(d->qr);
 	retriever_free(d->retriever);
 	remote_free(d->remote);
 	store_free(d->store);

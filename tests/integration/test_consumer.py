@@ -135,7 +135,9 @@ class ConsumerTest(common.PacsTestCase):
         cls.consumer = consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
                         whitelist_trust=trust["ca_cert"], web_dir=harness.REPO / "web",
                         conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0)
-        cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=consumer).start()
+        cls.ws = harness.Storescp(d / "ws", aet="WS1").start()  # a workstation
+        cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=dict(
+            consumer, qr_workstations="WS1@%s:%d" % (harness.LOOPBACK, cls.ws.port))).start()
         cls.b_other = Drimbox(d / "b2", aet="DRIMBOXC", extra=dict(
             consumer, whitelist_file=d / "wl" / "other.xml")).start()
         cls.studies = {st["key"]: st for st in cls.manifest["studies"]}
@@ -152,7 +154,7 @@ class ConsumerTest(common.PacsTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in (cls.b_other, cls.b, cls.a, cls.pacs_b, cls.sim):
+        for p in (cls.b_other, cls.b, cls.ws, cls.a, cls.pacs_b, cls.sim):
             p.stop()
         super().tearDownClass()
 
@@ -380,6 +382,56 @@ class ConsumerTest(common.PacsTestCase):
         for key in ("ct", "ct-jls"):
             e = self.wait_state(br, self.studies[key]["study_uid"], ("failed", "local"))
             self.assertEqual(e["state"], "local", e)
+
+    # ------------------------------------------------------ workstations
+
+    def dcmtk(self, tool, *args, aet="WS1"):
+        out = subprocess.run([tool, "-S", "-aet", aet, "-aec", "DRIMBOXB", *args,
+                              harness.LOOPBACK, str(self.b.dicom_port)],
+                             capture_output=True, text=True, env=harness.dicom_env(), timeout=120)
+        return out
+
+    def test_workstations_find_move_and_get_a_pulled_study(self):
+        st = self.studies["ct-jls"]
+        uid = st["study_uid"]
+        br = Browser(self.base_b)
+        br.open_session()
+        e = self.exams(br)[uid]
+        self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
+        self.assertEqual(self.wait_state(br, uid, ("failed", "local"))["state"], "local")
+        count = sum(len(se["instances"]) for se in st["series"])
+        # C-FIND: the pulled study, its series
+        with tempfile.TemporaryDirectory() as t:
+            out = self.dcmtk("findscu", "-X", "-od", t, "-k", "QueryRetrieveLevel=STUDY",
+                             "-k", "PatientID", "-k", "StudyInstanceUID", "-k",
+                             "ModalitiesInStudy", "-k", "NumberOfStudyRelatedInstances")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            found = {ds.StudyInstanceUID: ds for ds in map(pydicom.dcmread, sorted(
+                os.path.join(t, f) for f in os.listdir(t)))}
+        self.assertIn(uid, found)
+        self.assertEqual(int(found[uid].NumberOfStudyRelatedInstances), count)
+        self.assertEqual(found[uid].RetrieveAETitle, "DRIMBOXB")
+        self.assertNotIn(self.studies["mr"]["study_uid"], found)  # not pulled
+        # C-MOVE to the workstation
+        self.ws.clear()
+        out = self.dcmtk("movescu", "-aem", "WS1", "-k", "QueryRetrieveLevel=STUDY",
+                         "-k", "StudyInstanceUID=" + uid)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(len(self.ws.files()), count)
+        # C-GET of one series
+        series = st["series"][0]
+        with tempfile.TemporaryDirectory() as t:
+            out = self.dcmtk("getscu", "-od", t, "-k", "QueryRetrieveLevel=SERIES",
+                             "-k", "StudyInstanceUID=" + uid,
+                             "-k", "SeriesInstanceUID=" + series["series_uid"])
+            self.assertEqual(out.returncode, 0, out.stderr)
+            got = {pydicom.dcmread(os.path.join(t, f)).SOPInstanceUID for f in os.listdir(t)}
+        self.assertEqual(got, {i["sop_uid"] for i in series["instances"]})
+        # an AE that is not a workstation is not answered
+        out = self.dcmtk("findscu", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                         "StudyInstanceUID", aet="INTRUDER")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("INTRUDER", (self.b.workdir / "drimboxd.log").read_text())
 
     # ------------------------------------------------------------ the page
 
