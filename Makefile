@@ -53,6 +53,7 @@ bench: build
 	tests/bench/bigstudy/run --json $(BUILD)/bench-bigstudy.json
 	tests/bench/publish/run --runs 3 --json $(BUILD)/bench-publish.json
 	tests/bench/viewer/run --runs 5 --json $(BUILD)/bench-viewer.json
+	tests/bench/remote/run --runs 3 --json $(BUILD)/bench-remote.json
 
 demo: build
 	tests/demo/run start
