@@ -1,10 +1,10 @@
 // One browser launch, as a physician lives it: the RIS's contextual call
 // (a form POSTed to drimbox's /conso), the exam list, "Voir" on the exam,
-// the viewer's first image (tests/viewer/first-image-probe.mjs); then the
-// exam followed in the list's API until the whole study is here. Prints
-// as JSON the times from the call: list shown, then, without the time the
-// click took after the list was shown: viewer page opened, first image,
-// whole study.
+// the viewer's first image (tests/viewer/first-image-probe.mjs); then, the
+// viewer closed, the exam followed in the list's API until the whole study
+// is here. Prints as JSON the times from the call: list shown, then,
+// without the time the click took after the list was shown: viewer page
+// opened, first image, whole study.
 //
 // Usage: node call-to-image.mjs SPEC.json
 // SPEC: {base (drimbox's origin), form ({name: value}), exam (study UID),
@@ -47,6 +47,10 @@ await row.locator('[data-action=view]').click();
 const viewer = await popup;
 await viewer.waitForFunction(() => window.__firstImageAt !== undefined, null, { timeout, polling: 'raf' });
 const [first, viewerNav] = (await viewer.evaluate(() => [window.__firstImageAt, performance.timeOrigin])).map((t) => t - t0);
+// the viewer closed once seen: its decoding of the whole stack would share
+// this machine's two cores with the source's transcoding, which in life
+// runs elsewhere
+await viewer.close();
 
 // the whole study: the exam's state, polled as the page itself does
 let whole = null;
