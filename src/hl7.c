@@ -4,6 +4,7 @@
  * sub-components are found by scanning the field when asked for.
  */
 #include "hl7.h"
+#include "grow.h"
 #include "utf8.h"
 
 #include <stdarg.h>
@@ -95,15 +96,8 @@ static char *latin_to_utf8(const char *s, size_t len, int latin9,
 
 static int add_field(struct hl7_msg *m, size_t off, size_t len)
 {
-	if (m->nfields == m->capfields) {
-		size_t cap = m->capfields ? m->capfields * 2 : 256;
-		struct span *n = realloc(m->fields, cap * sizeof(*n));
-
-		if (n == NULL)
-			return -1;
-		m->fields = n;
-		m->capfields = cap;
-	}
+	if (GROW(m->fields, m->nfields, m->capfields, 256) != 0)
+		return -1;
 	m->fields[m->nfields++] = (struct span){ off, len };
 	return 0;
 }

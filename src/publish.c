@@ -10,6 +10,7 @@
 #include "dcm.h"
 #include "dmp.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "index.h"
 #include "log.h"
 #include "pacs.h"
@@ -83,16 +84,9 @@ static int on_instance(void *ctx, const struct idx_match *m)
 {
 	struct exam *e = ctx;
 
-	if (e->n == e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 256;
-		struct inst *v = realloc(e->v, cap * sizeof(*v));
-
-		if (v == NULL) {
-			e->failed = 1;
-			return -1;
-		}
-		e->v = v;
-		e->cap = cap;
+	if (GROW(e->v, e->n, e->cap, 256) != 0) {
+		e->failed = 1;
+		return -1;
 	}
 	if (e->n == 0) {
 		copy(e->patient_id, sizeof(e->patient_id), m->patient_id);

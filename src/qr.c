@@ -6,6 +6,7 @@
 #include "qr.h"
 #include "cache.h"
 #include "config.h"
+#include "grow.h"
 #include "index.h"
 #include "log.h"
 #include "remote.h"
@@ -207,15 +208,8 @@ static int on_match(void *ctx, const struct idx_match *m)
 	struct dcm_ds *a;
 	char probe[8], num[24];
 
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 32;
-		struct answer *v = realloc(f->v, cap * sizeof(*v));
-
-		if (v == NULL)
-			return f->oom = 1;
-		f->v = v;
-		f->cap = cap;
-	}
+	if (GROW(f->v, f->n, f->cap, 32) != 0)
+		return f->oom = 1;
 	snprintf(f->v[f->n].patient, sizeof(f->v[0].patient), "%s^%s",
 	         m->patient_id ? m->patient_id : "",
 	         m->issuer ? m->issuer : "");
@@ -355,15 +349,8 @@ static int pick_row(void *ctx, const struct idx_row *row)
 	if (cache_abs_path(p->q->cache, row->cache_path, path, sizeof(path)) !=
 	    0)
 		return 0;
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		char **v = realloc(p->paths, cap * sizeof(*v));
-
-		if (v == NULL)
-			return p->oom = 1;
-		p->paths = v;
-		p->cap = cap;
-	}
+	if (GROW(p->paths, p->n, p->cap, 64) != 0)
+		return p->oom = 1;
 	if ((p->paths[p->n] = strdup(path)) == NULL)
 		return p->oom = 1;
 	p->n++;

@@ -9,6 +9,7 @@
 #include "remote.h"
 #include "config.h"
 #include "dcm.h"
+#include "grow.h"
 #include "index.h"
 #include "log.h"
 #include "multipart.h"
@@ -265,15 +266,8 @@ static int add_missing(void *ctx, const struct idx_row *row)
 	p->rs[i].total++;
 	if (row->cache_path != NULL || (p->sop && strcmp(p->sop, row->sop_uid)))
 		return 0;
-	if (p->nw == p->capw) {
-		size_t cap = p->capw ? p->capw * 2 : 256;
-		struct want *n = realloc(p->w, cap * sizeof(*n));
-
-		if (n == NULL)
-			return p->oom = 1;
-		p->w = n;
-		p->capw = cap;
-	}
+	if (GROW(p->w, p->nw, p->capw, 256) != 0)
+		return p->oom = 1;
 	memset(&p->w[p->nw], 0, sizeof(p->w[0]));
 	snprintf(p->w[p->nw].sop, 65, "%s", row->sop_uid);
 	snprintf(p->w[p->nw].series, 65, "%s", row->series_uid);
@@ -284,15 +278,8 @@ static int add_missing(void *ctx, const struct idx_row *row)
 static int add_req(struct plan *p, const char *url, const char *kos,
                    const char *series)
 {
-	if (p->nq == p->capq) {
-		size_t cap = p->capq ? p->capq * 2 : 16;
-		struct req *n = realloc(p->q, cap * sizeof(*n));
-
-		if (n == NULL)
-			return -1;
-		p->q = n;
-		p->capq = cap;
-	}
+	if (GROW(p->q, p->nq, p->capq, 16) != 0)
+		return -1;
 	snprintf(p->q[p->nq].url, sizeof(p->q[0].url), "%s", url);
 	snprintf(p->q[p->nq].kos, sizeof(p->q[0].kos), "%s", kos);
 	snprintf(p->q[p->nq].series, sizeof(p->q[0].series), "%s", series);

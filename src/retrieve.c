@@ -5,6 +5,7 @@
  * and its requesters.
  */
 #include "retrieve.h"
+#include "grow.h"
 #include "log.h"
 #include "pacs.h"
 #include "remote.h"
@@ -58,16 +59,8 @@ static void note_arrival(struct entry *e, const struct dcm_instance_info *i,
 {
 	struct retrieval_item *it;
 
-	if (e->narrived == e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 256;
-		struct retrieval_item *n =
-		        realloc(e->arrived, cap * sizeof(*n));
-
-		if (n == NULL)
-			return; /* followers fall back to the index */
-		e->arrived = n;
-		e->cap = cap;
-	}
+	if (GROW(e->arrived, e->narrived, e->cap, 256) != 0)
+		return; /* followers fall back to the index */
 	it = &e->arrived[e->narrived++];
 	snprintf(it->sop, sizeof(it->sop), "%s", i->sop_instance_uid);
 	snprintf(it->series, sizeof(it->series), "%s", i->series_uid);
