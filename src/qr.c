@@ -271,6 +271,9 @@ static int find(void *ctx, const char *calling, const struct dcm_ds *query,
 		int st = dcm_ds_get_string(query, answered[i].tag, values[n],
 		                           sizeof(values[n]));
 
+		if (st == DCM_ERR_TOO_LONG)
+			return refuse(err, "%08X: the value is too long",
+			              (unsigned)answered[i].tag);
 		if (st != DCM_OK || values[n][0] == '\0' ||
 		    strcmp(values[n], "*") == 0 ||
 		    !index_qido_supports(f.level, answered[i].tag))
@@ -373,7 +376,8 @@ static int select_files(void *ctx, const char *calling,
 	struct qr *q = ctx;
 	char study[65], series[4096], sops[16384];
 	struct pick p = { .q = q };
-	struct retrieve_status st;
+	struct retrieve_status rs;
+	int st;
 
 	*paths = NULL;
 	*n = 0;
@@ -388,14 +392,16 @@ static int select_files(void *ctx, const char *calling,
 		return refuse(err,
 		              "study %s was not pulled from another DRIMbox",
 		              study);
-	if (dcm_ds_get_string(query, 0x0020000E, series, sizeof(series)) ==
-	            DCM_OK &&
-	    series[0])
+	st = dcm_ds_get_string(query, 0x0020000E, series, sizeof(series));
+	if (st == DCM_OK && series[0])
 		p.series = series;
-	if (dcm_ds_get_string(query, 0x00080018, sops, sizeof(sops)) ==
+	if (st != DCM_ERR_TOO_LONG &&
+	    (st = dcm_ds_get_string(query, 0x00080018, sops, sizeof(sops))) ==
 	            DCM_OK &&
 	    sops[0])
 		p.sops = sops;
+	if (st == DCM_ERR_TOO_LONG) /* never the whole study instead */
+		return refuse(err, "too many UIDs in one request");
 	if (index_walk(q->ix, study, pick_row, &p) != 0 || p.oom)
 		goto broken;
 	if (p.uncached > 0) { /* pulled first */
@@ -404,8 +410,8 @@ static int select_files(void *ctx, const char *calling,
 		                    p.series && !strchr(p.series, '\\')
 		                            ? p.series
 		                            : NULL,
-		                    1000, NULL, NULL, &st) != 0)
-			return refuse(err, "the pull failed: %s", st.error);
+		                    1000, NULL, NULL, &rs) != 0)
+			return refuse(err, "the pull failed: %s", rs.error);
 		if (index_walk(q->ix, study, pick_row, &p) != 0 || p.oom)
 			goto broken;
 	}
