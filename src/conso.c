@@ -700,17 +700,6 @@ struct progress {
 	long total, cached;
 };
 
-static int count_cached(void *ctx, const struct idx_row *row)
-{
-	struct progress *p = ctx;
-
-	if (row->sop_uid != NULL) {
-		p->total++;
-		p->cached += row->cache_path != NULL;
-	}
-	return 0;
-}
-
 static void exam_state(struct conso *c, json_t *e)
 {
 	const char *study = jstr(e, "study_uid");
@@ -721,7 +710,7 @@ static void exam_state(struct conso *c, json_t *e)
 	json_t *pl = NULL;
 
 	snprintf(subject, sizeof(subject), "import:%s", study);
-	(void)index_walk(c->ix, study, count_cached, &p);
+	(void)index_study_cached(c->ix, study, &p.total, &p.cached);
 	if (index_job_latest(c->ix, subject, state, sizeof(state), &payload,
 	                     error, sizeof(error)) == 1)
 		pl = json_loads(payload, 0, NULL);
@@ -910,7 +899,7 @@ static long uncached(struct conso *c, const char *study)
 {
 	struct progress p = { 0, 0 };
 
-	(void)index_walk(c->ix, study, count_cached, &p);
+	(void)index_study_cached(c->ix, study, &p.total, &p.cached);
 	return p.total - p.cached;
 }
 

@@ -373,6 +373,10 @@ struct idx_remote {
 	const char *series_uid, *study_uid, *url, *kos_sop;
 };
 
+/* Instances the index lists for a study, and how many are cached. 0 or -1. */
+int index_study_cached(struct index *ix, const char *study_uid, long *total,
+                       long *cached);
+
 /*
  * Records the remote series of a study (every r names the same study) in
  * place of those recorded before (a manifest replaces the one it

@@ -26,6 +26,9 @@ static int count_row(void *ctx, const struct idx_row *r)
 	return 0;
 }
 
+static int put(struct index *ix, const char *study, const char *series,
+               const char *sop, const char *rel, uint64_t size);
+
 static struct index *open_index(const char *name)
 {
 	char path[256], err[256];
@@ -72,6 +75,18 @@ static void index_sync_records_levels_and_prunes_vanished_instances(void)
 	CHECK(c.patients == 1 && c.studies == 1 && c.series == 2 &&
 	      c.instances == 3 && c.cached == 0);
 	CHECK(index_study_instances(ix, "1.2.3", &n) == 0 && n == 3);
+	{
+		long total = -1, cached = -1;
+
+		CHECK(index_study_cached(ix, "1.2.3", &total, &cached) == 0 &&
+		      total == 3 && cached == 0);
+		CHECK(put(ix, "1.2.3", "1.2.3.1", "1.2.3.1.1", "r/1.dcm", 10) ==
+		      0);
+		CHECK(index_study_cached(ix, "1.2.3", &total, &cached) == 0 &&
+		      total == 3 && cached == 1);
+		CHECK(index_study_cached(ix, "9.9", &total, &cached) == 0 &&
+		      total == 0 && cached == 0);
+	}
 	/* The PACS now lists only one instance in the first series. */
 	off[1] = 1;
 	in[1] = in[2];
