@@ -176,12 +176,14 @@ bool select(const dcm_qr_handler *h, const char *calling, DcmDataset *ids,
 
 /* Opens an association to the C-MOVE destination for the files' classes. */
 T_ASC_Association *open_destination(const MoveCtx *m, const char *dest,
-                                    const Selection &sel, T_ASC_Network **net)
+                                    const Selection &sel, T_ASC_Network **net,
+                                    bool *known)
 {
 	char host[256];
 	int port = 0;
-	if (m->h->destination(m->h->ctx, m->calling, dest, host, sizeof(host),
-	                      &port) != 0) {
+	*known = m->h->destination(m->h->ctx, m->calling, dest, host,
+	                           sizeof(host), &port) == 0;
+	if (!*known) {
 		DCMNET_WARN("C-MOVE destination " << dest << " is unknown");
 		return nullptr;
 	}
@@ -256,10 +258,16 @@ void move_cb(void *data, OFBool, T_DIMSE_C_MoveRQ *req, DcmDataset *ids, int,
 		return;
 	}
 	T_ASC_Network *net = nullptr;
+	bool known = false;
 	T_ASC_Association *as =
-	        open_destination(m, req->MoveDestination, sel, &net);
-	if (as == nullptr) {
-		rsp->DimseStatus = STATUS_MOVE_Refused_MoveDestinationUnknown;
+	        open_destination(m, req->MoveDestination, sel, &net, &known);
+	if (as == nullptr) { /* unknown, or not answering: nothing sent */
+		Counts none;
+		none.failed = (Uint16)(sel.n > 0xFFFF ? 0xFFFF : sel.n);
+		set_counts(rsp, none);
+		rsp->DimseStatus =
+		        known ? STATUS_MOVE_Failed_UnableToProcess
+		              : STATUS_MOVE_Refused_MoveDestinationUnknown;
 		return;
 	}
 	set_counts(rsp, send_all(sel, as, m->timeout_s));

@@ -137,7 +137,8 @@ class ConsumerTest(common.PacsTestCase):
                         conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0)
         cls.ws = harness.Storescp(d / "ws", aet="WS1").start()  # a workstation
         cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=dict(
-            consumer, qr_workstations="WS1@%s:%d" % (harness.LOOPBACK, cls.ws.port))).start()
+            consumer, qr_workstations="WS1@%s:%d, WS2@%s:%d" % (
+                harness.LOOPBACK, cls.ws.port, harness.LOOPBACK, harness.free_port()))).start()
         cls.b_other = Drimbox(d / "b2", aet="DRIMBOXC", extra=dict(
             consumer, whitelist_file=d / "wl" / "other.xml")).start()
         cls.studies = {st["key"]: st for st in cls.manifest["studies"]}
@@ -418,6 +419,12 @@ class ConsumerTest(common.PacsTestCase):
                          "-k", "StudyInstanceUID=" + uid)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(len(self.ws.files()), count)
+        # to a workstation that does not answer, or that is not listed
+        for dest, status in (("WS2", "failed: unabletoprocess"),
+                             ("NOWHERE", "refused: movedestinationunknown")):
+            out = self.dcmtk("movescu", "-v", "-aem", dest, "-k", "QueryRetrieveLevel=STUDY",
+                             "-k", "StudyInstanceUID=" + uid)
+            self.assertIn(status, out.stderr.lower(), out.stderr)
         # C-GET of one series
         series = st["series"][0]
         with tempfile.TemporaryDirectory() as t:
