@@ -161,8 +161,8 @@ template <typename Rsp> void set_counts(Rsp *rsp, const Counts &c)
 }
 
 /* The selection of a request; false (status set) when there is none. */
-bool select(const dcm_qr_handler *h, const char *calling, DcmDataset *ids,
-            Selection &sel, DIC_US *status)
+bool selection_of(const dcm_qr_handler *h, const char *calling, DcmDataset *ids,
+                  Selection &sel, DIC_US *status)
 {
 	Borrowed q(ids);
 	struct dcm_err err = { "" };
@@ -216,14 +216,13 @@ T_ASC_Association *open_destination(const MoveCtx *m, const char *dest,
 		            seen.end())
 			continue;
 		seen.emplace_back(cls.c_str(), ts);
-		const char *syntaxes[] = {
-			ts.c_str(), UID_LittleEndianExplicitTransferSyntax,
-			UID_LittleEndianImplicitTransferSyntax
-		};
-		int nts = ts == UID_LittleEndianExplicitTransferSyntax ? 1 : 3;
-		if (ts == UID_LittleEndianImplicitTransferSyntax)
-			syntaxes[1] = UID_LittleEndianExplicitTransferSyntax,
-			nts = 2;
+		/* the file's own syntax, then the native ones */
+		const char *syntaxes[3] = { ts.c_str() };
+		int nts = 1;
+		for (const char *n : { UID_LittleEndianExplicitTransferSyntax,
+		                       UID_LittleEndianImplicitTransferSyntax })
+			if (ts != n)
+				syntaxes[nts++] = n;
 		ASC_addPresentationContext(params,
 		                           (T_ASC_PresentationContextID)id,
 		                           cls.c_str(), syntaxes, nts);
@@ -251,7 +250,7 @@ void move_cb(void *data, OFBool, T_DIMSE_C_MoveRQ *req, DcmDataset *ids, int,
 {
 	auto *m = static_cast<MoveCtx *>(data);
 	Selection sel;
-	if (!select(m->h, m->calling, ids, sel, &rsp->DimseStatus))
+	if (!selection_of(m->h, m->calling, ids, sel, &rsp->DimseStatus))
 		return;
 	if (sel.n == 0) {
 		rsp->DimseStatus = STATUS_Success;
@@ -289,7 +288,7 @@ void get_cb(void *data, OFBool, T_DIMSE_C_GetRQ *, DcmDataset *ids, int,
 {
 	auto *g = static_cast<GetCtx *>(data);
 	Selection sel;
-	if (!select(g->h, g->calling, ids, sel, &rsp->DimseStatus))
+	if (!selection_of(g->h, g->calling, ids, sel, &rsp->DimseStatus))
 		return;
 	set_counts(rsp, send_all(sel, g->assoc, g->timeout_s));
 }

@@ -575,6 +575,20 @@ static json_t *saved_exams(struct conso *c, json_t *s, const char *hash)
 	return exams;
 }
 
+/* 1 when docs holds the document entry. */
+static int has_entry(json_t *docs, const char *entry)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(docs, i, d)
+	{
+		if (strcmp(jstr(d, "entry"), entry) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * The documents of the exam the call named by its accession number
  * (FindDocumentsByReferenceId), whatever their type, added to docs: the
@@ -583,11 +597,11 @@ static json_t *saved_exams(struct conso *c, json_t *s, const char *hash)
  */
 static void add_focus_documents(struct conso *c, json_t *s, json_t *docs)
 {
-	json_t *focus = json_object_get(s, "focus"), *more = NULL, *d, *have;
+	json_t *focus = json_object_get(s, "focus"), *more = NULL, *d;
 	const char *acc = jstr(focus, "accession");
 	const char *issuer = jstr(focus, "accession_issuer");
 	char ref[300], err[300];
-	size_t i, k;
+	size_t i;
 
 	if (acc[0] == '\0')
 		return;
@@ -602,10 +616,7 @@ static void add_focus_documents(struct conso *c, json_t *s, json_t *docs)
 	}
 	json_array_foreach(more, i, d)
 	{
-		json_array_foreach(
-		        docs, k, have) if (strcmp(jstr(have, "entry"),
-		                                  jstr(d, "entry")) == 0) break;
-		if (k == json_array_size(docs))
+		if (!has_entry(docs, jstr(d, "entry")))
 			json_array_append(docs, d);
 	}
 	json_decref(more);
@@ -710,7 +721,7 @@ static void exam_state(struct conso *c, json_t *e)
 	json_t *pl = NULL;
 
 	snprintf(subject, sizeof(subject), "import:%s", study);
-	(void)index_study_cached(c->ix, study, &p.total, &p.cached);
+	(void)index_study_instances(c->ix, study, &p.total, &p.cached);
 	if (index_job_latest(c->ix, subject, state, sizeof(state), &payload,
 	                     error, sizeof(error)) == 1)
 		pl = json_loads(payload, 0, NULL);
@@ -899,7 +910,7 @@ static long uncached(struct conso *c, const char *study)
 {
 	struct progress p = { 0, 0 };
 
-	(void)index_study_cached(c->ix, study, &p.total, &p.cached);
+	(void)index_study_instances(c->ix, study, &p.total, &p.cached);
 	return p.total - p.cached;
 }
 

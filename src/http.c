@@ -203,7 +203,7 @@ int dw_ensure_study(struct dw_request *rq, const char *study)
 	char err[300];
 	long n = 0;
 
-	if (index_study_instances(rq->env->ix, study, &n) == 0 && n > 0)
+	if (index_study_instances(rq->env->ix, study, &n, NULL) == 0 && n > 0)
 		return 1;
 	if (pacs_sync(rq->env->pacs, rq->env->ix, NULL, study, 1, NULL, &st,
 	              err, sizeof(err)) != 0) {

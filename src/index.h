@@ -70,9 +70,11 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 
 /*
  * Number of instances the index holds for a study (0 when unknown), to
- * skip image-level queries for studies already complete.
+ * skip image-level queries for studies already complete, and how many of
+ * them are cached (cached may be NULL).
  */
-int index_study_instances(struct index *ix, const char *study_uid, long *n);
+int index_study_instances(struct index *ix, const char *study_uid, long *n,
+                          long *cached);
 
 /* A cached instance, with everything needed to serve it. */
 struct idx_cached {
@@ -372,10 +374,6 @@ int index_session_set(struct index *ix, const char *hash, const char *data);
 struct idx_remote {
 	const char *series_uid, *study_uid, *url, *kos_sop;
 };
-
-/* Instances the index lists for a study, and how many are cached. 0 or -1. */
-int index_study_cached(struct index *ix, const char *study_uid, long *total,
-                       long *cached);
 
 /*
  * Records the remote series of a study (every r names the same study) in

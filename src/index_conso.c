@@ -214,28 +214,3 @@ int index_remote_series(struct index *ix, const char *study_uid,
 	index_unlock(ix);
 	return rc;
 }
-
-int index_study_cached(struct index *ix, const char *study_uid, long *total,
-                       long *cached)
-{
-	sqlite3_stmt *s;
-	int rc = -1;
-
-	*total = *cached = 0;
-	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT count(i.id), count(i.cache_path) "
-	                          "FROM studies st JOIN series se ON "
-	                          "se.study = st.id JOIN instances i ON "
-	                          "i.series = se.id WHERE st.uid = ?1");
-	if (s != NULL) {
-		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW) {
-			*total = (long)sqlite3_column_int64(s, 0);
-			*cached = (long)sqlite3_column_int64(s, 1);
-			rc = 0;
-		}
-		sqlite3_reset(s);
-	}
-	index_unlock(ix);
-	return rc;
-}

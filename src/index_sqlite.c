@@ -135,7 +135,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	             "FROM studies), (SELECT count(*) FROM series), (SELECT "
 	             "count(*) FROM instances), (SELECT count(*) FROM "
 	             "instances WHERE cache_path IS NOT NULL)",
-	[S_STUDY_INSTANCES] = "SELECT count(*) FROM instances i JOIN series "
+	[S_STUDY_INSTANCES] = "SELECT count(*), count(i.cache_path) FROM "
+	                      "instances i JOIN series "
 	                      "se ON se.id = i.series JOIN studies st ON "
 	                      "st.id = se.study WHERE st.uid = ?1",
 };
@@ -516,15 +517,21 @@ out:
 	return tx_end(ix, ok);
 }
 
-int index_study_instances(struct index *ix, const char *study_uid, long *n)
+int index_study_instances(struct index *ix, const char *study_uid, long *n,
+                          long *cached)
 {
 	sqlite3_stmt *s = ix->stmt[S_STUDY_INSTANCES];
 	int rc = -1;
 
+	*n = 0;
+	if (cached)
+		*cached = 0;
 	pthread_mutex_lock(&ix->lock);
 	sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*n = (long)sqlite3_column_int64(s, 0);
+		if (cached)
+			*cached = (long)sqlite3_column_int64(s, 1);
 		rc = 0;
 	}
 	stmt_done(s);

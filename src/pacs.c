@@ -363,7 +363,7 @@ int pacs_sync(const struct pacs *p, struct index *ix, const char *date_from,
 			goto out;
 		}
 		if (!full && s->ninst > 0 &&
-		    index_study_instances(ix, s->uid, &have) == 0 &&
+		    index_study_instances(ix, s->uid, &have, NULL) == 0 &&
 		    have == s->ninst)
 			continue;
 		if (sync_one(as, ix, s, stats, err, errlen) != 0)

@@ -305,6 +305,19 @@ static void series_url(const char *url, const char *series, char *out,
 		snprintf(out, cap, "%.*s/series/%s", (int)n, url, series);
 }
 
+/* The middle one of a series' instances to get, in the index's order. */
+static const struct want *middle_of(const struct plan *p, const char *series)
+{
+	size_t n = 0, m = 0;
+
+	for (size_t k = 0; k < p->nw; k++)
+		n += strcmp(p->w[k].series, series) == 0;
+	for (size_t k = 0; k < p->nw; k++)
+		if (strcmp(p->w[k].series, series) == 0 && m++ == n / 2)
+			return &p->w[k];
+	return NULL;
+}
+
 /*
  * One request per series whose instances are all missing; one per
  * missing instance of a series partly cached (and for a single instance).
@@ -325,18 +338,15 @@ static int make_requests(struct plan *p, char *err, size_t errlen)
 		if (p->sop == NULL && missing == p->rs[i].total) {
 			/* its middle instance first, on its own: a viewer
 			 * shows it first (the series brings it again) */
-			for (size_t k = 0, m = 0; missing > 2 && k < p->nw; k++)
-				if (strcmp(p->w[k].series, p->rs[i].series) ==
-				            0 &&
-				    m++ == missing / 2) {
-					snprintf(one, sizeof(one),
-					         "%s/instances/%s", url,
-					         p->w[k].sop);
-					if (add_req(p, one, p->rs[i].kos,
-					            p->rs[i].series) != 0)
-						goto oom;
-					break;
-				}
+			const struct want *mid = middle_of(p, p->rs[i].series);
+
+			if (missing > 2 && mid != NULL) {
+				snprintf(one, sizeof(one), "%s/instances/%s",
+				         url, mid->sop);
+				if (add_req(p, one, p->rs[i].kos,
+				            p->rs[i].series) != 0)
+					goto oom;
+			}
 			if (add_req(p, url, p->rs[i].kos, p->rs[i].series) != 0)
 				goto oom;
 			continue;
@@ -498,7 +508,7 @@ static int part_end(void *ctx)
 		          in.sop_instance_uid);
 		goto refuse;
 	}
-	if (w->got) { /* asked for twice (a series' first instance) */
+	if (w->got) { /* asked for twice (a series' middle instance) */
 		dcm_ds_free(ds);
 		unlink(x->tmp);
 		return 0;

@@ -74,17 +74,19 @@ static void index_sync_records_levels_and_prunes_vanished_instances(void)
 	CHECK(index_counts(ix, &c) == 0);
 	CHECK(c.patients == 1 && c.studies == 1 && c.series == 2 &&
 	      c.instances == 3 && c.cached == 0);
-	CHECK(index_study_instances(ix, "1.2.3", &n) == 0 && n == 3);
+	CHECK(index_study_instances(ix, "1.2.3", &n, NULL) == 0 && n == 3);
 	{
 		long total = -1, cached = -1;
 
-		CHECK(index_study_cached(ix, "1.2.3", &total, &cached) == 0 &&
+		CHECK(index_study_instances(ix, "1.2.3", &total, &cached) ==
+		              0 &&
 		      total == 3 && cached == 0);
 		CHECK(put(ix, "1.2.3", "1.2.3.1", "1.2.3.1.1", "r/1.dcm", 10) ==
 		      0);
-		CHECK(index_study_cached(ix, "1.2.3", &total, &cached) == 0 &&
+		CHECK(index_study_instances(ix, "1.2.3", &total, &cached) ==
+		              0 &&
 		      total == 3 && cached == 1);
-		CHECK(index_study_cached(ix, "9.9", &total, &cached) == 0 &&
+		CHECK(index_study_instances(ix, "9.9", &total, &cached) == 0 &&
 		      total == 0 && cached == 0);
 	}
 	/* The PACS now lists only one instance in the first series. */
