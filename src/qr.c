@@ -85,7 +85,7 @@ static const struct workstation *workstation(const struct qr *q,
 static int refuse(struct dcm_err *err, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
-/* err says why; -1. */
+/* err says why, and the log; -1. */
 static int refuse(struct dcm_err *err, const char *fmt, ...)
 {
 	va_list ap;
@@ -93,6 +93,7 @@ static int refuse(struct dcm_err *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
+	log_warn(LOGC_DICOM, "query/retrieve refused: %s", err->msg);
 	return -1;
 }
 

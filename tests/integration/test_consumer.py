@@ -425,6 +425,15 @@ class ConsumerTest(common.PacsTestCase):
             out = self.dcmtk("movescu", "-v", "-aem", dest, "-k", "QueryRetrieveLevel=STUDY",
                              "-k", "StudyInstanceUID=" + uid)
             self.assertIn(status, out.stderr.lower(), out.stderr)
+        # a list of instances too long to read is refused, not widened to
+        # the whole study
+        self.ws.clear()
+        many = "\\".join("%s.%d" % (uid, n) for n in range(600))
+        out = self.dcmtk("movescu", "-v", "-aem", "WS1", "-k", "QueryRetrieveLevel=IMAGE",
+                         "-k", "StudyInstanceUID=" + uid, "-k", "SOPInstanceUID=" + many)
+        self.assertIn("failed: unabletoprocess", out.stderr.lower(), out.stderr)
+        self.assertEqual(self.ws.files(), [])
+        self.assertIn("too many UIDs", (self.b.workdir / "drimboxd.log").read_text())
         # C-GET of one series
         series = st["series"][0]
         with tempfile.TemporaryDirectory() as t:
