@@ -237,6 +237,46 @@ static const struct opt schema[] = {
 	{ "remote_timeout", INT(remote_timeout), 1, 600, "30", NULL, NULL,
 	  "Seconds to connect to another DRIMbox, and that a transfer may "
 	  "stall, before it fails." },
+	{ "auth", ENUM(auth), 0, 0, "psc", "psc|none", "Sign-in",
+	  "Who may use the HTTP server. psc: people sign in with Pro Sante "
+	  "Connect (a session cookie), programs and other DRIMboxes present a "
+	  "PSC access token (Authorization: Bearer); only health, the sign-in "
+	  "routes, the contextual call's POST and the viewer's static files "
+	  "are public. none: no sign-in, allowed only when http_bind is a "
+	  "loopback address (tests, a single-user workstation)." },
+	{ "psc_issuer", STR(psc_issuer), 0, 0, "", NULL, NULL,
+	  "PSC's issuer URL (its discovery document is at "
+	  "{issuer}/.well-known/wallet-openid-configuration), e.g. "
+	  "https://auth.esante.gouv.fr/auth/realms/esante-wallet." },
+	{ "psc_client_id", STR(psc_client_id), 0, 0, "", NULL, NULL,
+	  "This DRIMbox's client id at PSC." },
+	{ "psc_client_secret", STR(psc_client_secret), 0, 0, "", NULL, NULL,
+	  "Its client secret (client_secret_basic); empty with psc_tls_cert "
+	  "(mutual TLS client authentication, RFC 8705)." },
+	{ "psc_redirect_uri", STR(psc_redirect_uri), 0, 0, "", NULL, NULL,
+	  "The sign-in callback registered at PSC, ending in /auth/callback "
+	  "(empty: the request's own host, http://HOST/auth/callback)." },
+	{ "psc_token_check", ENUM(psc_token_check), 0, 0, "jwks",
+	  "jwks|introspection", NULL,
+	  "How a Bearer token is checked. jwks: its RS256 signature by PSC's "
+	  "published keys (cached by kid), its issuer, expiry and acr, here. "
+	  "introspection: asked of PSC (RFC 7662), the answer cached until "
+	  "the token expires or for a minute." },
+	{ "psc_acr", STR(psc_acr), 0, 0, "eidas1", NULL, NULL,
+	  "Authentication level asked for (acr_values) and required in "
+	  "tokens." },
+	{ "psc_tls_cert", STR(psc_tls_cert), 0, 0, "", NULL, NULL,
+	  "PEM client certificate presented to PSC (mutual TLS)." },
+	{ "psc_tls_key", STR(psc_tls_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of psc_tls_cert." },
+	{ "psc_tls_ca", STR(psc_tls_ca), 0, 0, "", NULL, NULL,
+	  "PEM CAs PSC's server certificate is checked against (empty: the "
+	  "system's)." },
+	{ "psc_timeout", INT(psc_timeout), 1, 300, "10", NULL, NULL,
+	  "Seconds a request to PSC may take." },
+	{ "auth_session_minutes", INT(auth_session_minutes), 1, 1440, "60",
+	  NULL, NULL,
+	  "Minutes a signed-in session lasts (signing out ends it sooner)." },
 };
 
 #define NOPTS (sizeof(schema) / sizeof(schema[0]))
@@ -350,6 +390,25 @@ static int config_derive(struct config *cfg, const char *path, char *err,
 		snprintf(err, errlen,
 		         "%s: dicomweb_root: a path like /dicomweb (letters, "
 		         "digits, '/', '-', '_', '.'; not under /viewer)",
+		         path);
+		return -1;
+	}
+	if (strcmp(cfg->auth, "none") == 0 &&
+	    strncmp(cfg->http_bind, "127.", 4) != 0) {
+		snprintf(err, errlen,
+		         "%s: auth = none is allowed only with http_bind on "
+		         "loopback (127.x.x.x), not %s",
+		         path, cfg->http_bind);
+		return -1;
+	}
+	if (strcmp(cfg->auth, "psc") == 0 &&
+	    (cfg->psc_issuer[0] == '\0' || cfg->psc_client_id[0] == '\0' ||
+	     (cfg->psc_client_secret[0] == '\0' &&
+	      cfg->psc_tls_cert[0] == '\0'))) {
+		snprintf(err, errlen,
+		         "%s: auth = psc needs psc_issuer, psc_client_id and "
+		         "psc_client_secret (or psc_tls_cert); auth = none on "
+		         "loopback only",
 		         path);
 		return -1;
 	}

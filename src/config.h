@@ -77,6 +77,12 @@ struct config {
 	char conso_import_ids[16];
 	char qr_workstations[CONFIG_STR_MAX];
 	long remote_parallel, remote_timeout;
+	/* sign-in: Pro Santé Connect */
+	char auth[8];
+	char psc_issuer[256], psc_client_id[128], psc_client_secret[256];
+	char psc_redirect_uri[256], psc_token_check[16], psc_acr[32];
+	char psc_tls_cert[256], psc_tls_key[256], psc_tls_ca[256];
+	long psc_timeout, auth_session_minutes;
 };
 
 /* Sets every key to its default. */

@@ -7,6 +7,7 @@
  * retriever and the import jobs, which every session shares.
  */
 #include "conso.h"
+#include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "dcm.h"
@@ -17,6 +18,7 @@
 #include "pacs.h"
 #include "remote.h"
 #include "retrieve.h"
+#include "token.h"
 #include "web.h"
 
 #include <ctype.h>
@@ -25,8 +27,6 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,41 +99,6 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, json_t *v)
 
 /* ---- tokens and sessions ------------------------------------------------ */
 
-/* A new random token (43 characters of base64url). */
-static int new_token(char out[64])
-{
-	unsigned char b[32];
-	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-	                          "qrstuvwxyz0123456789-_";
-	size_t n = 0;
-	unsigned bits = 0, v = 0;
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return -1;
-	for (size_t i = 0; i < sizeof(b); i++) {
-		v = (v << 8) | b[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[n++] = abc[(v >> bits) & 63];
-		}
-	}
-	if (bits > 0)
-		out[n++] = abc[(v << (6 - bits)) & 63];
-	out[n] = '\0';
-	return 0;
-}
-
-/* The hex SHA-256 of a token: what the index keeps. */
-static void token_hash(const char *token, char out[65])
-{
-	unsigned char d[SHA256_DIGEST_LENGTH];
-
-	SHA256((const unsigned char *)token, strlen(token), d);
-	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
 /* The session of the request's cookie: its data and its hash. */
 static json_t *session_of(struct conso *c, struct MHD_Connection *conn,
                           char hash[65])
@@ -146,7 +111,7 @@ static json_t *session_of(struct conso *c, struct MHD_Connection *conn,
 	if (tok == NULL || strlen(tok) > 64)
 		return NULL;
 	token_hash(tok, hash);
-	if (index_session_get(c->ix, hash, time(NULL), &data) != 1)
+	if (index_token_get(c->ix, hash, "session", time(NULL), &data) != 1)
 		return NULL;
 	s = json_loads(data, 0, NULL);
 	free(data);
@@ -156,7 +121,7 @@ static json_t *session_of(struct conso *c, struct MHD_Connection *conn,
 static int session_save(struct conso *c, const char *hash, json_t *s)
 {
 	char *text = json_dumps(s, JSON_COMPACT);
-	int rc = text ? index_session_set(c->ix, hash, text) : -1;
+	int rc = text ? index_token_set(c->ix, hash, "session", text) : -1;
 
 	free(text);
 	return rc;
@@ -365,12 +330,12 @@ static enum MHD_Result contextual_call(struct conso *c,
 		goto out;
 	}
 	text = json_dumps(data, JSON_COMPACT);
-	if (text == NULL || new_token(token) != 0) {
+	if (text == NULL || token_new(token) != 0) {
 		rc = dw_error(conn, 500, "out of memory");
 		goto out;
 	}
 	token_hash(token, hash);
-	if (index_context_put(c->ix, hash, text, now,
+	if (index_token_put(c->ix, hash, "context", text, now,
 	                      now + c->cfg->conso_context_seconds) != 0) {
 		rc = dw_error(conn, 503, "the index cannot record the call");
 		goto out;
@@ -390,9 +355,27 @@ out:
 static void background(struct conso *c, json_t *s, const char *hash,
                        json_t *exams);
 
+/*
+ * Names the signed-in professional in a new session: the DMP requests'
+ * VIHF and the pulls from other DRIMboxes are theirs.
+ */
+static void sign_session(struct conso *c, json_t *s, const char *hash,
+                         const struct auth_user *who)
+{
+	json_object_set_new(s, "author",
+	                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id",
+	                              who->id, "family", who->family, "given",
+	                              who->given, "profession",
+	                              who->profession, "specialty",
+	                              who->specialty, "sector", who->sector));
+	json_object_set_new(s, "login", json_string(who->session));
+	if (session_save(c, hash, s) != 0)
+		log_error(LOGC_HTTP, "session: cannot record the professional");
+}
+
 /* GET /conso/?ctx=...: the context becomes this browser's session. */
 static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
-                              const char *ctx)
+                              const char *ctx, const struct auth_user *who)
 {
 	char token[64], chash[65], shash[65], cookie[200], *data = NULL;
 	struct MHD_Response *resp;
@@ -404,13 +387,15 @@ static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
 	if (strlen(ctx) > 64)
 		return refuse(conn, 400, "invalid context");
 	token_hash(ctx, chash);
-	if (new_token(token) != 0)
+	if (token_new(token) != 0)
 		return dw_error(conn, 500, "no randomness");
 	token_hash(token, shash);
 	found = index_context_redeem(c->ix, chash, shash, now,
 	                             now + c->cfg->conso_session_minutes * 60,
 	                             &data);
 	if (found == 1 && (s = json_loads(data, 0, NULL)) != NULL) {
+		if (who != NULL) /* the signed-in professional consults */
+			sign_session(c, s, shash, who);
 		background(c, s, shash, NULL);
 		json_decref(s);
 	}
@@ -564,7 +549,7 @@ static json_t *saved_exams(struct conso *c, json_t *s, const char *hash)
 	char *data = NULL;
 	json_t *saved = NULL, *exams = NULL;
 
-	if (index_session_get(c->ix, hash, time(NULL), &data) == 1)
+	if (index_token_get(c->ix, hash, "session", time(NULL), &data) == 1)
 		saved = json_loads(data, 0, NULL);
 	free(data);
 	exams = json_object_get(saved, "exams");
@@ -783,6 +768,9 @@ static unsigned prepare(struct conso *c, json_t *s, json_t *e, char *err,
 	unsigned status = 0;
 	enum dmp_outcome o;
 
+	/* pulls of it present the token of who asked */
+	if (jstr(s, "login")[0] != '\0')
+		remote_set_session(c->remote, study, jstr(s, "login"));
 	/* as the list names it: a manifest the source replaced is read again */
 	if (remote_holds_manifest(c->remote, study, jstr(e, "unique")))
 		return 0;
@@ -953,8 +941,8 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 		return dw_error(conn, 409, "this exam is being imported");
 	}
 	free(payload);
-	pl = json_pack("{s:s, s:i, s:i}", "study", jstr(e, "study_uid"), "sent",
-	               0, "total", 0);
+	pl = json_pack("{s:s, s:i, s:i, s:s}", "study", jstr(e, "study_uid"),
+	               "sent", 0, "total", 0, "login", jstr(s, "login"));
 	if (pl && strcmp(c->cfg->conso_import_ids, "local") == 0) {
 		/* filed under the patient the call named */
 		json_t *p = json_object_get(s, "patient");
@@ -1192,7 +1180,8 @@ static void background(struct conso *c, json_t *s, const char *hash,
 }
 
 static enum MHD_Result api(struct conso *c, struct MHD_Connection *conn,
-                           const char *path, const char *method)
+                           const char *path, const char *method,
+                           const struct auth_user *who)
 {
 	char hash[65], err[400] = "", id[64];
 	json_t *s = session_of(c, conn, hash), *exams, *e, *out;
@@ -1205,6 +1194,11 @@ static enum MHD_Result api(struct conso *c, struct MHD_Connection *conn,
 		return dw_error(conn, 401,
 		                "no session, or it expired: open "
 		                "drimbox again from your software");
+	if (who != NULL && strcmp(jstr(s, "login"), who->session) != 0) {
+		json_decref(s);
+		return dw_error(conn, 403,
+		                "this patient was opened by another sign-in");
+	}
 	if (strcmp(path, "session") == 0 && strcmp(method, "GET") == 0) {
 		out = json_pack("{s:O, s:O, s:{s:s}}", "patient",
 		                json_object_get(s, "patient"), "focus",
@@ -1262,7 +1256,8 @@ done:
 
 enum MHD_Result conso_handle(struct conso *c, struct MHD_Connection *conn,
                              const char *url, const char *method,
-                             const char *body, size_t len)
+                             const struct auth_user *who, const char *body,
+                             size_t len)
 {
 	const char *rel = url + strlen(CONSO);
 	const char *ctx;
@@ -1275,13 +1270,13 @@ enum MHD_Result conso_handle(struct conso *c, struct MHD_Connection *conn,
 		return web_redirect(conn, 301, CONSO "/");
 	}
 	if (strncmp(url, API, strlen(API)) == 0)
-		return api(c, conn, url + strlen(API), method);
+		return api(c, conn, url + strlen(API), method, who);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return dw_error(conn, 405, "method %s not allowed", method);
 	rel++; /* past "/" */
 	ctx = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ctx");
 	if (*rel == '\0' && ctx != NULL)
-		return redeem(c, conn, ctx);
+		return redeem(c, conn, ctx, who);
 	if (!web_safe_path(rel))
 		return dw_error(conn, 404, "no such file");
 	{
@@ -1373,6 +1368,8 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 		rc = -2;
 		goto out;
 	}
+	if (jstr(pl, "login")[0] != '\0') /* after a restart too */
+		remote_set_session(c->remote, study, jstr(pl, "login"));
 	if (uncached(c, study) > 0 &&
 	    retriever_fetch(c->rt, study, NULL, 1000, NULL, NULL, &st) != 0) {
 		snprintf(err, errlen, "pull: %s", st.error);

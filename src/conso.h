@@ -15,6 +15,7 @@
 #include <microhttpd.h>
 #include <stddef.h>
 
+struct auth_user;
 struct cache;
 struct config;
 struct index;
@@ -35,9 +36,14 @@ void conso_stop(struct conso *c);
 /* 1 when url belongs to the consumer (/conso, /conso/...). */
 int conso_handles(const char *url);
 
-/* Answers a request (body: a POST's, else NULL). */
+/*
+ * Answers a request (body: a POST's, else NULL). who is the signed-in
+ * professional (NULL with auth = none): a session opened by them is
+ * theirs alone, and its DMP requests and pulls carry their identity.
+ */
 enum MHD_Result conso_handle(struct conso *c, struct MHD_Connection *conn,
                              const char *url, const char *method,
-                             const char *body, size_t len);
+                             const struct auth_user *who, const char *body,
+                             size_t len);
 
 #endif

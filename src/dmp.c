@@ -261,13 +261,15 @@ static xmlNodePtr vihf(struct req *r, xmlNodePtr security,
 {
 	json_t *au = json_object_get(payload, "author");
 	xmlNodePtr a = el(security, r->saml, "Assertion", NULL), st, at, v;
+	const char *prof;
 	char now[32], subject[200];
 	time_t t = time(NULL);
 	struct tm tm;
 	const char *attrs[][2] = {
 		{ "VIHF_Version", "3.0" },
 		{ "Identifiant_Structure", cfg->dmp_structure_id },
-		{ "Secteur_Activite", cfg->dmp_sector },
+		{ "Secteur_Activite",
+		  jstr(au, "sector")[0] ? jstr(au, "sector") : cfg->dmp_sector },
 		{ "urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject },
 		{ "urn:oasis:names:tc:xacml:2.0:resource:resource-id",
 		  patient_nh },
@@ -311,11 +313,22 @@ static xmlNodePtr vihf(struct req *r, xmlNodePtr security,
 	attr(v, "displayName", "Acces normal");
 	at = el(st, r->saml, "Attribute", NULL);
 	attr(at, "Name", "urn:oasis:names:tc:xacml:2.0:subject:role");
+	/* the professional's profession (PSC: codeProfession; a physician
+	 * when unknown) and specialty (codeSavoirFaire) */
 	v = el(el(at, r->saml, "AttributeValue", NULL), NULL, "Role", NULL);
 	xmlSetNs(v, xmlNewNs(v, BAD_CAST NS_HL7, NULL));
-	attr(v, "code", "10");
+	prof = jstr(au, "profession")[0] ? jstr(au, "profession") : "10";
+	attr(v, "code", prof);
 	attr(v, "codeSystem", "1.2.250.1.71.1.2.7");
-	attr(v, "displayName", "Medecin");
+	if (strcmp(prof, "10") == 0)
+		attr(v, "displayName", "Medecin");
+	if (jstr(au, "specialty")[0]) {
+		v = el(el(at, r->saml, "AttributeValue", NULL), NULL, "Role",
+		       NULL);
+		xmlSetNs(v, xmlNewNs(v, BAD_CAST NS_HL7, NULL));
+		attr(v, "code", jstr(au, "specialty"));
+		attr(v, "codeSystem", "1.2.250.1.71.4.2.5");
+	}
 	return a;
 }
 

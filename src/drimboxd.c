@@ -4,6 +4,7 @@
  * PACS monitor and the control API, then waits for SIGTERM or SIGINT and
  * stops everything in reverse order.
  */
+#include "auth.h"
 #include "cache.h"
 #include "config.h"
 #include "conso.h"
@@ -54,6 +55,7 @@ struct daemon {
 	struct store *store;
 	struct pacs pacs;
 	struct retriever *retriever;
+	struct auth *auth; /* NULL with auth = none */
 	struct remote *remote;
 	struct conso *conso;
 	struct qr *qr;
@@ -195,7 +197,11 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->store = store_new(d->cache, d->ix, d->cfg.pacs_aet);
 	pacs_init(&d->pacs, &d->cfg);
 	d->retriever = d->store ? retriever_new(&d->pacs, d->store) : NULL;
-	d->remote = d->store ? remote_new(&d->cfg, d->ix, d->store) : NULL;
+	d->auth = auth_new(&d->cfg, d->ix, err, errlen);
+	if (d->auth == NULL && err[0] != '\0')
+		return -1;
+	d->remote = d->store ? remote_new(&d->cfg, d->ix, d->store, d->auth)
+	                     : NULL;
 	if (d->retriever == NULL || d->remote == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -238,8 +244,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->control = control_start(&env, err, errlen);
 	if (d->control == NULL)
 		return -1;
-	henv = (struct http_env){ &d->cfg,  d->ix,        d->cache,
-		                  &d->pacs, d->retriever, d->conso };
+	henv = (struct http_env){ &d->cfg,       d->ix,    d->cache, &d->pacs,
+		                  d->retriever, d->conso, d->auth };
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)
 		return -1;
@@ -268,6 +274,7 @@ static void stop(struct daemon *d)
 	retriever_free(d->retriever);
 	remote_free(d->remote);
 	store_free(d->store);
+	auth_free(d->auth);
 	if (d->dmp_ready) { /* once no thread uses them */
 		dmp_global_cleanup();
 		curl_global_cleanup();

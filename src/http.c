@@ -5,6 +5,7 @@
  * which no UID accepts.
  */
 #include "http.h"
+#include "auth.h"
 #include "config.h"
 #include "conso.h"
 #include "dicomweb.h"
@@ -326,6 +327,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
 	*state = NULL;
 }
 
+/* GET /health: the server answers (public, for load balancers). */
+static enum MHD_Result health(struct MHD_Connection *conn)
+{
+	char *b = strdup("{\"status\":\"ok\"}");
+
+	return b ? dw_send_json(conn, b, strlen(b), "application/json", NULL)
+	         : MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -338,6 +348,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	size_t root = strlen(cfg->dicomweb_root);
 	const char *host, *why;
 	char ctx[32];
+	struct auth_user user, *who = NULL;
 
 	(void)version;
 	(void)upload;
@@ -376,13 +387,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (headers_size(conn) > HEADERS_MAX)
 		return dw_error(conn, 431, "request headers over %d bytes",
 		                HEADERS_MAX);
+	if (strcmp(url, "/health") == 0)
+		return health(conn);
+	if (auth_handles(url))
+		return auth_handle(h->env.auth, conn, url);
+	if (h->env.auth != NULL && !auth_public(url, method)) {
+		char why[300];
+
+		if (!auth_identify(h->env.auth, conn, &user, why, sizeof(why)))
+			return auth_deny(h->env.auth, conn, url, method, why);
+		who = &user;
+	}
 	if (h->env.conso && conso_handles(url)) {
 		struct body *b = *state != &first_call_marker ? *state : NULL;
 
 		if (b && b->too_big)
 			return dw_error(conn, 413, "body over %d bytes",
 			                BODY_MAX);
-		return conso_handle(h->env.conso, conn, url, method,
+		return conso_handle(h->env.conso, conn, url, method, who,
 		                    b ? b->data : NULL, b ? b->len : 0);
 	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+struct auth;
 struct cache;
 struct conso;
 struct config;
@@ -24,6 +25,7 @@ struct http_env {
 	const struct pacs *pacs;
 	struct retriever *retriever;
 	struct conso *conso; /* the consumer's pages, or NULL */
+	struct auth *auth;   /* sign-in; NULL with auth = none */
 };
 
 struct http;

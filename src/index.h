@@ -344,14 +344,33 @@ int index_hl7_messages(struct index *ix, long limit,
                        int (*cb)(void *ctx, const struct idx_hl7_row *r),
                        void *ctx);
 
-/* ---- consumer: contextual calls, sessions, remote series ---------------- */
+/* ---- tokens: contextual calls, sessions, sign-ins; remote series -------- */
 
 /*
- * Records a contextual call (single-use) under the hash of its token, with
- * its data (JSON), valid until expires; expired rows are dropped. 0 or -1.
+ * Rows kept under the hash of an opaque token, of a kind ("context": a
+ * contextual call, "session": a consumer session, "login": a sign-in under
+ * way, "user": a signed-in professional), with their data (JSON), until
+ * they expire.
  */
-int index_context_put(struct index *ix, const char *hash, const char *data,
-                      int64_t now, int64_t expires);
+
+/* Records a row (replacing one of that hash); expired rows are dropped. */
+int index_token_put(struct index *ix, const char *hash, const char *kind,
+                    const char *data, int64_t now, int64_t expires);
+
+/* A live row's data (malloc'd): 1, 0 when none, -1 on error. */
+int index_token_get(struct index *ix, const char *hash, const char *kind,
+                    int64_t now, char **data);
+
+/* index_token_get that deletes the row: single use. */
+int index_token_take(struct index *ix, const char *hash, const char *kind,
+                     int64_t now, char **data);
+
+/* Replaces a row's data. 0 or -1. */
+int index_token_set(struct index *ix, const char *hash, const char *kind,
+                    const char *data);
+
+/* Deletes a row, of any kind. 0 or -1. */
+int index_token_delete(struct index *ix, const char *hash);
 
 /*
  * Redeems a live contextual call: in one transaction it is deleted and a
@@ -362,13 +381,6 @@ int index_context_put(struct index *ix, const char *hash, const char *data,
 int index_context_redeem(struct index *ix, const char *context_hash,
                          const char *session_hash, int64_t now, int64_t expires,
                          char **data);
-
-/* A live session's data (malloc'd): 1, 0 when none, -1 on error. */
-int index_session_get(struct index *ix, const char *hash, int64_t now,
-                      char **data);
-
-/* Replaces a session's data. 0 or -1. */
-int index_session_set(struct index *ix, const char *hash, const char *data);
 
 /* A series another DRIMbox holds, as a manifest names it. */
 struct idx_remote {

@@ -28,8 +28,8 @@ static int put(struct index *ix, const char *hash, const char *kind,
 	return index_step_done(ix, s);
 }
 
-int index_context_put(struct index *ix, const char *hash, const char *data,
-                      int64_t now, int64_t expires)
+int index_token_put(struct index *ix, const char *hash, const char *kind,
+                    const char *data, int64_t now, int64_t expires)
 {
 	sqlite3_stmt *s;
 	int rc = -1;
@@ -44,7 +44,7 @@ int index_context_put(struct index *ix, const char *hash, const char *data,
 		rc = index_step_done(ix, s);
 	}
 	if (rc == 0)
-		rc = put(ix, hash, "context", data, now, expires);
+		rc = put(ix, hash, kind, data, now, expires);
 	rc = index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") == 0
 	             ? rc
 	             : -1;
@@ -80,11 +80,21 @@ static int find(struct index *ix, const char *hash, const char *kind,
 	return rc;
 }
 
+static int delete_row(struct index *ix, const char *hash)
+{
+	sqlite3_stmt *s = index_cached_stmt(ix, "DELETE FROM sessions WHERE "
+	                                        "token_hash = ?1");
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
+	return index_step_done(ix, s);
+}
+
 int index_context_redeem(struct index *ix, const char *context_hash,
                          const char *session_hash, int64_t now, int64_t expires,
                          char **data)
 {
-	sqlite3_stmt *s;
 	int rc;
 
 	index_lock(ix);
@@ -94,12 +104,7 @@ int index_context_redeem(struct index *ix, const char *context_hash,
 	}
 	rc = find(ix, context_hash, "context", now, data);
 	if (rc == 1) {
-		s = index_cached_stmt(ix, "DELETE FROM sessions WHERE "
-		                          "token_hash = ?1");
-		if (s != NULL)
-			sqlite3_bind_text(s, 1, context_hash, -1,
-			                  SQLITE_STATIC);
-		if (s == NULL || index_step_done(ix, s) != 0 ||
+		if (delete_row(ix, context_hash) != 0 ||
 		    put(ix, session_hash, "session", *data, now, expires) != 0)
 			rc = -1;
 	}
@@ -113,30 +118,58 @@ int index_context_redeem(struct index *ix, const char *context_hash,
 	return rc;
 }
 
-int index_session_get(struct index *ix, const char *hash, int64_t now,
-                      char **data)
+int index_token_get(struct index *ix, const char *hash, const char *kind,
+                    int64_t now, char **data)
 {
 	int rc;
 
 	index_lock(ix);
-	rc = find(ix, hash, "session", now, data);
+	rc = find(ix, hash, kind, now, data);
 	index_unlock(ix);
 	return rc;
 }
 
-int index_session_set(struct index *ix, const char *hash, const char *data)
+int index_token_take(struct index *ix, const char *hash, const char *kind,
+                     int64_t now, char **data)
+{
+	int rc;
+
+	index_lock(ix);
+	rc = find(ix, hash, kind, now, data);
+	if (rc == 1 && delete_row(ix, hash) != 0) {
+		free(*data);
+		*data = NULL;
+		rc = -1;
+	}
+	index_unlock(ix);
+	return rc;
+}
+
+int index_token_set(struct index *ix, const char *hash, const char *kind,
+                    const char *data)
 {
 	sqlite3_stmt *s;
 	int rc = -1;
 
 	index_lock(ix);
 	s = index_cached_stmt(ix, "UPDATE sessions SET data = ?2 WHERE "
-	                          "token_hash = ?1 AND kind = 'session'");
+	                          "token_hash = ?1 AND kind = ?3");
 	if (s != NULL) {
 		sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, data, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
 		rc = index_step_done(ix, s);
 	}
+	index_unlock(ix);
+	return rc;
+}
+
+int index_token_delete(struct index *ix, const char *hash)
+{
+	int rc;
+
+	index_lock(ix);
+	rc = delete_row(ix, hash);
 	index_unlock(ix);
 	return rc;
 }

@@ -7,6 +7,7 @@
  * yet) and only then handed to the store, which publishes it atomically.
  */
 #include "remote.h"
+#include "auth.h"
 #include "config.h"
 #include "dcm.h"
 #include "grow.h"
@@ -57,7 +58,55 @@ struct remote {
 		char study[65], error[300];
 	} last[32];
 	unsigned next_last;
+	struct auth *auth; /* NULL: requests carry no token */
+	/* who asked for recent studies (session hashes), guarded by lock */
+	struct {
+		char study[65], session[65];
+	} asker[64];
+	unsigned next_asker;
 };
+
+void remote_set_session(struct remote *r, const char *study,
+                        const char *session)
+{
+	unsigned n = sizeof(r->asker) / sizeof(r->asker[0]), slot = n;
+
+	pthread_mutex_lock(&r->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(r->asker[i].study, study) == 0)
+			slot = i;
+	if (slot == n)
+		slot = r->next_asker++ % n;
+	snprintf(r->asker[slot].study, sizeof(r->asker[0].study), "%s", study);
+	snprintf(r->asker[slot].session, sizeof(r->asker[0].session), "%s",
+	         session);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* "Authorization: Bearer ..." of who asked for the study: 0, or -1 err. */
+static int bearer_of(struct remote *r, const char *study, char *out,
+                     size_t cap, char *err, size_t errlen)
+{
+	unsigned n = sizeof(r->asker) / sizeof(r->asker[0]);
+	char session[65] = "";
+	int w;
+
+	pthread_mutex_lock(&r->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(r->asker[i].study, study) == 0)
+			snprintf(session, sizeof(session), "%s",
+			         r->asker[i].session);
+	pthread_mutex_unlock(&r->lock);
+	if (session[0] == '\0') {
+		snprintf(err, errlen,
+		         "no signed-in professional has asked for this study "
+		         "since drimbox started: open it again");
+		return -1;
+	}
+	w = snprintf(out, cap, "Authorization: Bearer ");
+	return auth_session_token(r->auth, session, out + w, cap - (size_t)w,
+	                          err, errlen);
+}
 
 void remote_note_error(struct remote *r, const char *study, const char *error)
 {
@@ -118,7 +167,7 @@ static void reload(struct remote *r)
 }
 
 struct remote *remote_new(const struct config *cfg, struct index *ix,
-                          struct store *s)
+                          struct store *s, struct auth *auth)
 {
 	struct remote *r = calloc(1, sizeof(*r));
 
@@ -127,6 +176,7 @@ struct remote *remote_new(const struct config *cfg, struct index *ix,
 	r->cfg = cfg;
 	r->ix = ix;
 	r->store = s;
+	r->auth = auth;
 	store_fill_handler(s, &r->fill);
 	pthread_mutex_init(&r->lock, NULL);
 	reload(r);
@@ -392,6 +442,7 @@ struct pull {
 	const char *host; /* for the log */
 	long completed, failed;
 	char error[300]; /* the first failure */
+	char bearer[AUTH_TOKEN_MAX + 32]; /* the Authorization header, or "" */
 };
 
 static void pull_fail(struct pull *pl, const char *fmt, ...)
@@ -593,6 +644,8 @@ static int xfer_start(struct xfer *x, struct pull *pl, const struct req *q,
 	snprintf(kos, sizeof(kos), "KOS-SOPInstanceUID: %s", q->kos);
 	x->headers = curl_slist_append(NULL, ACCEPT);
 	x->headers = curl_slist_append(x->headers, kos);
+	if (pl->bearer[0])
+		x->headers = curl_slist_append(x->headers, pl->bearer);
 	curl_easy_setopt(x->easy, CURLOPT_URL, q->url);
 	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
 	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -718,6 +771,9 @@ int remote_pull(struct remote *r, const char *study, const char *series,
 		goto out;
 	}
 	if (make_requests(&p, err, errlen) != 0)
+		goto out;
+	if (r->auth != NULL && bearer_of(r, study, pl.bearer, sizeof(pl.bearer),
+	                                 err, errlen) != 0)
 		goto out;
 	log_info(LOGC_HTTP, "pull study=%s: %zu instances, %zu requests", study,
 	         p.nw, p.nq);

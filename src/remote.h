@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+struct auth;
 struct config;
 struct index;
 struct store;
@@ -19,10 +20,19 @@ struct remote;
 /*
  * A puller; loads the whitelist when one is configured (a list that fails
  * its checks is refused and logged: every RetrieveURL is then refused).
+ * With auth (not NULL), every request carries the access token of the
+ * signed-in professional who asked for the study (remote_set_session).
  * NULL on allocation failure.
  */
 struct remote *remote_new(const struct config *cfg, struct index *ix,
-                          struct store *s);
+                          struct store *s, struct auth *auth);
+
+/*
+ * Records that the professional of that session (its hash) asked for the
+ * study: pulls of it present their token. The last few are remembered.
+ */
+void remote_set_session(struct remote *r, const char *study,
+                        const char *session);
 void remote_free(struct remote *r);
 
 /*

@@ -615,6 +615,7 @@ class Drimbox(ManagedProcess):
             "dicom_port": self.dicom_port,
             "http_bind": LOOPBACK,
             "http_port": self.http_port,
+            "auth": "none",  # tests that sign in set auth = psc (PscSim)
             "sync_interval": 0,
             "sync_window_days": 7,
             "viewer_dir": os.environ.get("DRIMBOX_VIEWER", REPO / "build" / "viewer"),
@@ -742,6 +743,52 @@ if __name__ == "__main__":
         sys.exit("selftest FAILED: %s" % e)
     if os.environ.get("VERBOSE"):
         print("selftest ok in %.1f s" % (time.monotonic() - started))
+
+
+class PscSim(ManagedProcess):
+    """The Pro Santé Connect simulator (tests/psc-sim/pscsim.py) on
+    loopback, with one client per (id, secret) of clients."""
+
+    name = "pscsim"
+
+    def __init__(self, workdir, clients=(("drimbox", "secret"),), token_seconds=300):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(self.workdir / "pscsim.log")
+        self.port = free_port()
+        self.url = "http://%s:%d" % (LOOPBACK, self.port)
+        self.issuer = self.url + "/auth/realms/esante-wallet"
+        self.clients = list(clients)
+        self.token_seconds = token_seconds
+
+    def start(self, timeout=10):
+        argv = ["/usr/bin/python3", str(REPO / "tests" / "psc-sim" / "pscsim.py"),
+                "--port", str(self.port), "--token-seconds", str(self.token_seconds)]
+        for cid, secret in self.clients:
+            argv += ["--client", "%s:%s" % (cid, secret)]
+        self._spawn(argv)
+        self._wait_ready(self._answers, timeout)
+        return self
+
+    def _answers(self):
+        try:
+            return self.control("requests") is not None
+        except OSError:
+            return False
+
+    def control(self, path, obj=None):
+        """GET (obj None) or POST JSON to a /_sim/ endpoint; the JSON answer."""
+        data = None if obj is None else json.dumps(obj).encode()
+        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def settings(self, client=None):
+        """drimboxd config keys that sign in with this simulator."""
+        cid, secret = client or self.clients[0]
+        return {"auth": "psc", "psc_issuer": self.issuer, "psc_client_id": cid,
+                "psc_client_secret": secret}
 
 
 class DmpSim(ManagedProcess):

@@ -7,9 +7,17 @@
 
 static char path[128];
 
+/*
+ * Loads text over the defaults; no sign-in unless text asks for it (the
+ * line comes last: the line numbers of text stay).
+ */
 static int load(const char *text, struct config *cfg, char *err, size_t len)
 {
-	test_write(path, text);
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s\n%s", text,
+	         strstr(text, "auth =") ? "" : "auth = none");
+	test_write(path, buf);
 	config_defaults(cfg);
 	return config_load(cfg, path, err, len);
 }
@@ -97,6 +105,27 @@ static void config_rejects_a_dicomweb_root_that_is_no_plain_path(void)
 	           sizeof(err)) == 0);
 }
 
+static void config_requires_psc_or_loopback(void)
+{
+	struct config cfg;
+	char err[256];
+
+	/* sign-in by default: PSC must be named */
+	test_write(path, "pacs_host = pacs.local\n");
+	config_defaults(&cfg);
+	CHECK(strcmp(cfg.auth, "psc") == 0);
+	CHECK(config_load(&cfg, path, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "psc_issuer") != NULL);
+	CHECK(load("auth = psc\npsc_issuer = https://psc.example/realm\n"
+	           "psc_client_id = db\npsc_client_secret = s\n",
+	           &cfg, err, sizeof(err)) == 0);
+	CHECK(strcmp(cfg.psc_token_check, "jwks") == 0);
+	/* no sign-in only on loopback */
+	CHECK(load("http_bind = 0.0.0.0\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "loopback") != NULL);
+	CHECK(load("http_bind = 127.0.0.2\n", &cfg, err, sizeof(err)) == 0);
+}
+
 static void config_rejects_line_without_equals(void)
 {
 	struct config cfg;
@@ -126,6 +155,7 @@ int main(void)
 	RUN(config_rejects_out_of_bounds_and_non_numbers);
 	RUN(config_rejects_bad_enum_and_bad_ae_title);
 	RUN(config_rejects_a_dicomweb_root_that_is_no_plain_path);
+	RUN(config_requires_psc_or_loopback);
 	RUN(config_rejects_line_without_equals);
 	RUN(config_reports_missing_file);
 	return test_failures ? 1 : 0;
