@@ -1,10 +1,11 @@
 /*
  * auth.c - see auth.h. PSC's discovery document and keys are fetched when
- * first needed and kept; an unknown kid fetches the keys again (at most
- * every JWKS_REFRESH seconds, so that forged kids cannot make us hammer
- * PSC). A sign-in under way is a "login" row in the index (its state's
- * hash: the PKCE verifier, the nonce, where to go back), a session a
- * "user" row (its cookie's hash: the professional and the tokens).
+ * first needed and kept; an unknown kid fetches the keys again (PSC
+ * rotated them), but after a fetch that did not find it none is made for
+ * JWKS_REFRESH seconds, so that forged kids cannot make us hammer PSC. A
+ * sign-in under way is a "login" row in the index (its state's hash: the
+ * PKCE verifier, the nonce, where to go back), a session a "user" row (its
+ * cookie's hash: the professional and the tokens).
  */
 #include "auth.h"
 #include "config.h"
@@ -28,7 +29,7 @@
 
 #define COOKIE "drimbox_session"
 #define LOGIN_SECONDS 600   /* a sign-in must come back within this */
-#define JWKS_REFRESH 10     /* seconds between two fetches of the keys */
+#define JWKS_REFRESH 10     /* seconds without a fetch after a vain one */
 #define KEYS_MAX 8          /* signing keys kept (PSC publishes 1 or 2) */
 #define VERDICTS_MAX 64     /* Bearer verdicts kept */
 #define VERDICT_SECONDS 60  /* longest a verdict is kept */
@@ -51,11 +52,12 @@ struct verdict {
 struct auth {
 	const struct config *cfg;
 	struct index *ix;
-	pthread_mutex_t lock; /* guards what follows */
-	json_t *discovery;    /* PSC's discovery document, once fetched */
+	pthread_mutex_t fetching; /* one fetch of the keys at a time */
+	time_t keys_quiet_until;  /* no fetch before, under fetching */
+	pthread_mutex_t lock;     /* guards what follows */
+	json_t *discovery;        /* PSC's discovery document, once fetched */
 	struct key keys[KEYS_MAX];
 	size_t nkeys;
-	time_t keys_at; /* last fetch of the keys */
 	struct verdict verdicts[VERDICTS_MAX];
 	size_t next_verdict;
 };
@@ -94,8 +96,8 @@ static size_t on_reply(char *p, size_t sz, size_t n, void *ctx)
  * with err (*status the HTTP status, 0 when PSC was not reached).
  */
 static json_t *psc_call(struct auth *a, const char *url, const char *form,
-                        int client, const char *bearer, long *status,
-                        char *err, size_t errlen)
+                        int client, const char *bearer, long *status, char *err,
+                        size_t errlen)
 {
 	const struct config *cfg = a->cfg;
 	CURL *c = curl_easy_init();
@@ -141,12 +143,14 @@ static json_t *psc_call(struct auth *a, const char *url, const char *form,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "PSC (%s): %s", url,
-		         r.too_big ? "answer too large" : curl_easy_strerror(rc));
+		         r.too_big ? "answer too large"
+		                   : curl_easy_strerror(rc));
 	} else if (*status < 200 || *status > 299) {
 		json_t *e = r.p ? json_loads(r.p, 0, NULL) : NULL;
 		const char *d = json_string_value(
 		        json_object_get(e, "error_description"));
-		const char *code = json_string_value(json_object_get(e, "error"));
+		const char *code =
+		        json_string_value(json_object_get(e, "error"));
 
 		snprintf(err, errlen, "PSC (%s): HTTP %ld%s%s%s%s", url,
 		         *status, code ? ", " : "", code ? code : "",
@@ -247,28 +251,44 @@ static EVP_PKEY *rsa_key(json_t *jwk)
 	return pkey;
 }
 
-/* Fetches PSC's keys again (unless fetched within JWKS_REFRESH s). */
-static int refresh_keys(struct auth *a, char *err, size_t errlen)
+static int has_key(struct auth *a, const char *kid)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nkeys && !found; i++)
+		found = strcmp(a->keys[i].kid, kid) == 0;
+	pthread_mutex_unlock(&a->lock);
+	return found;
+}
+
+/*
+ * Fetches PSC's keys again for an unknown kid, unless fetched within
+ * JWKS_REFRESH s; one fetch at a time, the others waiting for it.
+ */
+static int refresh_keys(struct auth *a, const char *kid, char *err,
+                        size_t errlen)
 {
 	char url[512];
 	json_t *jwks, *k;
 	long status;
 	size_t i;
 	time_t now = time(NULL);
+	int rc = -1;
 
-	pthread_mutex_lock(&a->lock);
-	if (a->keys_at != 0 && now - a->keys_at < JWKS_REFRESH) {
-		pthread_mutex_unlock(&a->lock);
-		snprintf(err, errlen, "unknown signing key");
-		return -1;
+	pthread_mutex_lock(&a->fetching);
+	if (has_key(a, kid)) { /* fetched while this thread waited */
+		rc = 0;
+		goto out;
 	}
-	a->keys_at = now;
-	pthread_mutex_unlock(&a->lock);
-	if (endpoint(a, "jwks_uri", url, sizeof(url), err, errlen) != 0)
-		return -1;
-	jwks = psc_call(a, url, NULL, 0, NULL, &status, err, errlen);
-	if (jwks == NULL)
-		return -1;
+	if (now < a->keys_quiet_until) {
+		snprintf(err, errlen, "unknown signing key");
+		goto out;
+	}
+	if (endpoint(a, "jwks_uri", url, sizeof(url), err, errlen) != 0 ||
+	    (jwks = psc_call(a, url, NULL, 0, NULL, &status, err, errlen)) ==
+	            NULL)
+		goto out;
 	pthread_mutex_lock(&a->lock);
 	for (i = 0; i < a->nkeys; i++)
 		EVP_PKEY_free(a->keys[i].pkey);
@@ -289,7 +309,15 @@ static int refresh_keys(struct auth *a, char *err, size_t errlen)
 	}
 	pthread_mutex_unlock(&a->lock);
 	json_decref(jwks);
-	return 0;
+	if (has_key(a, kid)) {
+		rc = 0;
+	} else { /* a forged kid: PSC is not asked again for a while */
+		a->keys_quiet_until = now + JWKS_REFRESH;
+		snprintf(err, errlen, "unknown signing key");
+	}
+out:
+	pthread_mutex_unlock(&a->fetching);
+	return rc;
 }
 
 /* 1 when sig verifies over data with the key kid, 0 not, -1 no such key. */
@@ -305,8 +333,9 @@ static int verify_with(struct auth *a, const char *kid, const char *data,
 		if (strcmp(a->keys[i].kid, kid) != 0)
 			continue;
 		md = EVP_MD_CTX_new();
-		rc = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
-		                                a->keys[i].pkey) == 1 &&
+		rc = md &&
+		     EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+		                          a->keys[i].pkey) == 1 &&
 		     EVP_DigestVerify(md, sig, siglen,
 		                      (const unsigned char *)data, len) == 1;
 		EVP_MD_CTX_free(md);
@@ -333,7 +362,8 @@ static json_t *segment(const char *s, size_t len)
 static json_t *jwt_claims(struct auth *a, const char *jwt, const char *aud,
                           char *why, size_t whylen)
 {
-	const char *d1 = strchr(jwt, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+	const char *d1 = strchr(jwt, '.'),
+	           *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
 	unsigned char sig[1024];
 	long siglen;
 	json_t *head = NULL, *claims = NULL, *au;
@@ -363,7 +393,7 @@ static json_t *jwt_claims(struct auth *a, const char *jwt, const char *aud,
 	if (ok < 0) {
 		char err[300];
 
-		if (refresh_keys(a, err, sizeof(err)) != 0) {
+		if (refresh_keys(a, kid, err, sizeof(err)) != 0) {
 			snprintf(why, whylen, "token key '%s': %s", kid, err);
 			goto bad;
 		}
@@ -371,8 +401,9 @@ static json_t *jwt_claims(struct auth *a, const char *jwt, const char *aud,
 		                 (size_t)siglen);
 	}
 	if (ok != 1) {
-		snprintf(why, whylen, ok < 0 ? "token signed by an unknown key"
-		                             : "token signature does not verify");
+		snprintf(why, whylen,
+		         ok < 0 ? "token signed by an unknown key"
+		                : "token signature does not verify");
 		goto bad;
 	}
 	if (strcmp(jstr(claims, "iss"), a->cfg->psc_issuer) != 0) {
@@ -434,8 +465,7 @@ static void user_from(json_t *info, struct auth_user *u)
 		copy(u->id, sizeof(u->id), jstr(info, "preferred_username"));
 	copy(u->family, sizeof(u->family), jstr(info, "family_name"));
 	copy(u->given, sizeof(u->given), jstr(info, "given_name"));
-	copy(u->profession, sizeof(u->profession),
-	     jstr(ex, "codeProfession"));
+	copy(u->profession, sizeof(u->profession), jstr(ex, "codeProfession"));
 	copy(u->specialty, sizeof(u->specialty), jstr(ex, "codeSavoirFaire"));
 	copy(u->sector, sizeof(u->sector), jstr(info, "Secteur_Activite"));
 }
@@ -477,6 +507,7 @@ struct auth *auth_new(const struct config *cfg, struct index *ix, char *err,
 	a->cfg = cfg;
 	a->ix = ix;
 	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->fetching, NULL);
 	return a;
 }
 
@@ -488,6 +519,7 @@ void auth_free(struct auth *a)
 		EVP_PKEY_free(a->keys[i].pkey);
 	json_decref(a->discovery);
 	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->fetching);
 	free(a);
 }
 
@@ -539,8 +571,8 @@ static void auth_url(struct auth *a, struct MHD_Connection *conn,
 static enum MHD_Result redirect(struct MHD_Connection *conn,
                                 const char *location, const char *cookie)
 {
-	struct MHD_Response *r =
-	        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	        0, NULL, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret;
 
 	if (r == NULL)
@@ -590,8 +622,8 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 		curl_easy_cleanup(c);
 		return dw_error(conn, 503, "cannot start a sign-in");
 	}
-	if (endpoint(a, "authorization_endpoint", auth_ep, sizeof(auth_ep),
-	              err, sizeof(err)) != 0) {
+	if (endpoint(a, "authorization_endpoint", auth_ep, sizeof(auth_ep), err,
+	             sizeof(err)) != 0) {
 		curl_easy_cleanup(c);
 		log_error(LOGC_HTTP, "sign-in: %s", err);
 		return page(conn, 503, "Connexion impossible",
@@ -623,9 +655,8 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 	                       "redirect_uri=%s&scope=%s&state=%s&nonce=%s&"
 	                       "code_challenge=%s&code_challenge_method=S256&"
 	                       "acr_values=%s",
-	                       auth_ep, strchr(auth_ep, '?') ? '&' : '?',
-	                       e_id, e_back, e_scope, state, nonce, challenge,
-	                       e_acr)
+	                       auth_ep, strchr(auth_ep, '?') ? '&' : '?', e_id,
+	                       e_back, e_scope, state, nonce, challenge, e_acr)
 	            : -1;
 	curl_free(e_back);
 	curl_free(e_scope);
@@ -652,8 +683,8 @@ static const char *local_path(const char *next)
 /* Exchanges the code of a sign-in that came back; makes the session. */
 static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 {
-	const char *code =
-	        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "code");
+	const char *code = MHD_lookup_connection_value(
+	        conn, MHD_GET_ARGUMENT_KIND, "code");
 	const char *state = MHD_lookup_connection_value(
 	        conn, MHD_GET_ARGUMENT_KIND, "state");
 	const char *error = MHD_lookup_connection_value(
@@ -711,8 +742,8 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	if (endpoint(a, "token_endpoint", url, sizeof(url), err,
-	             sizeof(err)) != 0 ||
+	if (endpoint(a, "token_endpoint", url, sizeof(url), err, sizeof(err)) !=
+	            0 ||
 	    (tok = psc_call(a, url, form, 1, NULL, &status, err,
 	                    sizeof(err))) == NULL)
 		goto fail;
@@ -740,9 +771,8 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 	session = json_pack(
 	        "{s:o, s:s, s:I, s:s, s:s}", "user", user_json(&u),
 	        "access_token", jstr(tok, "access_token"), "token_exp",
-	        json_integer_value(json_object_get(at, "exp")),
-	        "refresh_token", jstr(tok, "refresh_token"), "id_token",
-	        jstr(tok, "id_token"));
+	        json_integer_value(json_object_get(at, "exp")), "refresh_token",
+	        jstr(tok, "refresh_token"), "id_token", jstr(tok, "id_token"));
 	text = session ? json_dumps(session, JSON_COMPACT) : NULL;
 	if (text == NULL || token_new(cookie_tok) != 0) {
 		snprintf(err, sizeof(err), "out of memory");
@@ -825,8 +855,9 @@ static enum MHD_Result logout(struct auth *a, struct MHD_Connection *conn)
 		e_hint = curl_easy_escape(c, jstr(s, "id_token"), 0);
 		e_back = curl_easy_escape(c, back, 0);
 		if (e_hint == NULL || e_back == NULL ||
-		    asprintf(&loc, "%s%cid_token_hint=%s&"
-		                   "post_logout_redirect_uri=%s",
+		    asprintf(&loc,
+		             "%s%cid_token_hint=%s&"
+		             "post_logout_redirect_uri=%s",
 		             end, strchr(end, '?') ? '&' : '?', e_hint,
 		             e_back) < 0)
 			loc = NULL;
@@ -848,8 +879,9 @@ enum MHD_Result auth_handle(struct auth *a, struct MHD_Connection *conn,
 		            "Vous &ecirc;tes d&eacute;connect&eacute; de "
 		            "drimbox.");
 	if (a == NULL)
-		return dw_error(conn, 404, "sign-in is not configured "
-		                           "(auth = none)");
+		return dw_error(conn, 404,
+		                "sign-in is not configured "
+		                "(auth = none)");
 	if (strcmp(url, "/auth/login") == 0)
 		return login(a, conn,
 		             local_path(MHD_lookup_connection_value(
@@ -1001,8 +1033,7 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind,
 }
 
 enum MHD_Result auth_deny(struct auth *a, struct MHD_Connection *conn,
-                          const char *url, const char *method,
-                          const char *why)
+                          const char *url, const char *method, const char *why)
 {
 	const char *accept =
 	        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
@@ -1017,8 +1048,7 @@ enum MHD_Result auth_deny(struct auth *a, struct MHD_Connection *conn,
 	                                "Authorization") == NULL) {
 		/* a page: signed in, the browser comes back to it (MHD
 		 * gives the path: the query is put back) */
-		struct query q = { curl_easy_init(), args, 0, sizeof(args),
-			           0 };
+		struct query q = { curl_easy_init(), args, 0, sizeof(args), 0 };
 
 		args[0] = '\0';
 		if (q.c != NULL)
@@ -1091,10 +1121,9 @@ int auth_session_token(struct auth *a, const char *session, char *out,
 	                     errlen)) != NULL) {
 		json_object_set(s, "access_token",
 		                json_object_get(tok, "access_token"));
-		json_object_set_new(
-		        s, "token_exp",
-		        json_integer(json_integer_value(
-		                json_object_get(at, "exp"))));
+		json_object_set_new(s, "token_exp",
+		                    json_integer(json_integer_value(
+		                            json_object_get(at, "exp"))));
 		if (json_is_string(json_object_get(tok, "refresh_token")))
 			json_object_set(s, "refresh_token",
 			                json_object_get(tok, "refresh_token"));

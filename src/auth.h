@@ -29,13 +29,13 @@ struct auth;
 
 /* The professional making a request. */
 struct auth_user {
-	char id[64];          /* SubjectNameID: the RPPS number */
-	char family[128];     /* family_name */
-	char given[128];      /* given_name */
-	char profession[16];  /* SubjectRefPro.exercices[0].codeProfession */
-	char specialty[16];   /* ...codeSavoirFaire */
-	char sector[64];      /* Secteur_Activite, e.g. SA07^1.2.250.1.71.4.2.4 */
-	char session[65];     /* the session's id hash; "" for a Bearer */
+	char id[64];         /* SubjectNameID: the RPPS number */
+	char family[128];    /* family_name */
+	char given[128];     /* given_name */
+	char profession[16]; /* SubjectRefPro.exercices[0].codeProfession */
+	char specialty[16];  /* ...codeSavoirFaire */
+	char sector[64];  /* Secteur_Activite, e.g. SA07^1.2.250.1.71.4.2.4 */
+	char session[65]; /* the session's id hash; "" for a Bearer */
 };
 
 /*
@@ -73,8 +73,7 @@ int auth_identify(struct auth *a, struct MHD_Connection *conn,
  * with why.
  */
 enum MHD_Result auth_deny(struct auth *a, struct MHD_Connection *conn,
-                          const char *url, const char *method,
-                          const char *why);
+                          const char *url, const char *method, const char *why);
 
 /*
  * A valid access token of the session (its hash) to present to another

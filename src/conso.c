@@ -336,7 +336,7 @@ static enum MHD_Result contextual_call(struct conso *c,
 	}
 	token_hash(token, hash);
 	if (index_token_put(c->ix, hash, "context", text, now,
-	                      now + c->cfg->conso_context_seconds) != 0) {
+	                    now + c->cfg->conso_context_seconds) != 0) {
 		rc = dw_error(conn, 503, "the index cannot record the call");
 		goto out;
 	}
@@ -365,9 +365,9 @@ static void sign_session(struct conso *c, json_t *s, const char *hash,
 	json_object_set_new(s, "author",
 	                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id",
 	                              who->id, "family", who->family, "given",
-	                              who->given, "profession",
-	                              who->profession, "specialty",
-	                              who->specialty, "sector", who->sector));
+	                              who->given, "profession", who->profession,
+	                              "specialty", who->specialty, "sector",
+	                              who->sector));
 	json_object_set_new(s, "login", json_string(who->session));
 	if (session_save(c, hash, s) != 0)
 		log_error(LOGC_HTTP, "session: cannot record the professional");

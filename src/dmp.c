@@ -268,8 +268,8 @@ static xmlNodePtr vihf(struct req *r, xmlNodePtr security,
 	const char *attrs[][2] = {
 		{ "VIHF_Version", "3.0" },
 		{ "Identifiant_Structure", cfg->dmp_structure_id },
-		{ "Secteur_Activite",
-		  jstr(au, "sector")[0] ? jstr(au, "sector") : cfg->dmp_sector },
+		{ "Secteur_Activite", jstr(au, "sector")[0] ? jstr(au, "sector")
+		                                            : cfg->dmp_sector },
 		{ "urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject },
 		{ "urn:oasis:names:tc:xacml:2.0:resource:resource-id",
 		  patient_nh },

@@ -200,8 +200,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->auth = auth_new(&d->cfg, d->ix, err, errlen);
 	if (d->auth == NULL && err[0] != '\0')
 		return -1;
-	d->remote = d->store ? remote_new(&d->cfg, d->ix, d->store, d->auth)
-	                     : NULL;
+	d->remote =
+	        d->store ? remote_new(&d->cfg, d->ix, d->store, d->auth) : NULL;
 	if (d->retriever == NULL || d->remote == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -244,7 +244,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->control = control_start(&env, err, errlen);
 	if (d->control == NULL)
 		return -1;
-	henv = (struct http_env){ &d->cfg,       d->ix,    d->cache, &d->pacs,
+	henv = (struct http_env){ &d->cfg,      d->ix,    d->cache, &d->pacs,
 		                  d->retriever, d->conso, d->auth };
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)

@@ -429,6 +429,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	else
 		snprintf(rq.base, sizeof(rq.base), "http://%s%s", host,
 		         cfg->dicomweb_root);
+	/* a program (another DRIMbox) with a token reads what a manifest
+	 * this drimbox published references, nothing else */
+	if (who != NULL && who->session[0] == '\0' &&
+	    (rq.qido ||
+	     MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                 "KOS-SOPInstanceUID") == NULL))
+		return dw_error(conn, 403,
+		                "a token reads only what a manifest this "
+		                "drimbox published references: "
+		                "KOS-SOPInstanceUID required");
 	return rq.qido ? qido_handle(&rq) : wado_handle(&rq);
 }
 

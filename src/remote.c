@@ -84,8 +84,8 @@ void remote_set_session(struct remote *r, const char *study,
 }
 
 /* "Authorization: Bearer ..." of who asked for the study: 0, or -1 err. */
-static int bearer_of(struct remote *r, const char *study, char *out,
-                     size_t cap, char *err, size_t errlen)
+static int bearer_of(struct remote *r, const char *study, char *out, size_t cap,
+                     char *err, size_t errlen)
 {
 	unsigned n = sizeof(r->asker) / sizeof(r->asker[0]);
 	char session[65] = "";
@@ -441,7 +441,7 @@ struct pull {
 	struct plan *plan;
 	const char *host; /* for the log */
 	long completed, failed;
-	char error[300]; /* the first failure */
+	char error[300];                  /* the first failure */
 	char bearer[AUTH_TOKEN_MAX + 32]; /* the Authorization header, or "" */
 };
 
@@ -772,8 +772,8 @@ int remote_pull(struct remote *r, const char *study, const char *series,
 	}
 	if (make_requests(&p, err, errlen) != 0)
 		goto out;
-	if (r->auth != NULL && bearer_of(r, study, pl.bearer, sizeof(pl.bearer),
-	                                 err, errlen) != 0)
+	if (r->auth != NULL &&
+	    bearer_of(r, study, pl.bearer, sizeof(pl.bearer), err, errlen) != 0)
 		goto out;
 	log_info(LOGC_HTTP, "pull study=%s: %zu instances, %zu requests", study,
 	         p.nw, p.nq);

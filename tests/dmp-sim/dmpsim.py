@@ -34,7 +34,8 @@ next N requests of an action, through a control endpoint (JSON):
         closed-dmp
   GET  /_sim/documents   every stored document's metadata, as JSON
   GET  /_sim/requests    the requests received (action, outcome, seconds
-                         taken to answer), as JSON
+                         taken to answer, subject: the VIHF's NameID and
+                         role codes), as JSON
   POST /_sim/reset       forget documents, requests and faults
 
 With --trust PEM, the VIHF's signature is verified (xmlsec1, Debian
@@ -173,15 +174,18 @@ class Store:
                 submitted_at REAL);
             CREATE TABLE IF NOT EXISTS requests (
                 id INTEGER PRIMARY KEY, at REAL, action TEXT, outcome TEXT,
-                detail TEXT, seconds REAL);""")
+                detail TEXT, seconds REAL, subject TEXT);""")
+        if "subject" not in [r[1] for r in self.db.execute("PRAGMA table_info(requests)")]:
+            self.db.execute("ALTER TABLE requests ADD COLUMN subject TEXT")  # an older db
 
     def run(self, sql, args=()):
         with self.lock:
             return self.db.execute(sql, args).fetchall()
 
-    def log(self, action, outcome, detail="", seconds=None):
-        self.run("INSERT INTO requests(at, action, outcome, detail, seconds) "
-                 "VALUES(?,?,?,?,?)", (time.time(), action, outcome, detail, seconds))
+    def log(self, action, outcome, detail="", seconds=None, subject=None):
+        self.run("INSERT INTO requests(at, action, outcome, detail, seconds, subject) "
+                 "VALUES(?,?,?,?,?,?)",
+                 (time.time(), action, outcome, detail, seconds, subject))
 
 
 # ------------------------------------------------------------- parsing
@@ -290,6 +294,15 @@ def check_vihf(env):
                       soap_fault=True)
     return {a.get("Name"): (a.findtext("saml2:AttributeValue", namespaces=NS) or "").strip()
             for a in assertion.iter(q("saml2:Attribute"))}
+
+
+def vihf_subject(env):
+    """Who the VIHF names: "NameID role-code role-code...", for the log."""
+    assertion = env.find("soap:Header/wsse:Security/saml2:Assertion", NS)
+    name = assertion.findtext("saml2:Subject/saml2:NameID", default="", namespaces=NS)
+    roles = [el.get("code") for el in assertion.iter()
+             if el.tag.endswith("}Role") and el.get("code")]
+    return " ".join([name.strip()] + roles)
 
 
 def slots(obj):
@@ -690,10 +703,10 @@ class Handler(BaseHTTPRequestHandler):
             rows = store.run("SELECT %s FROM documents ORDER BY submitted_at" % ", ".join(cols))
             return self.reply_json([dict(zip(cols, r)) for r in rows])
         if self.path == "/_sim/requests":
-            rows = store.run("SELECT at, action, outcome, detail, seconds FROM requests "
-                             "ORDER BY id")
-            return self.reply_json([dict(zip(("at", "action", "outcome", "detail", "seconds"),
-                                             r)) for r in rows])
+            rows = store.run("SELECT at, action, outcome, detail, seconds, subject "
+                             "FROM requests ORDER BY id")
+            return self.reply_json([dict(zip(("at", "action", "outcome", "detail", "seconds",
+                                              "subject"), r)) for r in rows])
         return self.reply_json({"error": "no such resource"}, 404)
 
     def do_POST(self):
@@ -740,6 +753,7 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "closed-dmp":
                 raise Refusal("DMPClosed", "le DMP du patient est fermé")
             vihf = check_vihf(env)
+            subject = vihf_subject(env)
             if self.server.trust:
                 verify_signature(raw, self.server.trust)
             soap_body = env.find("soap:Body", NS)
@@ -754,7 +768,8 @@ class Handler(BaseHTTPRequestHandler):
                 result = registry.update(soap_body)
             else:  # TD0.2, TD0.3: the patient's DMP exists; authorisation granted
                 result = ET.Element(q("rs:RegistryResponse"), status=SUCCESS)
-            store.log(action, "success", seconds=time.monotonic() - started)
+            store.log(action, "success", seconds=time.monotonic() - started,
+                      subject=subject)
             if kind == "slow-reply":
                 time.sleep(delay)
             xml = envelope(action, msg_id, result)

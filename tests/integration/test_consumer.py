@@ -27,7 +27,7 @@ import pydicom
 import common
 import harness
 import reports
-from harness import DmpSim, Drimbox, Orthanc
+from harness import DmpSim, Drimbox, Orthanc, PscSim
 from test_publish import last_job_id, signing_key, wait_job
 from wlsign import make_trust, write_signed_whitelist
 
@@ -70,18 +70,40 @@ def decoded(ds):
         return pydicom.dcmread(dst)
 
 
+class LoopbackIsSecure(http.cookiejar.DefaultCookiePolicy):
+    """Secure cookies go back to http://127.0.0.1, as browsers send them
+    to loopback."""
+
+    def return_ok_secure(self, cookie, request):
+        return True
+
+
 class Browser:
     """A client with its own cookies, redirects not followed."""
 
     def __init__(self, base):
         self.base = base
-        self.jar = http.cookiejar.CookieJar()
+        self.jar = http.cookiejar.CookieJar(LoopbackIsSecure())
         self.opener = urllib.request.build_opener(
             NoRedirect, urllib.request.HTTPCookieProcessor(self.jar))
 
+    def sign_in(self):
+        """Signs in through Pro Santé Connect (the simulator approves at
+        once): drimbox -> PSC -> drimbox's callback, which sets the
+        session cookie."""
+        status, headers, _ = self.req("GET", "/auth/login?next=/health")
+        assert status == 302, status
+        for _ in range(2):  # PSC's authorization, then the callback
+            status, headers, body = self.req("GET", headers["Location"])
+            assert status == 302, (status, body[:300])
+        assert headers["Location"] == "/health", headers["Location"]
+        assert any(c.name == "drimbox_session" for c in self.jar)
+        return self
+
     def req(self, method, path, data=None, headers=None):
-        """(status, headers, body)."""
-        r = urllib.request.Request(self.base + path, data=data, method=method,
+        """(status, headers, body); path may be a whole URL."""
+        url = path if path.startswith("http") else self.base + path
+        r = urllib.request.Request(url, data=data, method=method,
                                    headers=headers or {})
         try:
             with self.opener.open(r, timeout=120) as resp:
@@ -117,6 +139,8 @@ class ConsumerTest(common.PacsTestCase):
         d = cls.dir
         signing_key(d)
         cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+        cls.psc = PscSim(d / "psc", clients=(("drimbox-a", "secret-a"),
+                                             ("drimbox-b", "secret-b"))).start()
         dmp = {"dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
                "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key",
                "dmp_structure_id": "CONSOTEST", "dmp_lps_id": "CONSOTEST"}
@@ -124,7 +148,8 @@ class ConsumerTest(common.PacsTestCase):
         a_http = harness.free_port()
         cls.a = Drimbox(d / "a", pacs=cls.pacs, aet="DRIMBOXA", extra=dict(
             dmp, hl7_port=cls.hl7_port, publish_wait_hours=0, http_port=a_http,
-            public_url="http://127.0.0.1:%d" % a_http)).start()
+            public_url="http://127.0.0.1:%d" % a_http,
+            **cls.psc.settings(("drimbox-a", "secret-a")))).start()
         cls.a.cli("sync", "--all")
         trust = make_trust(d / "wl")
         write_signed_whitelist(d / "wl" / "list.xml", [
@@ -134,7 +159,7 @@ class ConsumerTest(common.PacsTestCase):
         cls.pacs_b = Orthanc(d / "orthanc-b", aet="ORTHANCB").start()
         cls.consumer = consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
                         whitelist_trust=trust["ca_cert"], web_dir=harness.REPO / "web",
-                        conso_professional="10001234567^MEDECIN^Anne", conso_prefetch=0)
+                        conso_prefetch=0, **cls.psc.settings(("drimbox-b", "secret-b")))
         cls.ws = harness.Storescp(d / "ws", aet="WS1").start()  # a workstation
         cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=dict(
             consumer, qr_workstations="WS1@%s:%d, WS2@%s:%d" % (
@@ -155,7 +180,7 @@ class ConsumerTest(common.PacsTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in (cls.b_other, cls.b, cls.ws, cls.a, cls.pacs_b, cls.sim):
+        for p in (cls.b_other, cls.b, cls.ws, cls.a, cls.pacs_b, cls.sim, cls.psc):
             p.stop()
         super().tearDownClass()
 
@@ -175,7 +200,7 @@ class ConsumerTest(common.PacsTestCase):
     # ------------------------------------------------------------ the call
 
     def test_the_context_opens_one_session_once(self):
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         loc = br.open_session()
         self.assertTrue(loc.startswith("/conso/?ctx="), loc)
         self.assertGreaterEqual(len(loc) - len("/conso/?ctx="), 40)
@@ -185,13 +210,13 @@ class ConsumerTest(common.PacsTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body["patient"]["ins"], PATIENT["ins"])
         # the same link again, from another browser: refused
-        other = Browser(self.base_b)
+        other = Browser(self.base_b).sign_in()
         status, _, _ = other.req("GET", loc)
         self.assertEqual(status, 404)
         self.assertEqual(other.api("GET", "exams")[0], 401)
 
     def test_a_bad_call_is_refused_with_its_reason(self):
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         for form, word in ((call_form(**{"Patient.identifier.value": "12345"}), "identifier"),
                            (call_form(**{"Patient.birthDate": "15/03/1979"}), "birthDate"),
                            (call_form(PatientID=None), "PatientID"),
@@ -208,7 +233,7 @@ class ConsumerTest(common.PacsTestCase):
         self.assertEqual(status, 400, body)  # a value over 256 bytes
 
     def test_an_action_without_its_header_is_refused(self):
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         br.open_session()
         e = next(iter(self.exams(br).values()))
         status, _, body = br.req("POST", "/conso/api/exams/%s/import" % e["id"], b"")
@@ -220,7 +245,7 @@ class ConsumerTest(common.PacsTestCase):
 
     def test_exam_listed_pulled_identical_and_imported(self):
         ct = self.studies["ct"]
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         br.open_session()
         exams = self.exams(br)
         self.assertIn(ct["study_uid"], exams)
@@ -269,7 +294,7 @@ class ConsumerTest(common.PacsTestCase):
 
     def test_a_call_naming_an_accession_asks_for_its_documents(self):
         ct = self.studies["ct"]
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         br.open_session(call_form(AccessionNumber=ct["accession_number"],
                                   AccessionNumberIssuer="1.2.250.1.999.1.1.5"))
         self.assertIn(ct["study_uid"], self.exams(br))
@@ -280,7 +305,7 @@ class ConsumerTest(common.PacsTestCase):
 
     def test_a_retrieve_url_off_the_whitelist_is_refused(self):
         mr = self.studies["ct-jls"]
-        br = Browser("http://%s:%d" % (harness.LOOPBACK, self.b_other.http_port))
+        br = Browser("http://%s:%d" % (harness.LOOPBACK, self.b_other.http_port)).sign_in()
         br.open_session()
         e = self.exams(br)[mr["study_uid"]]
         status, body = br.api("POST", "exams/%s/view" % e["id"])
@@ -289,9 +314,72 @@ class ConsumerTest(common.PacsTestCase):
         self.assertEqual(self.exams(br)[mr["study_uid"]]["state"], "failed")
         self.assertFalse((self.b_other.cache_dir / mr["study_uid"]).exists())
 
+    # ------------------------------------------------------------ sign-in
+
+    def test_the_signed_in_professional_consults(self):
+        br = Browser(self.base_b)
+        status, headers, _ = br.call(call_form())
+        self.assertEqual(status, 303)  # the call itself is public
+        # the page asks for a sign-in first, then comes back to the call
+        status, headers, _ = br.req("GET", headers["Location"], headers={"Accept": "text/html"})
+        self.assertEqual(status, 302)
+        self.assertTrue(headers["Location"].startswith(self.psc.issuer), headers["Location"])
+        for _ in range(2):
+            status, headers, _ = br.req("GET", headers["Location"])
+        self.assertTrue(headers["Location"].startswith("/conso/?ctx="), headers["Location"])
+        self.assertEqual(br.req("GET", headers["Location"])[0], 303)
+        self.exams(br)
+        # the VIHF of the DMP requests names them (RPPS, profession, specialty)
+        listing = [r for r in self.sim.control("requests") if r["action"] == ITI18]
+        self.assertEqual(listing[-1]["subject"], "899700366240 10 SM44")
+        # the session is theirs: another sign-in cannot use its cookie
+        other = Browser(self.base_b).sign_in()
+        conso = next(c for c in br.jar if c.name == "drimbox_conso")
+        other.jar.set_cookie(conso)
+        status, body = other.api("GET", "exams")
+        self.assertEqual(status, 403, body)
+
+    def test_the_source_serves_another_drimbox_its_manifest_with_a_token(self):
+        ct = self.studies["ct"]
+        kos = [d["unique_id"] for d in self.sim.control("documents")
+               if d["mime"] == "application/dicom" and ct["study_uid"] in (d["reference_ids"] or "")][-1]
+        url = "http://%s:%d/dicomweb/studies/%s" % (harness.LOOPBACK, self.a.http_port,
+                                                     ct["study_uid"])
+        accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+        def get(token=None, manifest=kos, path=""):
+            headers = {"Accept": accept}
+            if token:
+                headers["Authorization"] = "Bearer " + token
+            if manifest:
+                headers["KOS-SOPInstanceUID"] = manifest
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers),
+                                            timeout=60) as resp:
+                    resp.read()
+                    return resp.status, ""
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())["error"]
+
+        def token(**kw):
+            return self.psc.control("token", dict(kw, client_id="drimbox-b"))["access_token"]
+
+        self.assertEqual(get(), (401, "sign-in required"))
+        status, why = get(token(sign="other-key"))
+        self.assertEqual((status, why), (401, "token signature does not verify"))
+        self.assertEqual(get(token(seconds=-120)), (401, "token expired"))
+        self.assertEqual(get(token(acr="eidas2"))[0], 401)
+        good = token()
+        self.assertEqual(get(good, manifest="1.2.3")[0], 403)
+        self.assertEqual(get(good, manifest=None)[0], 403)  # the whole PACS: no
+        self.assertEqual(get(good, path="/series")[0], 403)  # nor a search
+        self.assertEqual(get(good), (200, ""))
+        self.assertIn("refused GET /dicomweb/studies/%s: token expired" % ct["study_uid"],
+                      self.a.log_text())
+
     def test_a_dmp_fault_is_shown(self):
         self.sim.control("faults", {"action": ITI18, "kind": "soap-fault", "count": 1})
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         br.open_session()  # the session starts listing at once: it meets the fault
         status, body = br.api("GET", "exams")
         self.assertIn(status, (403, 502), body)  # refused, or not reached
@@ -310,7 +398,7 @@ class ConsumerTest(common.PacsTestCase):
         st = self.studies["ct"]
         uid = st["study_uid"]
         box, base = self.consumer_box("b403")
-        br = Browser(base)
+        br = Browser(base).sign_in()
         br.open_session()
         listed = self.exams(br)[uid]  # the manifest A publishes now
         # A's report is corrected: A publishes a new manifest in place of
@@ -330,7 +418,7 @@ class ConsumerTest(common.PacsTestCase):
         self.assertIn("KOS-SOPInstanceUID", (box.workdir / "drimboxd.log").read_text())
         # a new session lists the new manifest, which is read again: the
         # study comes
-        br = Browser(base)
+        br = Browser(base).sign_in()
         br.open_session()
         e = self.exams(br)[uid]
         self.assertNotEqual(e["unique"], listed["unique"])
@@ -355,7 +443,7 @@ class ConsumerTest(common.PacsTestCase):
         other = sop[:-2] + "99"  # no instance of the study
         stranger.write_bytes(saved[stranger].replace(sop.encode(), other.encode()))
         box, base = self.consumer_box("bcorrupt")
-        br = Browser(base)
+        br = Browser(base).sign_in()
         br.open_session()
         e = self.exams(br)[uid]
         self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
@@ -378,7 +466,7 @@ class ConsumerTest(common.PacsTestCase):
 
     def test_prefetch_pulls_the_most_recent_exams_before_any_click(self):
         box, base = self.consumer_box("bprefetch", conso_prefetch=2)
-        br = Browser(base)
+        br = Browser(base).sign_in()
         br.open_session()
         for key in ("ct", "ct-jls"):
             e = self.wait_state(br, self.studies[key]["study_uid"], ("failed", "local"))
@@ -395,7 +483,7 @@ class ConsumerTest(common.PacsTestCase):
     def test_workstations_find_move_and_get_a_pulled_study(self):
         st = self.studies["ct-jls"]
         uid = st["study_uid"]
-        br = Browser(self.base_b)
+        br = Browser(self.base_b).sign_in()
         br.open_session()
         e = self.exams(br)[uid]
         self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)

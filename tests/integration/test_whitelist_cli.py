@@ -33,7 +33,7 @@ class WhitelistCliTest(unittest.TestCase):
                                            % "\n".join(textwrap.wrap(b64, 64)))
         self.conf = self.dir / "drimbox.conf"
         self.conf.write_text("data_dir = %s\nwhitelist_trust = %s\nwhitelist_file = %s\n"
-                             % (self.dir, self.dir / "root.pem", SIGNED))
+                             "auth = none\n" % (self.dir, self.dir / "root.pem", SIGNED))
 
     def run_cli(self, *args):
         return subprocess.run([str(drimbox_binaries()[1]), "-c", str(self.conf), "whitelist"]
