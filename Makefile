@@ -54,6 +54,7 @@ bench: build
 	tests/bench/publish/run --runs 3 --json $(BUILD)/bench-publish.json
 	tests/bench/viewer/run --runs 5 --json $(BUILD)/bench-viewer.json
 	tests/bench/remote/run --runs 3 --json $(BUILD)/bench-remote.json
+	tests/bench/auth/run --runs 3 --json $(BUILD)/bench-auth.json
 
 demo: build
 	tests/demo/run start

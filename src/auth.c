@@ -31,8 +31,9 @@
 #define LOGIN_SECONDS 600   /* a sign-in must come back within this */
 #define JWKS_REFRESH 10     /* seconds without a fetch after a vain one */
 #define KEYS_MAX 8          /* signing keys kept (PSC publishes 1 or 2) */
-#define VERDICTS_MAX 64     /* Bearer verdicts kept */
-#define VERDICT_SECONDS 60  /* longest a verdict is kept */
+#define VERDICTS_MAX 256    /* Bearer tokens and sessions recently checked */
+#define VERDICT_SECONDS 60  /* longest a Bearer verdict is kept */
+#define SESSION_CACHED 10   /* seconds a session found is trusted as is */
 #define LEEWAY 30           /* clock skew tolerated on exp, seconds */
 #define REFRESH_BEFORE 30   /* refresh an access token this long before */
 #define REPLY_MAX (1 << 20) /* largest answer read from PSC */
@@ -42,7 +43,10 @@ struct key {
 	EVP_PKEY *pkey;
 };
 
-/* A Bearer token's verdict: the token's hash, until when, who. */
+/*
+ * Who a credential is, recently checked: a Bearer token's verdict or a
+ * session found (the hash of the token or of the cookie), until when.
+ */
 struct verdict {
 	char hash[65];
 	time_t until;
@@ -832,6 +836,8 @@ static json_t *session_of(struct auth *a, struct MHD_Connection *conn,
 	return s;
 }
 
+static void forget(struct auth *a, const char *hash);
+
 /* Ends the session; PSC's session too, when PSC says where. */
 static enum MHD_Result logout(struct auth *a, struct MHD_Connection *conn)
 {
@@ -846,6 +852,7 @@ static enum MHD_Result logout(struct auth *a, struct MHD_Connection *conn)
 	if (s == NULL)
 		return redirect(conn, "/auth/signed-out", clear);
 	index_token_delete(a->ix, hash);
+	forget(a, hash);
 	log_info(LOGC_HTTP, "signed out: %s",
 	         jstr(json_object_get(s, "user"), "id"));
 	auth_url(a, conn, "signed-out", back, sizeof(back));
@@ -910,6 +917,15 @@ static int cached(struct auth *a, const char *hash, struct auth_user *u)
 		}
 	pthread_mutex_unlock(&a->lock);
 	return found;
+}
+
+static void forget(struct auth *a, const char *hash)
+{
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < VERDICTS_MAX; i++)
+		if (strcmp(a->verdicts[i].hash, hash) == 0)
+			a->verdicts[i].until = 0;
+	pthread_mutex_unlock(&a->lock);
 }
 
 static void remember(struct auth *a, const char *hash, json_int_t exp,
@@ -988,14 +1004,24 @@ int auth_identify(struct auth *a, struct MHD_Connection *conn,
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	                                            "Authorization");
+	const char *tok =
+	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE);
 	char hash[65];
-	json_t *s = session_of(a, conn, hash);
+	json_t *s;
 
-	if (s != NULL) {
-		user_of_json(json_object_get(s, "user"), user);
-		snprintf(user->session, sizeof(user->session), "%s", hash);
-		json_decref(s);
-		return 1;
+	if (tok != NULL && strlen(tok) <= 64) {
+		token_hash(tok, hash);
+		if (cached(a, hash, user))
+			return 1;
+		if ((s = session_of(a, conn, hash)) != NULL) {
+			user_of_json(json_object_get(s, "user"), user);
+			snprintf(user->session, sizeof(user->session), "%s",
+			         hash);
+			json_decref(s);
+			remember(a, hash,
+			         (json_int_t)time(NULL) + SESSION_CACHED, user);
+			return 1;
+		}
 	}
 	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
 		return bearer(a, h + 7, user, why, whylen);
