@@ -28,7 +28,8 @@
 #include <time.h>
 
 #define COOKIE "drimbox_session"
-#define LOGIN_SECONDS 600   /* a sign-in must come back within this */
+#define LOGIN_COOKIE "drimbox_login" /* binds a sign-in to its browser */
+#define LOGIN_SECONDS 600            /* a sign-in must come back within this */
 #define JWKS_REFRESH 10     /* seconds without a fetch after a vain one */
 #define KEYS_MAX 8          /* signing keys kept (PSC publishes 1 or 2) */
 #define VERDICTS_MAX 256    /* Bearer tokens and sessions recently checked */
@@ -48,6 +49,7 @@ struct key {
  * session found (the hash of the token or of the cookie), until when.
  */
 struct verdict {
+	char kind; /* 'B': a Bearer token, 'S': a session cookie */
 	char hash[65];
 	time_t until;
 	struct auth_user user;
@@ -56,14 +58,17 @@ struct verdict {
 struct auth {
 	const struct config *cfg;
 	struct index *ix;
-	pthread_mutex_t fetching; /* one fetch of the keys at a time */
-	time_t keys_quiet_until;  /* no fetch before, under fetching */
-	pthread_mutex_t lock;     /* guards what follows */
-	json_t *discovery;        /* PSC's discovery document, once fetched */
+	pthread_mutex_t fetching;   /* one fetch of the keys at a time */
+	pthread_mutex_t refreshing; /* one token refresh at a time */
+	time_t keys_quiet_until;    /* no fetch before, under fetching */
+	pthread_mutex_t lock;       /* guards what follows */
+	json_t *discovery;          /* PSC's discovery document, once fetched */
 	struct key keys[KEYS_MAX];
 	size_t nkeys;
 	struct verdict verdicts[VERDICTS_MAX];
 	size_t next_verdict;
+	unsigned long forgotten; /* sign-outs: a lookup they overtook is
+	                          * not remembered */
 };
 
 /* ---- talking to PSC --------------------------------------------------- */
@@ -291,8 +296,10 @@ static int refresh_keys(struct auth *a, const char *kid, char *err,
 	}
 	if (endpoint(a, "jwks_uri", url, sizeof(url), err, errlen) != 0 ||
 	    (jwks = psc_call(a, url, NULL, 0, NULL, &status, err, errlen)) ==
-	            NULL)
+	            NULL) {
+		a->keys_quiet_until = now + JWKS_REFRESH;
 		goto out;
+	}
 	pthread_mutex_lock(&a->lock);
 	for (i = 0; i < a->nkeys; i++)
 		EVP_PKEY_free(a->keys[i].pkey);
@@ -416,7 +423,7 @@ static json_t *jwt_claims(struct auth *a, const char *jwt, const char *aud,
 		goto bad;
 	}
 	exp = json_integer_value(json_object_get(claims, "exp"));
-	if (exp + LEEWAY <= (json_int_t)time(NULL)) {
+	if (exp <= (json_int_t)time(NULL) - LEEWAY) {
 		snprintf(why, whylen, "token expired");
 		goto bad;
 	}
@@ -512,6 +519,7 @@ struct auth *auth_new(const struct config *cfg, struct index *ix, char *err,
 	a->ix = ix;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->fetching, NULL);
+	pthread_mutex_init(&a->refreshing, NULL);
 	return a;
 }
 
@@ -524,6 +532,7 @@ void auth_free(struct auth *a)
 	json_decref(a->discovery);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->fetching);
+	pthread_mutex_destroy(&a->refreshing);
 	free(a);
 }
 
@@ -611,7 +620,8 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
                              const char *next)
 {
 	char state[64], nonce[64], verifier[64], hash[65], auth_ep[512];
-	char challenge[64], back[300], *data, *loc = NULL;
+	char challenge[64], back[300], *data, *loc = NULL, binding[64];
+	char bhash[65], cookie[200];
 	unsigned char d[SHA256_DIGEST_LENGTH];
 	char err[400];
 	CURL *c = curl_easy_init();
@@ -622,7 +632,7 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 	int n;
 
 	if (c == NULL || token_new(state) != 0 || token_new(nonce) != 0 ||
-	    token_new(verifier) != 0) {
+	    token_new(verifier) != 0 || token_new(binding) != 0) {
 		curl_easy_cleanup(c);
 		return dw_error(conn, 503, "cannot start a sign-in");
 	}
@@ -637,8 +647,12 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 	SHA256((const unsigned char *)verifier, strlen(verifier), d);
 	b64url_encode(d, sizeof(d), challenge, sizeof(challenge));
 	auth_url(a, conn, "callback", back, sizeof(back));
-	j = json_pack("{s:s, s:s, s:s, s:s}", "verifier", verifier, "nonce",
-	              nonce, "next", next, "redirect_uri", back);
+	/* the sign-in is this browser's: its callback must bring the
+	 * binding cookie back (no one else's code signs it in) */
+	token_hash(binding, bhash);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "verifier", verifier,
+	              "nonce", nonce, "next", next, "redirect_uri", back,
+	              "binding", bhash);
 	data = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	token_hash(state, hash);
@@ -669,7 +683,11 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 	curl_easy_cleanup(c);
 	if (n < 0)
 		return MHD_NO;
-	ret = redirect(conn, loc, NULL);
+	snprintf(cookie, sizeof(cookie),
+	         LOGIN_COOKIE "=%s; Path=/auth/; Max-Age=%d; HttpOnly; Secure; "
+	                      "SameSite=Lax",
+	         binding, LOGIN_SECONDS);
+	ret = redirect(conn, loc, cookie);
 	free(loc);
 	return ret;
 }
@@ -678,9 +696,11 @@ static enum MHD_Result login(struct auth *a, struct MHD_Connection *conn,
 static const char *local_path(const char *next)
 {
 	if (next == NULL || next[0] != '/' || next[1] == '/' ||
-	    next[1] == '\\' || strlen(next) > 2048 ||
-	    strpbrk(next, "\r\n") != NULL)
+	    next[1] == '\\' || strlen(next) > 2048)
 		return "/viewer/";
+	for (const char *p = next; *p; p++) /* browsers drop tabs... */
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return "/viewer/";
 	return next;
 }
 
@@ -719,6 +739,24 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 		            "j&agrave; servi. Rouvrez le lien.");
 	}
 	free(data);
+	{
+		const char *b = MHD_lookup_connection_value(
+		        conn, MHD_COOKIE_KIND, LOGIN_COOKIE);
+		char bh[65] = "";
+
+		if (b != NULL && strlen(b) <= 64)
+			token_hash(b, bh);
+		if (bh[0] == '\0' ||
+		    strcmp(bh, jstr(login_data, "binding")) != 0) {
+			log_warn(LOGC_HTTP, "sign-in: callback from another "
+			                    "browser than the one that started "
+			                    "it, refused");
+			json_decref(login_data);
+			return page(conn, 400, "Connexion refus&eacute;e",
+			            "Cette connexion n'a pas &eacute;t&eacute; "
+			            "commenc&eacute;e dans ce navigateur.");
+		}
+	}
 	if (error != NULL || code == NULL || strlen(code) > 2048) {
 		const char *desc = MHD_lookup_connection_value(
 		        conn, MHD_GET_ARGUMENT_KIND, "error_description");
@@ -767,6 +805,11 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 	    (info = psc_call(a, url, NULL, 0, jstr(tok, "access_token"),
 	                     &status, err, sizeof(err))) == NULL)
 		goto fail;
+	if (strcmp(jstr(info, "sub"), jstr(id, "sub")) != 0) {
+		snprintf(err, sizeof(err),
+		         "userinfo is about another subject than the ID token");
+		goto fail;
+	}
 	user_from(info, &u);
 	if (u.id[0] == '\0') {
 		snprintf(err, sizeof(err), "userinfo names no SubjectNameID");
@@ -902,15 +945,16 @@ enum MHD_Result auth_handle(struct auth *a, struct MHD_Connection *conn,
 
 /* ---- Bearer tokens ---------------------------------------------------- */
 
-/* A cached verdict on the token of that hash: 1 with *u, else 0. */
-static int cached(struct auth *a, const char *hash, struct auth_user *u)
+/* A cached verdict of that kind on that hash: 1 with *u, else 0. */
+static int cached(struct auth *a, char kind, const char *hash,
+                  struct auth_user *u)
 {
 	time_t now = time(NULL);
 	int found = 0;
 
 	pthread_mutex_lock(&a->lock);
 	for (size_t i = 0; i < VERDICTS_MAX && !found; i++)
-		if (a->verdicts[i].until > now &&
+		if (a->verdicts[i].until > now && a->verdicts[i].kind == kind &&
 		    strcmp(a->verdicts[i].hash, hash) == 0) {
 			*u = a->verdicts[i].user;
 			found = 1;
@@ -922,26 +966,105 @@ static int cached(struct auth *a, const char *hash, struct auth_user *u)
 static void forget(struct auth *a, const char *hash)
 {
 	pthread_mutex_lock(&a->lock);
+	a->forgotten++;
 	for (size_t i = 0; i < VERDICTS_MAX; i++)
 		if (strcmp(a->verdicts[i].hash, hash) == 0)
 			a->verdicts[i].until = 0;
 	pthread_mutex_unlock(&a->lock);
 }
 
-static void remember(struct auth *a, const char *hash, json_int_t exp,
-                     const struct auth_user *u)
+static unsigned long forgotten(struct auth *a)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->forgotten;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+/*
+ * Keeps a verdict until exp (at most VERDICT_SECONDS), unless a sign-out
+ * happened since the lookup began (seen: forgotten() then).
+ */
+static void remember(struct auth *a, char kind, const char *hash,
+                     json_int_t exp, const struct auth_user *u,
+                     unsigned long seen)
 {
 	time_t now = time(NULL), until = now + VERDICT_SECONDS;
 	struct verdict *v;
 
-	if ((time_t)exp < until)
+	if (exp < (json_int_t)until)
 		until = (time_t)exp;
 	pthread_mutex_lock(&a->lock);
+	if (a->forgotten != seen) {
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
 	v = &a->verdicts[a->next_verdict++ % VERDICTS_MAX];
+	v->kind = kind;
 	snprintf(v->hash, sizeof(v->hash), "%s", hash);
 	v->until = until;
 	v->user = *u;
 	pthread_mutex_unlock(&a->lock);
+}
+
+/* 1 when a client id is one whose tokens are taken as Bearer. */
+static int bearer_client(struct auth *a, const char *id)
+{
+	const char *list = a->cfg->psc_bearer_clients;
+	size_t n = strlen(id);
+
+	if (n == 0)
+		return 0;
+	if (strcmp(list, "*") == 0 || strcmp(id, a->cfg->psc_client_id) == 0)
+		return 1;
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ", ");
+
+		if (len == n && strncmp(p, id, n) == 0)
+			return 1;
+		p += len;
+		p += strspn(p, ", ");
+	}
+	return 0;
+}
+
+/*
+ * 1 (with why) when checked claims are not an access token of an allowed
+ * client naming a professional: an ID token, a token PSC gave another
+ * application, no SubjectNameID.
+ */
+static int bearer_refused(struct auth *a, json_t *claims, char *why,
+                          size_t whylen)
+{
+	const char *typ = jstr(claims, "typ");
+	const char *azp = jstr(claims, "azp")[0] ? jstr(claims, "azp")
+	                                         : jstr(claims, "client_id");
+
+	if ((typ[0] && strcasecmp(typ, "Bearer") != 0) ||
+	    json_object_get(claims, "nonce") != NULL) {
+		snprintf(why, whylen, "not an access token");
+		return 1;
+	}
+	if (strcmp(jstr(claims, "iss"), a->cfg->psc_issuer) != 0) {
+		snprintf(why, whylen, "token issued by '%s'",
+		         jstr(claims, "iss"));
+		return 1;
+	}
+	if (!bearer_client(a, azp)) {
+		snprintf(why, whylen,
+		         "token of client '%.100s', not one of "
+		         "psc_bearer_clients",
+		         azp);
+		return 1;
+	}
+	if (jstr(claims, "SubjectNameID")[0] == '\0' &&
+	    jstr(claims, "preferred_username")[0] == '\0') {
+		snprintf(why, whylen, "token names no professional");
+		return 1;
+	}
+	return 0;
 }
 
 /* Checks a Bearer token (JWKS or introspection): 1 with *u, or 0 why. */
@@ -952,13 +1075,14 @@ static int bearer(struct auth *a, const char *token, struct auth_user *u,
 	json_t *claims;
 	long status;
 	CURL *c;
+	unsigned long seen = forgotten(a);
 
 	if (strlen(token) >= AUTH_TOKEN_MAX) {
 		snprintf(why, whylen, "token too long");
 		return 0;
 	}
 	token_hash(token, hash);
-	if (cached(a, hash, u))
+	if (cached(a, 'B', hash, u))
 		return 1;
 	if (strcmp(a->cfg->psc_token_check, "introspection") != 0) {
 		claims = jwt_claims(a, token, NULL, why, whylen);
@@ -990,11 +1114,15 @@ static int bearer(struct auth *a, const char *token, struct auth_user *u,
 			claims = NULL;
 		}
 	}
+	if (claims != NULL && bearer_refused(a, claims, why, whylen)) {
+		json_decref(claims);
+		claims = NULL;
+	}
 	if (claims == NULL)
 		return 0;
 	user_from(claims, u);
-	remember(a, hash, json_integer_value(json_object_get(claims, "exp")),
-	         u);
+	remember(a, 'B', hash,
+	         json_integer_value(json_object_get(claims, "exp")), u, seen);
 	json_decref(claims);
 	return 1;
 }
@@ -1010,16 +1138,19 @@ int auth_identify(struct auth *a, struct MHD_Connection *conn,
 	json_t *s;
 
 	if (tok != NULL && strlen(tok) <= 64) {
+		unsigned long seen = forgotten(a);
+
 		token_hash(tok, hash);
-		if (cached(a, hash, user))
+		if (cached(a, 'S', hash, user))
 			return 1;
 		if ((s = session_of(a, conn, hash)) != NULL) {
 			user_of_json(json_object_get(s, "user"), user);
 			snprintf(user->session, sizeof(user->session), "%s",
 			         hash);
 			json_decref(s);
-			remember(a, hash,
-			         (json_int_t)time(NULL) + SESSION_CACHED, user);
+			remember(a, 'S', hash,
+			         (json_int_t)time(NULL) + SESSION_CACHED, user,
+			         seen);
 			return 1;
 		}
 	}
@@ -1109,8 +1240,8 @@ enum MHD_Result auth_deny(struct auth *a, struct MHD_Connection *conn,
 
 /* ---- tokens for other DRIMboxes --------------------------------------- */
 
-int auth_session_token(struct auth *a, const char *session, char *out,
-                       size_t cap, char *err, size_t errlen)
+static int session_token(struct auth *a, const char *session, char *out,
+                         size_t cap, char *err, size_t errlen)
 {
 	char *data = NULL, url[512], *form = NULL, *e_ref, *text;
 	json_t *s, *tok = NULL, *at;
@@ -1167,5 +1298,17 @@ int auth_session_token(struct auth *a, const char *session, char *out,
 	free(form);
 	json_decref(tok);
 	json_decref(s);
+	return rc;
+}
+
+int auth_session_token(struct auth *a, const char *session, char *out,
+                       size_t cap, char *err, size_t errlen)
+{
+	int rc;
+
+	/* one at a time: two pulls must not spend one refresh token twice */
+	pthread_mutex_lock(&a->refreshing);
+	rc = session_token(a, session, out, cap, err, errlen);
+	pthread_mutex_unlock(&a->refreshing);
 	return rc;
 }

@@ -262,6 +262,11 @@ static const struct opt schema[] = {
 	  "published keys (cached by kid), its issuer, expiry and acr, here. "
 	  "introspection: asked of PSC (RFC 7662), the answer cached until "
 	  "the token expires or for a minute." },
+	{ "psc_bearer_clients", STR(psc_bearer_clients), 0, 0, "", NULL, NULL,
+	  "PSC clients (comma-separated client ids: the other DRIMboxes) "
+	  "whose access tokens are taken as Bearer, besides psc_client_id's; "
+	  "* takes any client of PSC. ID tokens and tokens naming no "
+	  "professional are always refused." },
 	{ "psc_acr", STR(psc_acr), 0, 0, "eidas1", NULL, NULL,
 	  "Authentication level asked for (acr_values) and required in "
 	  "tokens." },
@@ -399,6 +404,16 @@ static int config_derive(struct config *cfg, const char *path, char *err,
 		         "%s: auth = none is allowed only with http_bind on "
 		         "loopback (127.x.x.x), not %s",
 		         path, cfg->http_bind);
+		return -1;
+	}
+	if (strcmp(cfg->auth, "psc") == 0 &&
+	    strncmp(cfg->http_bind, "127.", 4) != 0 &&
+	    strncmp(cfg->psc_redirect_uri, "https://", 8) != 0) {
+		snprintf(err, errlen,
+		         "%s: psc_redirect_uri: the https:// URL of "
+		         "/auth/callback is required when http_bind is not "
+		         "loopback (the session cookie is Secure)",
+		         path);
 		return -1;
 	}
 	if (strcmp(cfg->auth, "psc") == 0 &&

@@ -81,6 +81,7 @@ struct config {
 	char auth[8];
 	char psc_issuer[256], psc_client_id[128], psc_client_secret[256];
 	char psc_redirect_uri[256], psc_token_check[16], psc_acr[32];
+	char psc_bearer_clients[CONFIG_STR_MAX];
 	char psc_tls_cert[256], psc_tls_key[256], psc_tls_ca[256];
 	long psc_timeout, auth_session_minutes;
 };

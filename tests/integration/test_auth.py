@@ -38,7 +38,8 @@ class SignInTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = TempDir("drimbox-auth-")
         d = cls.tmp.__enter__()
-        cls.psc = PscSim(d / "psc").start()
+        cls.psc = PscSim(d / "psc", clients=(("drimbox", "secret"),
+                                             ("other-app", "s2"))).start()
         cls.box = Drimbox(d / "box", extra=cls.psc.settings()).start()
         cls.intro = Drimbox(d / "intro", aet="INTRO", extra=dict(
             cls.psc.settings(), psc_token_check="introspection")).start()
@@ -51,11 +52,17 @@ class SignInTest(unittest.TestCase):
         cls.tmp.__exit__(None, None, None)
 
     def start_sign_in(self, path="/IHEInvokeImageDisplay?requestType=STUDY&studyUID=1.2.3"):
-        """A page asked without a session: the 302 to PSC, parsed."""
+        """A page asked without a session: the 302 to PSC, parsed, and
+        the cookie that binds the sign-in to this browser."""
         status, headers, _ = get(self.port, path, {"Accept": "text/html"})
         self.assertEqual(status, 302)
         loc = headers["Location"]
         self.assertTrue(loc.startswith(self.psc.issuer + "/protocol/openid-connect/auth?"), loc)
+        binding = headers["Set-Cookie"]
+        self.assertTrue(binding.startswith("drimbox_login="), binding)
+        for flag in ("HttpOnly", "Secure", "Path=/auth/"):
+            self.assertIn(flag, binding)
+        self.binding = {"Cookie": binding.split(";")[0]}
         return loc, {k: v[0] for k, v in urllib.parse.parse_qs(
             urllib.parse.urlsplit(loc).query).items()}
 
@@ -64,7 +71,7 @@ class SignInTest(unittest.TestCase):
         loc, _ = self.start_sign_in(path)
         status, headers, _ = get_url(loc)  # PSC approves at once
         self.assertEqual(status, 302)
-        status, headers, body = get_url(headers["Location"])  # the callback
+        status, headers, body = get_url(headers["Location"], self.binding)  # the callback
         self.assertEqual(status, 302, body)
         return headers["Set-Cookie"].split(";")[0], headers["Location"]
 
@@ -85,7 +92,7 @@ class SignInTest(unittest.TestCase):
                          % (harness.LOOPBACK, self.port))
         status, headers, _ = get_url(loc)
         callback = headers["Location"]
-        status, headers, _ = get_url(callback)
+        status, headers, _ = get_url(callback, self.binding)
         self.assertEqual(status, 302)
         self.assertEqual(headers["Location"], path)  # back where it was asked, query kept
         cookie = headers["Set-Cookie"]
@@ -106,7 +113,7 @@ class SignInTest(unittest.TestCase):
         self.assertIn((hashlib.sha256(token_value.encode()).hexdigest(),), rows)
         self.assertNotIn((token_value,), rows)
         # the callback cannot be replayed: its state was single-use
-        status, _, body = get_url(callback)
+        status, _, body = get_url(callback, self.binding)
         self.assertEqual(status, 400)
         self.assertIn("expir", body.decode())
 
@@ -118,7 +125,7 @@ class SignInTest(unittest.TestCase):
         # PSC refused (the user cancelled): a 403 page, logged
         _, q = self.start_sign_in()
         status, _, body = get(self.port, "/auth/callback?error=access_denied&state="
-                              + q["state"])
+                              + q["state"], self.binding)
         self.assertEqual(status, 403)
         self.assertIn("refus", body.decode())
         self.assertIn("sign-in refused by PSC: access_denied", self.box.log_text())
@@ -126,17 +133,27 @@ class SignInTest(unittest.TestCase):
         loc, _ = self.start_sign_in()
         _, headers, _ = get_url(loc)
         self.psc.control("faults", {"endpoint": "token", "kind": "error", "count": 1})
-        status, headers, _ = get_url(headers["Location"])
+        status, headers, _ = get_url(headers["Location"], self.binding)
         self.assertEqual(status, 502)
         self.assertNotIn("Set-Cookie", headers)
         self.assertIn("sign-in failed: PSC", self.box.log_text())
+        # a callback in another browser than the one that began (login
+        # CSRF: someone else's code would sign this browser in as them)
+        loc, _ = self.start_sign_in()
+        _, headers, _ = get_url(loc)
+        status, headers, _ = get_url(headers["Location"], {"Cookie": "drimbox_login=x"})
+        self.assertEqual(status, 400)
+        self.assertNotIn("Set-Cookie", headers)
+        self.assertIn("callback from another browser", self.box.log_text())
 
     def test_sign_in_goes_back_only_to_a_local_page(self):
-        for nxt in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        for nxt in ("//evil.example/x", "https://evil.example/", "/\\evil.example",
+                    "/\t/evil.example", "/\r\nSet-Cookie: x=1"):
             status, headers, _ = get(self.port, "/auth/login?next=" + urllib.parse.quote(nxt))
             self.assertEqual(status, 302)
+            binding = {"Cookie": headers["Set-Cookie"].split(";")[0]}
             _, headers, _ = get_url(headers["Location"])
-            _, headers, _ = get_url(headers["Location"])
+            _, headers, _ = get_url(headers["Location"], binding)
             self.assertEqual(headers["Location"], "/viewer/", nxt)
 
     def test_sign_out_ends_the_session_here_and_at_psc(self):
@@ -189,7 +206,9 @@ class SignInTest(unittest.TestCase):
         for bad, why in ((self.token(sign="other-key"), "signature does not verify"),
                          (self.token(seconds=-120), "expired"),
                          (self.token(acr="eidas2"), "acr"),
-                         ("not.a.jwt", "not a signed JWT")):
+                         ("not.a.jwt", "not a signed JWT"),
+                         (self.psc.control("token", {})["id_token"], "not an access token"),
+                         (self.token(client_id="other-app"), "client 'other-app'")):
             status, body = self.bearer(self.port, bad)
             self.assertEqual(status, 401, why)
             self.assertIn(why, body)

@@ -149,6 +149,7 @@ class ConsumerTest(common.PacsTestCase):
         cls.a = Drimbox(d / "a", pacs=cls.pacs, aet="DRIMBOXA", extra=dict(
             dmp, hl7_port=cls.hl7_port, publish_wait_hours=0, http_port=a_http,
             public_url="http://127.0.0.1:%d" % a_http,
+            psc_bearer_clients="drimbox-b",  # B pulls with its users' tokens
             **cls.psc.settings(("drimbox-a", "secret-a")))).start()
         cls.a.cli("sync", "--all")
         trust = make_trust(d / "wl")
