@@ -38,9 +38,11 @@ next N requests of an action, through a control endpoint (JSON):
                          role codes), as JSON
   POST /_sim/reset       forget documents, requests and faults
 
-With --trust PEM, the VIHF's signature is verified (xmlsec1, Debian
-package "xmlsec1") against those certificates; without, only its presence
-is checked.
+With --trust PEM, the VIHF's signature is verified against those
+certificates (in process, Debian package "python3-xmlsec", as a registry
+does: no process per request), and so is a submission set's signature
+(the xmlsec1 command, package "xmlsec1"); without, only their presence is
+checked.
 
 With --tls-cert/--tls-key it serves HTTPS (TLS 1.2+), and with --tls-ca
 it requires a client certificate from that CA, as the DMP does.
@@ -70,7 +72,9 @@ import uuid
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import lxml.etree
 import pydicom
+import xmlsec
 
 NS = {
     "soap": "http://www.w3.org/2003/05/soap-envelope",
@@ -253,17 +257,49 @@ def check_envelope(env, service, ctype_action):
     return action, msg_id.strip()
 
 
-def verify_signature(body, trust, dsg=False):
-    """xmlsec1 verifies the VIHF's enveloped signature (raw request bytes:
-    what was signed) or, dsg, a submission set's signature document (its
-    manifest's own digests are checked apart); raises Refusal when it does
-    not."""
-    if dsg:
-        argv = ["--ignore-manifests", "--id-attr:Id", "Manifest",
-                "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties"]
-    else:
-        argv = ["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-                "--node-xpath", "//*[local-name()='Assertion']/*[local-name()='Signature']"]
+class VihfVerifier:
+    """Verifies the VIHF's enveloped signature in process (python3-xmlsec,
+    the xmlsec1 library): the signing certificate, taken from KeyInfo,
+    must chain to the trusted ones; only same-document references."""
+
+    def __init__(self, trust):
+        self.manager = xmlsec.KeysManager()
+        self.manager.load_cert(trust, xmlsec.constants.KeyDataFormatPem,
+                               xmlsec.constants.KeyDataTypeTrusted)
+        self.lock = threading.Lock()
+
+    def verify(self, body):
+        """body: the raw SOAP envelope (what was signed); raises Refusal."""
+        try:
+            root = lxml.etree.fromstring(body, lxml.etree.XMLParser(resolve_entities=False,
+                                                                    no_network=True))
+        except lxml.etree.XMLSyntaxError as e:
+            raise Refusal("InvalidSecurity", "the VIHF does not parse: %s" % e,
+                          soap_fault=True) from None
+        sigs = root.xpath("//*[local-name()='Assertion']/*[local-name()='Signature']")
+        if not sigs:
+            raise Refusal("InvalidSecurity", "the VIHF is not signed", soap_fault=True)
+        for ref in sigs[0].iter("{%s}Reference" % NS["ds"]):
+            if not (ref.get("URI") or "").startswith("#"):
+                raise Refusal("InvalidSecurity", "the VIHF signature references %r"
+                              % ref.get("URI"), soap_fault=True)
+        ctx = xmlsec.SignatureContext(self.manager)
+        ctx.register_id(sigs[0].getparent(), "ID")
+        try:
+            with self.lock:
+                ctx.verify(sigs[0])
+        except xmlsec.Error as e:
+            raise Refusal("InvalidSecurity", "the VIHF signature does not verify: %s" % e,
+                          soap_fault=True) from None
+
+
+def verify_signature(body, trust):
+    """xmlsec1 verifies a submission set's signature document (XAdES; its
+    manifest's own digests are checked apart, which the command's
+    --ignore-manifests allows and the Python binding does not); raises
+    Refusal when it does not."""
+    argv = ["--ignore-manifests", "--id-attr:Id", "Manifest",
+            "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties"]
     with tempfile.NamedTemporaryFile(suffix=".xml") as f:
         f.write(body)
         f.flush()
@@ -271,11 +307,9 @@ def verify_signature(body, trust, dsg=False):
                               "--trusted-pem", trust] + argv + [f.name],
                              capture_output=True, text=True)
     if out.returncode != 0:
-        what = "the submission set signature" if dsg else "the VIHF signature"
-        raise Refusal("InvalidSecurity" if not dsg else "XDSRegistryMetadataError",
-                      "%s does not verify: %s"
-                      % (what, (out.stderr.strip().splitlines() or ["?"])[-1]),
-                      soap_fault=not dsg)
+        raise Refusal("XDSRegistryMetadataError",
+                      "the submission set signature does not verify: %s"
+                      % (out.stderr.strip().splitlines() or ["?"])[-1])
 
 
 def check_vihf(env):
@@ -420,7 +454,7 @@ class Registry:
                         raise Refusal("XDSNonIdenticalHash", "the signature's manifest digest "
                                       "of %s does not match the document" % target)
             if self.trust:
-                verify_signature(row["content"], self.trust, dsg=True)
+                verify_signature(row["content"], self.trust)
 
     def check_entry(self, entry, documents, attachments, ss_patient):
         eid = entry.get("id") or ""
@@ -754,8 +788,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refusal("DMPClosed", "le DMP du patient est fermé")
             vihf = check_vihf(env)
             subject = vihf_subject(env)
-            if self.server.trust:
-                verify_signature(raw, self.server.trust)
+            if self.server.vihf:
+                self.server.vihf.verify(raw)
             soap_body = env.find("soap:Body", NS)
             parts = {}
             if action == ITI41:
@@ -806,6 +840,7 @@ def main():
     server.registry = Registry(server.store, args.trust)
     server.faults = Faults()
     server.trust = args.trust
+    server.vihf = VihfVerifier(args.trust) if args.trust else None
     scheme = "http"
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

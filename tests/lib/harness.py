@@ -807,8 +807,9 @@ class DmpSim(ManagedProcess):
         self.url = "%s://%s:%d" % ("https" if tls else "http", LOOPBACK, self.port)
         self.trust, self.tls = trust, tls
 
-    def start(self, timeout=10):
-        """Start it and wait until it answers."""
+    def start(self, timeout=30):
+        """Start it and wait until it answers (its imports, pydicom and
+        lxml, take seconds on a loaded 2-core machine)."""
         argv = ["/usr/bin/python3", str(REPO / "tests" / "dmp-sim" / "dmpsim.py"),
                 "--port", str(self.port), "--db", str(self.workdir / "dmp.db")]
         if self.trust:
