@@ -844,7 +844,8 @@ static unsigned prepare(struct conso *c, json_t *s, json_t *e, char *err,
 				for (size_t j = 0; j < ms->ninst; j++)
 					in[k++] = (struct idx_instance){
 						ms->inst[j].sop_uid,
-						ms->inst[j].sop_class, -1
+						ms->inst[j].sop_class, -1,
+						(long)j
 					};
 			}
 			off[m->nseries] = k;

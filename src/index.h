@@ -54,6 +54,7 @@ struct idx_instance {
 	const char *uid;
 	const char *sop_class;
 	long number; /* -1 when unknown */
+	long listed; /* its place in the manifest it comes from, else -1 */
 };
 
 /*

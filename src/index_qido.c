@@ -408,8 +408,8 @@ int index_qido(struct index *ix, const struct idx_query *q,
 	static const char *const order[] = {
 		" ORDER BY st.study_date, st.study_time, st.uid",
 		" ORDER BY st.study_date, st.uid, se.number, se.uid",
-		" ORDER BY st.study_date, st.uid, se.number, se.uid, i.number, "
-		"i.uid",
+		" ORDER BY st.study_date, st.uid, se.number, se.uid, i.listed, "
+		"i.number, i.uid",
 	};
 	struct build *b = malloc(sizeof(*b)); /* 12 KiB: not zeroed */
 	sqlite3_stmt *s = NULL;

@@ -86,10 +86,11 @@ static const char *const stmt_sql[S__COUNT] = {
 	        "RETURNING id",
 	[S_UPSERT_INSTANCE] =
 	        "INSERT INTO instances(uid, series, sop_class, number, "
-	        "sync_gen) VALUES(?1, ?2, ?3, ?4, ?5) "
+	        "sync_gen, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
 	        "ON CONFLICT(uid) DO UPDATE SET series = excluded.series, "
 	        "sop_class = coalesce(excluded.sop_class, sop_class), "
 	        "number = coalesce(excluded.number, number), "
+	        "listed = coalesce(excluded.listed, listed), "
 	        "sync_gen = excluded.sync_gen",
 	[S_PRUNE_INSTANCES] = "DELETE FROM instances WHERE series = ?1 AND "
 	                      "cache_path IS NULL AND sync_gen <> ?2",
@@ -499,6 +500,7 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 			bind_text(s, 3, inst[j].sop_class);
 			bind_long(s, 4, inst[j].number);
 			sqlite3_bind_int64(s, 5, gen);
+			bind_long(s, 6, inst[j].listed);
 			if (run(ix, S_UPSERT_INSTANCE) != 0)
 				goto out;
 		}
@@ -769,8 +771,8 @@ int index_walk(struct index *ix, const char *study_uid,
 	        "LEFT JOIN series se ON se.study = st.id "
 	        "LEFT JOIN instances i ON i.series = se.id "
 	        "WHERE ?1 IS NULL OR st.uid = ?1 "
-	        "ORDER BY st.study_date, st.uid, se.number, se.uid, i.number, "
-	        "i.uid";
+	        "ORDER BY st.study_date, st.uid, se.number, se.uid, i.listed, "
+	        "i.number, i.uid";
 	sqlite3_stmt *s = NULL;
 	int rc = 0, step;
 

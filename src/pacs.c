@@ -284,7 +284,7 @@ static int sync_one(struct dcm_assoc *as, struct index *ix,
 	for (size_t j = 0; j < in.n; j++) {
 		const struct inst_row *r = (struct inst_row *)in.v + j;
 
-		xi[j] = (struct idx_instance){ r->uid, r->cls, r->number };
+		xi[j] = (struct idx_instance){ r->uid, r->cls, r->number, -1 };
 	}
 	{
 		struct idx_patient pat = { s->pid, s->issuer, s->name, s->birth,

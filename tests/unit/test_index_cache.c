@@ -62,9 +62,9 @@ static void index_sync_records_levels_and_prunes_vanished_instances(void)
 	struct idx_series se[2] = { { "1.2.3.1", "CT", "A", NULL, 1, 2 },
 		                    { "1.2.3.2", "CT", "B", NULL, 2, 1 } };
 	struct idx_instance in[3] = { { "1.2.3.1.1",
-		                        "1.2.840.10008.5.1.4.1.1.2", 1 },
-		                      { "1.2.3.1.2", NULL, 2 },
-		                      { "1.2.3.2.1", NULL, 1 } };
+		                        "1.2.840.10008.5.1.4.1.1.2", 1, -1 },
+		                      { "1.2.3.1.2", NULL, 2, -1 },
+		                      { "1.2.3.2.1", NULL, 1, -1 } };
 	size_t off[3] = { 0, 2, 3 };
 	struct idx_counts c;
 	long n = 0;
@@ -113,6 +113,44 @@ static int put(struct index *ix, const char *study, const char *series,
 	int rc = index_put_cached(ix, &p, 1, &added);
 
 	return rc != 0 ? rc : added == (int64_t)size ? 0 : 1;
+}
+
+/* Appends the last component of each instance's UID to ctx (a string). */
+static int last_components(void *ctx, const struct idx_row *row)
+{
+	char *out = ctx;
+
+	if (row->sop_uid != NULL)
+		snprintf(out + strlen(out), 64 - strlen(out), "%s ",
+		         strrchr(row->sop_uid, '.') + 1);
+	return 0;
+}
+
+static void index_keeps_a_manifest_order_as_instances_arrive(void)
+{
+	struct index *ix = open_index("m.db");
+	struct idx_patient pat = { "IPP1", "", "X^Y", NULL, NULL };
+	struct idx_study st = { "7.7", NULL, NULL, NULL, NULL,
+		                NULL,  NULL, NULL, 1,    3 };
+	struct idx_series se = { "7.7.1", NULL, NULL, NULL, -1, 3 };
+	/* a remote series as its manifest lists it: numbers not known yet */
+	struct idx_instance in[3] = { { "7.7.1.10", NULL, -1, 0 },
+		                      { "7.7.1.9", NULL, -1, 1 },
+		                      { "7.7.1.11", NULL, -1, 2 } };
+	size_t off[2] = { 0, 3 };
+	char order[64] = "";
+
+	CHECK(ix != NULL);
+	CHECK(index_sync_study(ix, &pat, &st, &se, 1, in, off) == 0);
+	CHECK(index_walk(ix, "7.7", last_components, order) == 0);
+	CHECK(strcmp(order, "10 9 11 ") == 0);
+	/* the first one arrives (InstanceNumber 1): it stays in its place,
+	 * not behind those whose number is still unknown */
+	CHECK(put(ix, "7.7", "7.7.1", "7.7.1.10", "r/10.dcm", 10) == 0);
+	order[0] = '\0';
+	CHECK(index_walk(ix, "7.7", last_components, order) == 0);
+	CHECK(strcmp(order, "10 9 11 ") == 0);
+	index_close(ix);
 }
 
 /* Writes a file of size bytes in the cache's temp dir, publishes it. */
@@ -274,6 +312,7 @@ int main(void)
 	dir = test_tmpdir();
 	RUN(index_creates_schema_and_reopens_at_same_version);
 	RUN(index_sync_records_levels_and_prunes_vanished_instances);
+	RUN(index_keeps_a_manifest_order_as_instances_arrive);
 	RUN(cache_rejects_non_uid_path_components);
 	RUN(cache_evicts_least_recently_used_series_within_bound);
 	RUN(cache_check_removes_temp_orphans_and_rows_without_file);

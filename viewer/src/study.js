@@ -55,11 +55,15 @@ export async function seriesMetadata(series) {
 }
 
 // A series' image instances as the index lists them (QIDO: answered at
-// once, where the metadata may wait for the PACS to send the series), by
-// instance number, with their number of frames.
+// once, where the metadata may wait for the PACS to send the series), with
+// their number of frames: by instance number when each has one, else in
+// the index's order (a series still arriving from another DRIMbox, listed
+// as its manifest orders it), so that its middle does not move as
+// instances arrive and the one drimbox pulls first is the one drawn first.
 export async function seriesInstances(series) {
   const list = await getJSON(`/studies/${q(series.study)}/series/${q(series.uid)}/instances?includefield=00280008`);
-  return list.filter((m) => !NON_IMAGE_SOP.has(value(m, '00080016'))).sort(byInstanceNumber);
+  const images = list.filter((m) => !NON_IMAGE_SOP.has(value(m, '00080016')));
+  return images.every((m) => number(m, '00200013') != null) ? images.sort(byInstanceNumber) : images;
 }
 
 // [instance metadata, frame number] of each image of a series, in order.
