@@ -283,12 +283,15 @@ function setExams(exams) {
   if (busy()) schedulePoll();
 }
 
-// Loads the session (once) and the exams; quiet for the polls.
+// Loads the session (once) and the exams, both asked at once; quiet for
+// the polls.
 async function refresh(quiet = false) {
   if (!quiet) status('Recherche des examens dans le DMP…');
   try {
+    const exams = call('exams');
+    exams.catch(() => {}); // reported below, once awaited
     if (!session) showPatient((session = await call('session')));
-    setExams((await call('exams')).exams);
+    setExams((await exams).exams);
     showError(null);
   } catch (e) {
     showError(e);
