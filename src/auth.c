@@ -9,6 +9,7 @@
  */
 #include "auth.h"
 #include "config.h"
+#include "curlbuf.h"
 #include "dicomweb.h"
 #include "index.h"
 #include "log.h"
@@ -73,32 +74,6 @@ struct auth {
 
 /* ---- talking to PSC --------------------------------------------------- */
 
-struct reply {
-	char *p;
-	size_t len;
-	int too_big;
-};
-
-static size_t on_reply(char *p, size_t sz, size_t n, void *ctx)
-{
-	struct reply *r = ctx;
-	size_t len = sz * n;
-	char *np;
-
-	if (r->len + len > REPLY_MAX) {
-		r->too_big = 1;
-		return 0;
-	}
-	np = realloc(r->p, r->len + len + 1);
-	if (np == NULL)
-		return 0;
-	memcpy(np + r->len, p, len);
-	r->p = np;
-	r->len += len;
-	r->p[r->len] = '\0';
-	return len;
-}
-
 /*
  * GET url (form NULL) or POST form to it, the client authenticated when
  * client, with a Bearer when bearer. The JSON answer of a 2xx, else NULL
@@ -111,7 +86,7 @@ static json_t *psc_call(struct auth *a, const char *url, const char *form,
 	const struct config *cfg = a->cfg;
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
-	struct reply r = { NULL, 0, 0 };
+	struct curlbuf r = { NULL, 0, REPLY_MAX, 0 };
 	char header[AUTH_TOKEN_MAX + 32];
 	json_t *out = NULL;
 	json_error_t jerr;
@@ -143,7 +118,7 @@ static json_t *psc_call(struct auth *a, const char *url, const char *form,
 	}
 	if (cfg->psc_tls_ca[0])
 		curl_easy_setopt(c, CURLOPT_CAINFO, cfg->psc_tls_ca);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_reply);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlbuf_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->psc_timeout);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -864,19 +839,7 @@ out:
 static json_t *session_of(struct auth *a, struct MHD_Connection *conn,
                           char hash[65])
 {
-	const char *tok =
-	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE);
-	char *data = NULL;
-	json_t *s;
-
-	if (tok == NULL || strlen(tok) > 64)
-		return NULL;
-	token_hash(tok, hash);
-	if (index_token_get(a->ix, hash, "user", time(NULL), &data) != 1)
-		return NULL;
-	s = json_loads(data, 0, NULL);
-	free(data);
-	return s;
+	return web_cookie_row(a->ix, conn, COOKIE, "user", hash);
 }
 
 static void forget(struct auth *a, const char *hash);

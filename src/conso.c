@@ -103,19 +103,7 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, json_t *v)
 static json_t *session_of(struct conso *c, struct MHD_Connection *conn,
                           char hash[65])
 {
-	const char *tok =
-	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE);
-	char *data = NULL;
-	json_t *s;
-
-	if (tok == NULL || strlen(tok) > 64)
-		return NULL;
-	token_hash(tok, hash);
-	if (index_token_get(c->ix, hash, "session", time(NULL), &data) != 1)
-		return NULL;
-	s = json_loads(data, 0, NULL);
-	free(data);
-	return s;
+	return web_cookie_row(c->ix, conn, COOKIE, "session", hash);
 }
 
 static int session_save(struct conso *c, const char *hash, json_t *s)

@@ -8,6 +8,7 @@
  */
 #include "dmp.h"
 #include "config.h"
+#include "curlbuf.h"
 #include "fsutil.h"
 #include "log.h"
 #include "multipart.h"
@@ -853,32 +854,6 @@ static void signature_entry(struct req *r, xmlNodePtr list,
 
 /* ---- sending --------------------------------------------------------- */
 
-struct buf {
-	char *p;
-	size_t len;
-	int too_big;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ctx)
-{
-	struct buf *b = ctx;
-	size_t len = sz * n;
-	char *nb;
-
-	if (b->len + len > MAX_RESPONSE) {
-		b->too_big = 1;
-		return 0;
-	}
-	nb = realloc(b->p, b->len + len + 1);
-	if (nb == NULL)
-		return 0;
-	memcpy(nb + b->len, p, len);
-	b->p = nb;
-	b->len += len;
-	b->p[b->len] = '\0';
-	return len;
-}
-
 static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
 {
 	char *ctype = ctx;
@@ -1078,7 +1053,7 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 	struct mtom parts = { 0 };
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
-	struct buf reply = { NULL, 0, 0 };
+	struct curlbuf reply = { NULL, 0, MAX_RESPONSE, 0 };
 	char url[512], header[700], reply_type[512] = "";
 	enum dmp_outcome out = DMP_RETRY;
 	xmlDocPtr doc = NULL;
@@ -1097,7 +1072,7 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curlbuf_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)reply_type);

@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "index.h"
 #include "log.h"
+#include "token.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define VIEWER "/viewer"
@@ -425,4 +427,22 @@ enum MHD_Result web_handle(const struct http_env *env,
 		return web_redirect(conn, 301, loc);
 	}
 	return viewer_file(env->cfg, conn, url);
+}
+
+json_t *web_cookie_row(struct index *ix, struct MHD_Connection *conn,
+                       const char *name, const char *kind, char hash[65])
+{
+	const char *tok =
+	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
+	char *data = NULL;
+	json_t *row;
+
+	if (tok == NULL || strlen(tok) > 64)
+		return NULL;
+	token_hash(tok, hash);
+	if (index_token_get(ix, hash, kind, time(NULL), &data) != 1)
+		return NULL;
+	row = json_loads(data, 0, NULL);
+	free(data);
+	return row;
 }

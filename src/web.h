@@ -7,9 +7,11 @@
 #ifndef DRIMBOX_WEB_H
 #define DRIMBOX_WEB_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 struct http_env;
+struct index;
 
 /* 1 when url is one of the pages of this module. */
 int web_handles(const char *url);
@@ -35,6 +37,14 @@ enum MHD_Result web_file(struct MHD_Connection *conn, const char *dir,
 /* An empty response with a Location. */
 enum MHD_Result web_redirect(struct MHD_Connection *conn, unsigned status,
                              const char *location);
+
+/*
+ * The live index row (tokens: kind) of the request's cookie named name,
+ * its data parsed, and the hash it is kept under in hash; NULL when there
+ * is none.
+ */
+json_t *web_cookie_row(struct index *ix, struct MHD_Connection *conn,
+                       const char *name, const char *kind, char hash[65]);
 
 /* An HTML page (taken over: freed here) with Cache-Control cache. */
 enum MHD_Result web_send_page(struct MHD_Connection *conn, unsigned status,

@@ -745,7 +745,31 @@ if __name__ == "__main__":
         print("selftest ok in %.1f s" % (time.monotonic() - started))
 
 
-class PscSim(ManagedProcess):
+class Simulator(ManagedProcess):
+    """A simulator of ours (tests/*-sim/) with its /_sim/ control API at
+    self.url; ready once ready_probe answers."""
+
+    ready_probe = "requests"
+
+    def _context(self):
+        return None  # plain HTTP
+
+    def _answers(self):
+        try:
+            return self.control(self.ready_probe) is not None
+        except OSError:
+            return False
+
+    def control(self, path, obj=None):
+        """GET (obj None) or POST JSON to a /_sim/ endpoint; the JSON answer."""
+        data = None if obj is None else json.dumps(obj).encode()
+        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30, context=self._context()) as resp:
+            return json.loads(resp.read())
+
+
+class PscSim(Simulator):
     """The Pro Santé Connect simulator (tests/psc-sim/pscsim.py) on
     loopback, with one client per (id, secret) of clients."""
 
@@ -770,20 +794,6 @@ class PscSim(ManagedProcess):
         self._wait_ready(self._answers, timeout)
         return self
 
-    def _answers(self):
-        try:
-            return self.control("requests") is not None
-        except OSError:
-            return False
-
-    def control(self, path, obj=None):
-        """GET (obj None) or POST JSON to a /_sim/ endpoint; the JSON answer."""
-        data = None if obj is None else json.dumps(obj).encode()
-        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-
     def settings(self, client=None):
         """drimboxd config keys that sign in with this simulator."""
         cid, secret = client or self.clients[0]
@@ -791,10 +801,11 @@ class PscSim(ManagedProcess):
                 "psc_client_secret": secret}
 
 
-class DmpSim(ManagedProcess):
+class DmpSim(Simulator):
     """The DMP simulator (tests/dmp-sim/dmpsim.py) on loopback."""
 
     name = "dmpsim"
+    ready_probe = "documents"
 
     def __init__(self, workdir, trust=None, tls=None):
         """tls: (cert, key, ca, client cert, client key) PEM paths: HTTPS,
@@ -829,19 +840,6 @@ class DmpSim(ManagedProcess):
         ctx.load_cert_chain(str(self.tls[3]), str(self.tls[4]))
         return ctx
 
-    def _answers(self):
-        try:
-            return self.control("documents") is not None
-        except OSError:
-            return False
-
-    def control(self, path, obj=None):
-        """GET (obj None) or POST JSON to a /_sim/ endpoint; the JSON answer."""
-        data = None if obj is None else json.dumps(obj).encode()
-        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30, context=self._context()) as resp:
-            return json.loads(resp.read())
 
     def service_url(self, service):
         return "%s/si-dmp-server/v2/services/%s" % (self.url, service)
