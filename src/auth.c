@@ -549,10 +549,13 @@ static void auth_url(struct auth *a, struct MHD_Connection *conn,
 		snprintf(out, cap, "%.*s/auth/%s", (int)(n - tail), cb, name);
 	else if (host != NULL && strlen(host) < 256 &&
 	         strpbrk(host, " \"\\<>/?#@") == NULL)
-		snprintf(out, cap, "http://%s/auth/%s", host, name);
+		snprintf(out, cap, "%s://%s/auth/%s",
+		         a->cfg->http_tls_cert[0] ? "https" : "http", host,
+		         name);
 	else
-		snprintf(out, cap, "http://%s:%ld/auth/%s", a->cfg->http_bind,
-		         a->cfg->http_port, name);
+		snprintf(out, cap, "%s://%s:%ld/auth/%s",
+		         a->cfg->http_tls_cert[0] ? "https" : "http",
+		         a->cfg->http_bind, a->cfg->http_port, name);
 }
 
 /* A 302 to location, with a Set-Cookie when cookie is not NULL. */

@@ -97,6 +97,12 @@ static const struct opt schema[] = {
 	  "with '/', no trailing '/'." },
 	{ "http_max_connections", INT(http_max_connections), 1, 10000, "256",
 	  NULL, NULL, "Maximum number of simultaneous HTTP connections." },
+	{ "http_tls_cert", STR(http_tls_cert), 0, 0, "", NULL, NULL,
+	  "PEM certificate (chain) of the HTTP server; with http_tls_key it "
+	  "serves HTTPS (TLS 1.2 or later) only. Without, plain HTTP, allowed "
+	  "only when http_bind is a loopback address." },
+	{ "http_tls_key", STR(http_tls_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of http_tls_cert." },
 	{ "viewer_dir", STR(viewer_dir), 0, 0, "/usr/share/drimbox/viewer",
 	  NULL, NULL,
 	  "Directory of the built web viewer (make builds it into "
@@ -406,14 +412,19 @@ static int config_derive(struct config *cfg, const char *path, char *err,
 		         path, cfg->http_bind);
 		return -1;
 	}
-	if (strcmp(cfg->auth, "psc") == 0 &&
-	    strncmp(cfg->http_bind, "127.", 4) != 0 &&
-	    strncmp(cfg->psc_redirect_uri, "https://", 8) != 0) {
+	if (!cfg->http_tls_cert[0] != !cfg->http_tls_key[0]) {
 		snprintf(err, errlen,
-		         "%s: psc_redirect_uri: the https:// URL of "
-		         "/auth/callback is required when http_bind is not "
-		         "loopback (the session cookie is Secure)",
+		         "%s: http_tls_cert and http_tls_key go together",
 		         path);
+		return -1;
+	}
+	if (!cfg->http_tls_cert[0] && strncmp(cfg->http_bind, "127.", 4) != 0) {
+		snprintf(
+		        err, errlen,
+		        "%s: plain HTTP is allowed only with http_bind on "
+		        "loopback: set http_tls_cert and http_tls_key to serve "
+		        "%s",
+		        path, cfg->http_bind);
 		return -1;
 	}
 	if (strcmp(cfg->auth, "psc") == 0 &&

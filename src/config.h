@@ -41,6 +41,7 @@ struct config {
 	char dicomweb_root[64];
 	long http_max_connections;
 	char viewer_dir[CONFIG_STR_MAX];
+	char http_tls_cert[256], http_tls_key[256];
 	/* HL7 v2 from the RIS (MLLP) */
 	long hl7_port;
 	char hl7_bind[64];

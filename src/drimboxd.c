@@ -249,7 +249,8 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)
 		return -1;
-	log_info(LOGC_HTTP, "DICOMweb at http://%s:%ld%s", d->cfg.http_bind,
+	log_info(LOGC_HTTP, "DICOMweb at %s://%s:%ld%s",
+	         d->cfg.http_tls_cert[0] ? "https" : "http", d->cfg.http_bind,
 	         d->cfg.http_port, d->cfg.dicomweb_root);
 	if (d->cfg.hl7_port > 0 && start_hl7(d, err, errlen) != 0)
 		return -1;

@@ -9,12 +9,14 @@
 #include "config.h"
 #include "conso.h"
 #include "dicomweb.h"
+#include "fsutil.h"
 #include "index.h"
 #include "log.h"
 #include "pacs.h"
 #include "web.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,6 +38,8 @@ struct http {
 	struct http_env env;
 	struct MHD_Daemon *mhd;
 	atomic_ulong requests; /* numbers requests for the log */
+	const char *scheme;    /* "http" or "https" */
+	char *cert, *key;      /* PEM, with HTTPS */
 };
 
 /* gzip of buf (level 1: fast, JSON still shrinks ~10x); NULL on failure. */
@@ -424,10 +428,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
 	if (host == NULL || strlen(host) > 255 ||
 	    strpbrk(host, " \"\\<>") != NULL)
-		snprintf(rq.base, sizeof(rq.base), "http://%s:%ld%s",
+		snprintf(rq.base, sizeof(rq.base), "%s://%s:%ld%s", h->scheme,
 		         cfg->http_bind, cfg->http_port, cfg->dicomweb_root);
 	else
-		snprintf(rq.base, sizeof(rq.base), "http://%s%s", host,
+		snprintf(rq.base, sizeof(rq.base), "%s://%s%s", h->scheme, host,
 		         cfg->dicomweb_root);
 	/* a program (another DRIMbox) with a token reads what a manifest
 	 * this drimbox published references, nothing else */
@@ -442,10 +446,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return rq.qido ? qido_handle(&rq) : wado_handle(&rq);
 }
 
+static void free_http(struct http *h)
+{
+	free(h->cert);
+	free(h->key);
+	free(h);
+}
+
 struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 {
 	struct http *h = calloc(1, sizeof(*h));
 	struct sockaddr_in sa;
+	struct MHD_OptionItem tls_opts[4] = { { MHD_OPTION_END, 0, NULL } };
+	unsigned tls = 0;
+	size_t len;
 
 	if (h == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -458,24 +472,51 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 	if (inet_pton(AF_INET, env->cfg->http_bind, &sa.sin_addr) != 1) {
 		snprintf(err, errlen, "http_bind: '%s' is not an IPv4 address",
 		         env->cfg->http_bind);
-		free(h);
+		free_http(h);
 		return NULL;
+	}
+	h->scheme = "http";
+	if (env->cfg->http_tls_cert[0]) {
+		/* HTTPS only, TLS 1.2 or later */
+		h->cert = fs_read_file(env->cfg->http_tls_cert, 1 << 20, &len);
+		h->key = fs_read_file(env->cfg->http_tls_key, 1 << 20, &len);
+		if (h->cert == NULL || h->key == NULL) {
+			snprintf(err, errlen, "cannot read %s or %s: %s",
+			         env->cfg->http_tls_cert,
+			         env->cfg->http_tls_key, strerror(errno));
+			free_http(h);
+			return NULL;
+		}
+		tls_opts[0] =
+		        (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0,
+			                         h->cert };
+		tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY,
+			                               0, h->key };
+		tls_opts[2] = (struct MHD_OptionItem){
+			MHD_OPTION_HTTPS_PRIORITIES, 0,
+			(void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+		};
+		tls_opts[3] =
+		        (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+		h->scheme = "https";
+		tls = MHD_USE_TLS;
 	}
 	h->mhd = MHD_start_daemon(
 	        MHD_USE_THREAD_PER_CONNECTION |
 	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	                MHD_USE_TCP_FASTOPEN,
-	        0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-	        MHD_OPTION_CONNECTION_LIMIT,
+	                MHD_USE_TCP_FASTOPEN | tls,
+	        0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, tls_opts,
+	        MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
 	        (unsigned)env->cfg->http_max_connections,
 	        MHD_OPTION_CONNECTION_TIMEOUT, 120U,
 	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 	        MHD_OPTION_END);
 	if (h->mhd == NULL) {
-		snprintf(err, errlen, "HTTP server on %s:%ld could not start",
-		         env->cfg->http_bind, env->cfg->http_port);
-		free(h);
+		snprintf(err, errlen, "HTTP%s server on %s:%ld could not start",
+		         tls ? "S" : "", env->cfg->http_bind,
+		         env->cfg->http_port);
+		free_http(h);
 		return NULL;
 	}
 	return h;
@@ -486,5 +527,5 @@ void http_stop(struct http *h)
 	if (h == NULL)
 		return;
 	MHD_stop_daemon(h->mhd);
-	free(h);
+	free_http(h);
 }

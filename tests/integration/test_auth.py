@@ -1,4 +1,4 @@
-"""Sign-in with Pro Santé Connect, against the PSC simulator
+"""HTTPS, and sign-in with Pro Santé Connect, against the PSC simulator
 (tests/psc-sim/pscsim.py): the authorization code flow (PKCE S256, state,
 nonce, acr_values=eidas1), the session cookie and its flags, sign-out,
 what stays public, and Bearer tokens checked by the JWKS (keys cached by
@@ -8,6 +8,8 @@ refused with a page that says so; nothing goes back to another site."""
 
 import hashlib
 import http.client
+import ssl
+import subprocess
 import sqlite3
 import unittest
 import urllib.parse
@@ -236,6 +238,36 @@ class SignInTest(unittest.TestCase):
         status, body = self.bearer(port, self.token(acr="eidas2"))
         self.assertEqual(status, 401)
         self.assertIn("acr", body)
+
+
+class HttpsTest(unittest.TestCase):
+    """http_tls_cert / http_tls_key: the server speaks HTTPS only (TLS 1.2
+    or later; GnuTLS's priorities, set by drimboxd, are not tested from a
+    client that Debian's OpenSSL no longer lets speak TLS 1.1)."""
+
+    def test_https_only(self):
+        with TempDir("drimbox-https-") as d:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"),
+                            "-out", str(d / "cert.pem")], check=True, capture_output=True)
+            with Drimbox(d / "box", extra={"http_tls_cert": d / "cert.pem",
+                                           "http_tls_key": d / "key.pem"}) as box:
+                ctx = ssl.create_default_context(cafile=str(d / "cert.pem"))
+                c = http.client.HTTPSConnection(harness.LOOPBACK, box.http_port, timeout=30,
+                                                context=ctx)
+                c.request("GET", "/health")
+                r = c.getresponse()
+                self.assertEqual((r.status, r.read()), (200, b'{"status":"ok"}'))
+                self.assertIn(c.sock.version(), ("TLSv1.2", "TLSv1.3"))
+                c.close()
+                # plain HTTP on the HTTPS port gets no answer
+                try:
+                    status = get(box.http_port, "/health")[0]
+                except (http.client.HTTPException, OSError):
+                    status = None
+                self.assertNotEqual(status, 200)
+                self.assertIn("DICOMweb at https://", box.log_text())
 
 
 if __name__ == "__main__":

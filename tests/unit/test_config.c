@@ -120,20 +120,27 @@ static void config_requires_psc_or_loopback(void)
 	           "psc_client_id = db\npsc_client_secret = s\n",
 	           &cfg, err, sizeof(err)) == 0);
 	CHECK(strcmp(cfg.psc_token_check, "jwks") == 0);
-	/* off loopback, the callback must be https (Secure cookie) */
+	/* off loopback, HTTPS only */
 	CHECK(load("auth = psc\npsc_issuer = https://psc.example/realm\n"
 	           "psc_client_id = db\npsc_client_secret = s\n"
 	           "http_bind = 0.0.0.0\n",
 	           &cfg, err, sizeof(err)) == -1);
-	CHECK(strstr(err, "psc_redirect_uri") != NULL);
+	CHECK(strstr(err, "plain HTTP") != NULL);
 	CHECK(load("auth = psc\npsc_issuer = https://psc.example/realm\n"
 	           "psc_client_id = db\npsc_client_secret = s\n"
-	           "http_bind = 0.0.0.0\n"
-	           "psc_redirect_uri = https://db.example.fr/auth/callback\n",
+	           "http_bind = 0.0.0.0\nhttp_tls_cert = /etc/db.pem\n",
+	           &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "go together") != NULL);
+	CHECK(load("auth = psc\npsc_issuer = https://psc.example/realm\n"
+	           "psc_client_id = db\npsc_client_secret = s\n"
+	           "http_bind = 0.0.0.0\nhttp_tls_cert = /etc/db.pem\n"
+	           "http_tls_key = /etc/db.key\n",
 	           &cfg, err, sizeof(err)) == 0);
 	/* no sign-in only on loopback */
-	CHECK(load("http_bind = 0.0.0.0\n", &cfg, err, sizeof(err)) == -1);
-	CHECK(strstr(err, "loopback") != NULL);
+	CHECK(load("http_bind = 0.0.0.0\nhttp_tls_cert = /c\nhttp_tls_key = "
+	           "/k\n",
+	           &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "auth = none") != NULL);
 	CHECK(load("http_bind = 127.0.0.2\n", &cfg, err, sizeof(err)) == 0);
 }
 
