@@ -1109,7 +1109,7 @@ int auth_identify(struct auth *a, struct MHD_Connection *conn,
 		token_hash(tok, hash);
 		if (cached(a, 'S', hash, user))
 			return 1;
-		if ((s = session_of(a, conn, hash)) != NULL) {
+		if ((s = web_token_row(a->ix, hash, "user")) != NULL) {
 			user_of_json(json_object_get(s, "user"), user);
 			snprintf(user->session, sizeof(user->session), "%s",
 			         hash);

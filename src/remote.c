@@ -50,36 +50,47 @@ struct remote {
 	struct index *ix;
 	struct store *store;
 	struct dcm_store_handler fill;
-	pthread_mutex_t lock; /* guards wl and wl_mtime */
+	pthread_mutex_t lock; /* guards wl, wl_mtime and recent */
 	struct whitelist *wl;
 	struct timespec wl_mtime;
-	/* the outcome of the last pulls of recent studies, guarded by lock */
-	struct {
-		char study[65], error[300];
-	} last[32];
-	unsigned next_last;
+	/* recent studies: the outcome of their last pull and who asked for
+	 * them (a session hash), guarded by lock */
+	struct recent {
+		char study[65], error[300], session[65];
+	} recent[64];
+	unsigned next_recent;
 	struct auth *auth; /* NULL: requests carry no token */
-	/* who asked for recent studies (session hashes), guarded by lock */
-	struct {
-		char study[65], session[65];
-	} asker[64];
-	unsigned next_asker;
 };
+
+/* The entry of a study, or NULL; lock held. */
+static struct recent *recent_find(struct remote *r, const char *study)
+{
+	for (size_t i = 0; i < sizeof(r->recent) / sizeof(r->recent[0]); i++)
+		if (strcmp(r->recent[i].study, study) == 0)
+			return &r->recent[i];
+	return NULL;
+}
+
+/* The entry of a study, made (the oldest replaced) when new; lock held. */
+static struct recent *recent_of(struct remote *r, const char *study)
+{
+	struct recent *e = recent_find(r, study);
+
+	if (e != NULL)
+		return e;
+	e = &r->recent[r->next_recent++ %
+	               (sizeof(r->recent) / sizeof(r->recent[0]))];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->study, sizeof(e->study), "%s", study);
+	return e;
+}
 
 void remote_set_session(struct remote *r, const char *study,
                         const char *session)
 {
-	unsigned n = sizeof(r->asker) / sizeof(r->asker[0]), slot = n;
-
 	pthread_mutex_lock(&r->lock);
-	for (unsigned i = 0; i < n; i++)
-		if (strcmp(r->asker[i].study, study) == 0)
-			slot = i;
-	if (slot == n)
-		slot = r->next_asker++ % n;
-	snprintf(r->asker[slot].study, sizeof(r->asker[0].study), "%s", study);
-	snprintf(r->asker[slot].session, sizeof(r->asker[0].session), "%s",
-	         session);
+	snprintf(recent_of(r, study)->session, sizeof(r->recent[0].session),
+	         "%s", session);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -87,15 +98,13 @@ void remote_set_session(struct remote *r, const char *study,
 static int bearer_of(struct remote *r, const char *study, char *out, size_t cap,
                      char *err, size_t errlen)
 {
-	unsigned n = sizeof(r->asker) / sizeof(r->asker[0]);
 	char session[65] = "";
+	struct recent *e;
 	int w;
 
 	pthread_mutex_lock(&r->lock);
-	for (unsigned i = 0; i < n; i++)
-		if (strcmp(r->asker[i].study, study) == 0)
-			snprintf(session, sizeof(session), "%s",
-			         r->asker[i].session);
+	if ((e = recent_find(r, study)) != NULL)
+		snprintf(session, sizeof(session), "%s", e->session);
 	pthread_mutex_unlock(&r->lock);
 	if (session[0] == '\0') {
 		snprintf(err, errlen,
@@ -110,16 +119,8 @@ static int bearer_of(struct remote *r, const char *study, char *out, size_t cap,
 
 void remote_note_error(struct remote *r, const char *study, const char *error)
 {
-	unsigned n = sizeof(r->last) / sizeof(r->last[0]), slot = n;
-
 	pthread_mutex_lock(&r->lock);
-	for (unsigned i = 0; i < n; i++)
-		if (strcmp(r->last[i].study, study) == 0)
-			slot = i;
-	if (slot == n)
-		slot = r->next_last++ % n;
-	snprintf(r->last[slot].study, sizeof(r->last[0].study), "%s", study);
-	snprintf(r->last[slot].error, sizeof(r->last[0].error), "%s",
+	snprintf(recent_of(r, study)->error, sizeof(r->recent[0].error), "%s",
 	         error ? error : "");
 	pthread_mutex_unlock(&r->lock);
 }
@@ -127,13 +128,11 @@ void remote_note_error(struct remote *r, const char *study, const char *error)
 void remote_last_error(struct remote *r, const char *study, char *out,
                        size_t cap)
 {
-	unsigned n = sizeof(r->last) / sizeof(r->last[0]);
+	struct recent *e;
 
-	out[0] = '\0';
 	pthread_mutex_lock(&r->lock);
-	for (unsigned i = 0; i < n; i++)
-		if (strcmp(r->last[i].study, study) == 0)
-			snprintf(out, cap, "%s", r->last[i].error);
+	e = recent_find(r, study);
+	snprintf(out, cap, "%s", e ? e->error : "");
 	pthread_mutex_unlock(&r->lock);
 }
 

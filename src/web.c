@@ -429,20 +429,26 @@ enum MHD_Result web_handle(const struct http_env *env,
 	return viewer_file(env->cfg, conn, url);
 }
 
-json_t *web_cookie_row(struct index *ix, struct MHD_Connection *conn,
-                       const char *name, const char *kind, char hash[65])
+json_t *web_token_row(struct index *ix, const char *hash, const char *kind)
 {
-	const char *tok =
-	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
 	char *data = NULL;
 	json_t *row;
 
-	if (tok == NULL || strlen(tok) > 64)
-		return NULL;
-	token_hash(tok, hash);
 	if (index_token_get(ix, hash, kind, time(NULL), &data) != 1)
 		return NULL;
 	row = json_loads(data, 0, NULL);
 	free(data);
 	return row;
+}
+
+json_t *web_cookie_row(struct index *ix, struct MHD_Connection *conn,
+                       const char *name, const char *kind, char hash[65])
+{
+	const char *tok =
+	        MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, name);
+
+	if (tok == NULL || strlen(tok) > 64)
+		return NULL;
+	token_hash(tok, hash);
+	return web_token_row(ix, hash, kind);
 }

@@ -38,6 +38,9 @@ enum MHD_Result web_file(struct MHD_Connection *conn, const char *dir,
 enum MHD_Result web_redirect(struct MHD_Connection *conn, unsigned status,
                              const char *location);
 
+/* The live index row (tokens) of that hash and kind, its data parsed. */
+json_t *web_token_row(struct index *ix, const char *hash, const char *kind);
+
 /*
  * The live index row (tokens: kind) of the request's cookie named name,
  * its data parsed, and the hash it is kept under in hash; NULL when there
