@@ -8,6 +8,7 @@
  * cookie's hash: the professional and the tokens).
  */
 #include "auth.h"
+#include "audit.h"
 #include "config.h"
 #include "curlbuf.h"
 #include "dicomweb.h"
@@ -683,6 +684,18 @@ static const char *local_path(const char *next)
 }
 
 /* Exchanges the code of a sign-in that came back; makes the session. */
+/* A sign-in or sign-out in the audit trail. */
+static void audit_sign(struct MHD_Connection *conn, const char *action,
+                       const char *actor, const char *outcome,
+                       const char *detail)
+{
+	char peer[64];
+
+	audit_peer(conn, peer, sizeof(peer));
+	audit(&(struct audit_event){ actor, action, NULL, NULL, peer, outcome,
+	                             NULL, detail });
+}
+
 static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 {
 	const char *code = MHD_lookup_connection_value(
@@ -742,6 +755,8 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 		log_warn(LOGC_HTTP, "sign-in refused by PSC: %s%s%.200s",
 		         error ? error : "no code", desc ? ": " : "",
 		         desc ? desc : "");
+		audit_sign(conn, "sign-in", NULL, "refused",
+		           error ? error : "no code");
 		json_decref(login_data);
 		return page(conn, 403, "Connexion refus&eacute;e",
 		            "Pro Sant&eacute; Connect n'a pas accept&eacute; "
@@ -811,6 +826,7 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 	}
 	log_info(LOGC_HTTP, "signed in: %s (%s %s, profession %s)", u.id,
 	         u.given, u.family, u.profession);
+	audit_sign(conn, "sign-in", u.id, "ok", NULL);
 	snprintf(cookie, sizeof(cookie),
 	         COOKIE "=%s; Path=/; Max-Age=%ld; HttpOnly; Secure; "
 	                "SameSite=Lax",
@@ -819,6 +835,7 @@ static enum MHD_Result callback(struct auth *a, struct MHD_Connection *conn)
 	goto out;
 fail:
 	log_error(LOGC_HTTP, "sign-in failed: %s", err);
+	audit_sign(conn, "sign-in", NULL, "failed", err);
 	ret = page(conn, 502, "Connexion impossible",
 	           "La connexion avec Pro Sant&eacute; Connect a "
 	           "&eacute;chou&eacute;. R&eacute;essayez.");
@@ -864,6 +881,8 @@ static enum MHD_Result logout(struct auth *a, struct MHD_Connection *conn)
 	forget(a, hash);
 	log_info(LOGC_HTTP, "signed out: %s",
 	         jstr(json_object_get(s, "user"), "id"));
+	audit_sign(conn, "sign-out", jstr(json_object_get(s, "user"), "id"),
+	           "ok", NULL);
 	auth_url(a, conn, "signed-out", back, sizeof(back));
 	c = curl_easy_init();
 	if (c != NULL && endpoint(a, "end_session_endpoint", end, sizeof(end),

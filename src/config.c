@@ -103,6 +103,13 @@ static const struct opt schema[] = {
 	  "only when http_bind is a loopback address." },
 	{ "http_tls_key", STR(http_tls_key), 0, 0, "", NULL, NULL,
 	  "PEM private key of http_tls_cert." },
+	{ "http_tls_client_ca", STR(http_tls_client_ca), 0, 0, "", NULL, NULL,
+	  "PEM trust anchors of the DRIMboxes' client certificates (IGC-Sante "
+	  "chains; needs http_tls_cert). When set, another DRIMbox (a request "
+	  "with a Bearer token) must present a client certificate that "
+	  "verifies against them and whose subject is a "
+	  "DNCertificatOperateur of the whitelist (whitelist_file): mutual "
+	  "TLS. People's browsers are not asked for one." },
 	{ "viewer_dir", STR(viewer_dir), 0, 0, "/usr/share/drimbox/viewer",
 	  NULL, NULL,
 	  "Directory of the built web viewer (make builds it into "
@@ -243,6 +250,15 @@ static const struct opt schema[] = {
 	{ "remote_timeout", INT(remote_timeout), 1, 600, "30", NULL, NULL,
 	  "Seconds to connect to another DRIMbox, and that a transfer may "
 	  "stall, before it fails." },
+	{ "remote_tls_cert", STR(remote_tls_cert), 0, 0, "", NULL, NULL,
+	  "PEM client certificate this drimbox presents to the DRIMboxes it "
+	  "pulls from (mutual TLS; its subject is this site's "
+	  "DNCertificatOperateur in the whitelist)." },
+	{ "remote_tls_key", STR(remote_tls_key), 0, 0, "", NULL, NULL,
+	  "PEM private key of remote_tls_cert." },
+	{ "remote_tls_ca", STR(remote_tls_ca), 0, 0, "", NULL, NULL,
+	  "PEM trust anchors of the other DRIMboxes' server certificates "
+	  "(empty: the system's)." },
 	{ "auth", ENUM(auth), 0, 0, "psc", "psc|none", "Sign-in",
 	  "Who may use the HTTP server. psc: people sign in with Pro Sante "
 	  "Connect (a session cookie), programs and other DRIMboxes present a "
@@ -415,6 +431,18 @@ static int config_derive(struct config *cfg, const char *path, char *err,
 	if (!cfg->http_tls_cert[0] != !cfg->http_tls_key[0]) {
 		snprintf(err, errlen,
 		         "%s: http_tls_cert and http_tls_key go together",
+		         path);
+		return -1;
+	}
+	if (!cfg->remote_tls_cert[0] != !cfg->remote_tls_key[0]) {
+		snprintf(err, errlen,
+		         "%s: remote_tls_cert and remote_tls_key go together",
+		         path);
+		return -1;
+	}
+	if (cfg->http_tls_client_ca[0] && !cfg->http_tls_cert[0]) {
+		snprintf(err, errlen,
+		         "%s: http_tls_client_ca needs HTTPS (http_tls_cert)",
 		         path);
 		return -1;
 	}

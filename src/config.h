@@ -41,7 +41,7 @@ struct config {
 	char dicomweb_root[64];
 	long http_max_connections;
 	char viewer_dir[CONFIG_STR_MAX];
-	char http_tls_cert[256], http_tls_key[256];
+	char http_tls_cert[256], http_tls_key[256], http_tls_client_ca[256];
 	/* HL7 v2 from the RIS (MLLP) */
 	long hl7_port;
 	char hl7_bind[64];
@@ -78,6 +78,7 @@ struct config {
 	char conso_import_ids[16];
 	char qr_workstations[CONFIG_STR_MAX];
 	long remote_parallel, remote_timeout;
+	char remote_tls_cert[256], remote_tls_key[256], remote_tls_ca[256];
 	/* sign-in: Pro Santé Connect */
 	char auth[8];
 	char psc_issuer[256], psc_client_id[128], psc_client_secret[256];

@@ -7,6 +7,7 @@
  * retriever and the import jobs, which every session shares.
  */
 #include "conso.h"
+#include "audit.h"
 #include "auth.h"
 #include "cache.h"
 #include "config.h"
@@ -185,8 +186,7 @@ static int informed(const char *v)
 	return -1;
 }
 
-/* The DRIM-M parameters, checked; NULL and why otherwise. */
-static json_t *call_data(const struct config *cfg, json_t *f, const char **why)
+json_t *conso_call_data(const struct config *cfg, json_t *f, const char **why)
 {
 	static const char *const required[] = {
 		"Patient.identifier.value",
@@ -282,6 +282,20 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, unsigned status,
 	return web_send_page(conn, status, page, (size_t)n, "no-store");
 }
 
+/* A contextual call, its session or an import in the audit trail. */
+static void audit_conso(struct MHD_Connection *conn, json_t *s,
+                        const char *action, const char *study,
+                        const char *outcome, const char *detail)
+{
+	char peer[64] = "";
+
+	if (conn != NULL)
+		audit_peer(conn, peer, sizeof(peer));
+	audit(&(struct audit_event){ jstr(json_object_get(s, "author"), "id"),
+	                             action, study, NULL, peer, outcome,
+	                             jstr(s, "call"), detail });
+}
+
 static enum MHD_Result contextual_call(struct conso *c,
                                        struct MHD_Connection *conn,
                                        const char *body, size_t len)
@@ -307,22 +321,30 @@ static enum MHD_Result contextual_call(struct conso *c,
 		            "too long");
 		goto out;
 	}
-	data = call_data(c->cfg, f.fields, &why);
+	data = conso_call_data(c->cfg, f.fields, &why);
 	if (data == NULL) {
 		snprintf(msg, sizeof(msg),
 		         "contextual call: %s missing or "
 		         "invalid",
 		         why);
 		log_warn(LOGC_HTTP, "%s", msg);
+		audit_conso(conn, NULL, "call", NULL, "refused", msg);
 		rc = refuse(conn, 400, msg);
 		goto out;
 	}
-	text = json_dumps(data, JSON_COMPACT);
-	if (text == NULL || token_new(token) != 0) {
-		rc = dw_error(conn, 500, "out of memory");
+	if (token_new(token) != 0) {
+		rc = dw_error(conn, 500, "no randomness");
 		goto out;
 	}
 	token_hash(token, hash);
+	/* the call's name in the audit trail and the statistics: the start
+	 * of its token's hash (it tells nothing of the token) */
+	json_object_set_new(data, "call", json_stringn(hash, 16));
+	text = json_dumps(data, JSON_COMPACT);
+	if (text == NULL) {
+		rc = dw_error(conn, 500, "out of memory");
+		goto out;
+	}
 	if (index_token_put(c->ix, hash, "context", text, now,
 	                    now + c->cfg->conso_context_seconds) != 0) {
 		rc = dw_error(conn, 503, "the index cannot record the call");
@@ -330,6 +352,9 @@ static enum MHD_Result contextual_call(struct conso *c,
 	}
 	log_info(LOGC_HTTP, "contextual call for patient %s",
 	         jstr(json_object_get(data, "patient"), "pid"));
+	snprintf(msg, sizeof(msg), "patient %s",
+	         jstr(json_object_get(data, "patient"), "ins"));
+	audit_conso(conn, data, "call", NULL, "ok", msg);
 	snprintf(loc, sizeof(loc), CONSO "/?ctx=%s", token);
 	rc = web_redirect(conn, 303, loc);
 out:
@@ -384,6 +409,7 @@ static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
 	if (found == 1 && (s = json_loads(data, 0, NULL)) != NULL) {
 		if (who != NULL) /* the signed-in professional consults */
 			sign_session(c, s, shash, who);
+		audit_conso(conn, s, "consult", NULL, "ok", NULL);
 		background(c, s, shash, NULL);
 		json_decref(s);
 	}
@@ -758,7 +784,9 @@ static unsigned prepare(struct conso *c, json_t *s, json_t *e, char *err,
 
 	/* pulls of it present the token of who asked */
 	if (jstr(s, "login")[0] != '\0')
-		remote_set_session(c->remote, study, jstr(s, "login"));
+		remote_set_session(c->remote, study, jstr(s, "login"),
+		                   jstr(json_object_get(s, "author"), "id"),
+		                   jstr(s, "call"));
 	/* as the list names it: a manifest the source replaced is read again */
 	if (remote_holds_manifest(c->remote, study, jstr(e, "unique")))
 		return 0;
@@ -930,8 +958,10 @@ static enum MHD_Result import(struct conso *c, struct MHD_Connection *conn,
 		return dw_error(conn, 409, "this exam is being imported");
 	}
 	free(payload);
-	pl = json_pack("{s:s, s:i, s:i, s:s}", "study", jstr(e, "study_uid"),
-	               "sent", 0, "total", 0, "login", jstr(s, "login"));
+	pl = json_pack("{s:s, s:i, s:i, s:s, s:O?, s:s}", "study",
+	               jstr(e, "study_uid"), "sent", 0, "total", 0, "login",
+	               jstr(s, "login"), "author", json_object_get(s, "author"),
+	               "call", jstr(s, "call"));
 	if (pl && strcmp(c->cfg->conso_import_ids, "local") == 0) {
 		/* filed under the patient the call named */
 		json_t *p = json_object_get(s, "patient");
@@ -1358,7 +1388,9 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 		goto out;
 	}
 	if (jstr(pl, "login")[0] != '\0') /* after a restart too */
-		remote_set_session(c->remote, study, jstr(pl, "login"));
+		remote_set_session(c->remote, study, jstr(pl, "login"),
+		                   jstr(json_object_get(pl, "author"), "id"),
+		                   jstr(pl, "call"));
 	if (uncached(c, study) > 0 &&
 	    retriever_fetch(c->rt, study, NULL, 1000, NULL, NULL, &st) != 0) {
 		snprintf(err, errlen, "pull: %s", st.error);
@@ -1428,6 +1460,8 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 out:
 	if (as)
 		dcm_assoc_close(as);
+	audit_conso(NULL, pl, "import", study, rc == 0 ? "ok" : "failed",
+	            rc == 0 ? NULL : err);
 	free(f.rel);
 	free(f.series);
 	json_decref(pl);

@@ -12,6 +12,7 @@
 #ifndef DRIMBOX_CONSO_H
 #define DRIMBOX_CONSO_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <stddef.h>
 
@@ -45,5 +46,13 @@ enum MHD_Result conso_handle(struct conso *c, struct MHD_Connection *conn,
                              const char *url, const char *method,
                              const struct auth_user *who, const char *body,
                              size_t len);
+
+/*
+ * The DRIM-M parameters of a contextual call (fields: the form's, name to
+ * string) checked and shaped as the session keeps them; NULL with why
+ * (the parameter at fault) otherwise.
+ */
+json_t *conso_call_data(const struct config *cfg, json_t *fields,
+                        const char **why);
 
 #endif

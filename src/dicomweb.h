@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+struct auth_user;
 struct dcm_manifest;
 
 /* A DICOMweb request: the path split into its resource parts. */
@@ -27,7 +28,16 @@ struct dw_request {
 	 * (KOS-SOPInstanceUID): only what it references is served. Owned by
 	 * the request, then by the stream that takes the request over. */
 	struct dcm_manifest *kos;
+	const struct auth_user *who; /* NULL with auth = none */
 };
+
+/*
+ * Records the request in the audit trail (once per ten minutes for the
+ * same reader, study and series): a search, a professional's view, or a
+ * study served to another DRIMbox (a Bearer token).
+ */
+void dw_audit(const struct dw_request *rq, const char *outcome,
+              const char *detail);
 
 /* Sends {"error": msg} with status; returns what MHD_queue_response did. */
 enum MHD_Result dw_error(struct MHD_Connection *conn, unsigned status,

@@ -7,6 +7,7 @@
  * part is the KOS.
  */
 #include "dmp.h"
+#include "audit.h"
 #include "config.h"
 #include "curlbuf.h"
 #include "fsutil.h"
@@ -87,6 +88,7 @@ struct req {
 	char assertion_id[64];
 	int ids;               /* numbers the classifications and identifiers */
 	double sign_s, send_s; /* how long signing and the exchange took */
+	json_t *payload;       /* whose request: the audit trail's actor */
 };
 
 static double seconds_since(const struct timespec *t0)
@@ -1042,6 +1044,33 @@ done:
 }
 
 /*
+ * Reads a reply as received (SOAP, or MTOM when ctype is
+ * multipart/related) into *doc (NULL when it is not XML) and the MTOM
+ * parts, and judges it.
+ */
+static enum dmp_outcome read_reply(const char *ctype, const char *body,
+                                   size_t len, long http, const char *unique,
+                                   xmlDocPtr *doc, struct mtom *parts,
+                                   char *err, size_t errlen)
+{
+	const char *env = body;
+	size_t n = len;
+
+	if (strcasestr(ctype, "multipart/related") != NULL) {
+		int ok = mtom_split(ctype, body, len, parts) == 0;
+
+		env = ok ? parts->p[0].data : NULL;
+		n = ok ? parts->p[0].len : 0;
+	}
+	*doc = env && n <= INT32_MAX
+	               ? xmlReadMemory(env, (int)n, NULL, NULL,
+	                               XML_PARSE_NONET | XML_PARSE_NOERROR |
+	                                       XML_PARSE_NOWARNING)
+	               : NULL;
+	return judge(*doc, http, unique, err, errlen);
+}
+
+/*
  * POSTs a request to a service; the outcome, and with reply non-NULL the
  * parsed reply (the caller frees it).
  */
@@ -1093,23 +1122,8 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 		snprintf(err, errlen, "%s: HTTP %ld, %s", url, http,
 		         reply.too_big ? "reply too large" : "empty reply");
 	} else {
-		const char *env = reply.p;
-		size_t n = reply.len;
-
-		if (strcasestr(reply_type, "multipart/related") != NULL) {
-			int ok = mtom_split(reply_type, reply.p, reply.len,
-			                    &parts) == 0;
-
-			env = ok ? parts.p[0].data : NULL;
-			n = ok ? parts.p[0].len : 0;
-		}
-		doc = env && n <= INT32_MAX
-		              ? xmlReadMemory(env, (int)n, NULL, NULL,
-		                              XML_PARSE_NONET |
-		                                      XML_PARSE_NOERROR |
-		                                      XML_PARSE_NOWARNING)
-		              : NULL;
-		out = judge(doc, http, unique, err, errlen);
+		out = read_reply(reply_type, reply.p, reply.len, http, unique,
+		                 &doc, &parts, err, errlen);
 	}
 	if (reply_doc != NULL && out == DMP_OK)
 		*reply_doc = doc;
@@ -1136,6 +1150,7 @@ static xmlNodePtr begin(struct req *r, const struct config *cfg,
 	xmlNodePtr env, header, sec;
 	char msgid[64], to[512];
 
+	r->payload = payload;
 	r->doc = xmlNewDoc(BAD_CAST "1.0");
 	env = xmlNewNode(NULL, BAD_CAST "Envelope");
 	xmlDocSetRootElement(r->doc, env);
@@ -1160,6 +1175,35 @@ static xmlNodePtr begin(struct req *r, const struct config *cfg,
 	r->assertion = vihf(r, sec, cfg, payload, patient_nh, r->assertion_id,
 	                    sizeof(r->assertion_id));
 	return el(env, r->soap, "Body", NULL);
+}
+
+/* The transaction of a SOAP action, as the DMP's guides name it. */
+static const char *transaction(const char *action)
+{
+	return strcmp(action, ITI41) == 0   ? "ITI-41"
+	       : strcmp(action, ITI18) == 0 ? "ITI-18"
+	       : strcmp(action, ITI57) == 0 ? "ITI-57"
+	       : strcmp(action, ITI43) == 0 ? "ITI-43"
+	       : strcmp(action, TD02) == 0  ? "TD0.2"
+	       : strcmp(action, TD03) == 0  ? "TD0.3"
+	                                    : action;
+}
+
+/* A request to the DMP, its outcome and why, in the audit trail. */
+static void audit_call(const struct req *r, const char *action,
+                       enum dmp_outcome out, const char *err)
+{
+	char detail[400];
+
+	snprintf(detail, sizeof(detail), "%s%s%.300s", transaction(action),
+	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
+	audit(&(struct audit_event){
+	        jstr(json_object_get(r->payload, "author"), "id"), "dmp",
+	        jstr(r->payload, "study"), NULL, "dmp",
+	        out == DMP_OK          ? "ok"
+	        : out == DMP_PERMANENT ? "refused"
+	                               : "failed",
+	        jstr(r->payload, "call"), detail });
 }
 
 /*
@@ -1245,6 +1289,7 @@ static enum dmp_outcome finish(struct req *r, const struct config *cfg,
 	           errlen);
 done:
 	r->send_s = seconds_since(&t0);
+	audit_call(r, action, out, err);
 	free(mtom);
 	xmlFree(xml);
 	xmlFreeDoc(r->doc);
@@ -1587,6 +1632,42 @@ static json_t *entry_json(xmlNodePtr eo)
 	return e;
 }
 
+/* The document entries of an ITI-18 reply, as JSON. */
+static json_t *documents_of(xmlDocPtr reply)
+{
+	xmlXPathContextPtr x = xmlXPathNewContext(reply);
+	xmlXPathObjectPtr set = NULL;
+	json_t *docs = json_array();
+
+	if (x != NULL) {
+		xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
+		set = xmlXPathEvalExpression(BAD_CAST "//rim:ExtrinsicObject",
+		                             x);
+	}
+	for (int i = 0; set && set->nodesetval && i < set->nodesetval->nodeNr;
+	     i++)
+		json_array_append_new(docs,
+		                      entry_json(set->nodesetval->nodeTab[i]));
+	xmlXPathFreeObject(set);
+	xmlXPathFreeContext(x);
+	return docs;
+}
+
+enum dmp_outcome dmp_read_reply(const char *ctype, const char *body, size_t len,
+                                long http, json_t **docs, char *err,
+                                size_t errlen)
+{
+	struct mtom parts = { 0 };
+	xmlDocPtr doc = NULL;
+	enum dmp_outcome out = read_reply(ctype, body, len, http, NULL, &doc,
+	                                  &parts, err, errlen);
+
+	*docs = out == DMP_OK ? documents_of(doc) : NULL;
+	xmlFreeDoc(doc);
+	mtom_free(&parts);
+	return out;
+}
+
 enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
                                     const char *reference, json_t **docs,
                                     char *err, size_t errlen)
@@ -1620,23 +1701,8 @@ enum dmp_outcome dmp_find_documents(const struct config *cfg, json_t *who,
 	}
 	out = finish(&r, cfg, "registry", ITI18, NULL, 0, NULL, &reply, NULL,
 	             err, errlen);
-	if (out == DMP_OK) {
-		xmlXPathContextPtr x = xmlXPathNewContext(reply);
-		xmlXPathObjectPtr set = NULL;
-
-		*docs = json_array();
-		if (x != NULL) {
-			xmlXPathRegisterNs(x, BAD_CAST "rim", BAD_CAST NS_RIM);
-			set = xmlXPathEvalExpression(
-			        BAD_CAST "//rim:ExtrinsicObject", x);
-		}
-		for (int i = 0;
-		     set && set->nodesetval && i < set->nodesetval->nodeNr; i++)
-			json_array_append_new(
-			        *docs, entry_json(set->nodesetval->nodeTab[i]));
-		xmlXPathFreeObject(set);
-		xmlXPathFreeContext(x);
-	}
+	if (out == DMP_OK)
+		*docs = documents_of(reply);
 	xmlFreeDoc(reply);
 	log_info(LOGC_DMP, "ITI-18 FindDocuments%s%s -> %s%s%s (%zu documents)",
 	         reference ? "ByReferenceId " : "", reference ? reference : "",

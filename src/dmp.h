@@ -96,4 +96,14 @@ enum dmp_outcome dmp_retrieve_document(const struct config *cfg, json_t *who,
                                        const char *unique, char **data,
                                        size_t *len, char *err, size_t errlen);
 
+/*
+ * Reads a DMP reply as received (ctype: its Content-Type, SOAP or MTOM;
+ * http: its status) as ITI-18's are read: the outcome, and with DMP_OK the
+ * document entries it lists (*docs, the caller frees). For the fuzzing
+ * harness (tests/fuzz), which feeds it what a hostile DMP could send.
+ */
+enum dmp_outcome dmp_read_reply(const char *ctype, const char *body, size_t len,
+                                long http, json_t **docs, char *err,
+                                size_t errlen);
+
 #endif

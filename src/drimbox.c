@@ -3,6 +3,7 @@
  * directly; status, sync and fetch ask the running daemon over its control
  * socket; ls reads the index (read-only, beside the daemon).
  */
+#include "cli.h"
 #include "config.h"
 #include "dcm.h"
 #include "dmp.h"
@@ -45,6 +46,14 @@ static void usage(FILE *out)
 	      "and the answers\n"
 	      "  whitelist [FILE]                verify the DRIM-M whitelist "
 	      "(default whitelist_file)\n"
+	      "  audit [--from T] [--to T] [--json]\n"
+	      "                                  the audit trail (CSV; T: "
+	      "YYYY-MM-DD[THH:MM[:SS]], UTC)\n"
+	      "  audit verify                    check the audit trail's "
+	      "hash chain\n"
+	      "  stats [--from T] [--to T] [--json]\n"
+	      "                                  the usage statistics: one "
+	      "line per contextual call\n"
 	      "FILE defaults to $DRIMBOX_CONF, then " DEFAULT_CONF ".\n",
 	      out);
 }
@@ -557,7 +566,7 @@ static void ls_print_text(json_t *studies)
 }
 
 /* The index, read-only (the daemon may be running); 0 or -1 (said). */
-static int open_index(const struct config *cfg, struct index **ix)
+int cli_open_index(const struct config *cfg, struct index **ix)
 {
 	char path[PATH_MAX], err[512];
 
@@ -591,7 +600,7 @@ static int cmd_ls(const struct config *cfg, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (open_index(cfg, &ix) != 0)
+	if (cli_open_index(cfg, &ix) != 0)
 		return 1;
 	s.studies = json_array();
 	if (s.studies == NULL || index_walk(ix, study, ls_row, &s) != 0) {
@@ -744,7 +753,7 @@ static int cmd_list(const struct config *cfg, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (open_index(cfg, &ix) != 0) {
+	if (cli_open_index(cfg, &ix) != 0) {
 		json_decref(out);
 		return 1;
 	}
@@ -848,6 +857,10 @@ int main(int argc, char **argv)
 		return cmd_whitelist(&cfg, argc, argv);
 	if (strcmp(argv[0], "jobs") == 0 || strcmp(argv[0], "messages") == 0)
 		return cmd_list(&cfg, argc, argv);
+	if (strcmp(argv[0], "audit") == 0)
+		return cli_audit(&cfg, argc, argv);
+	if (strcmp(argv[0], "stats") == 0)
+		return cli_stats(&cfg, argc, argv);
 	if (strcmp(argv[0], "echo") != 0 && strcmp(argv[0], "find") != 0) {
 		usage(stderr);
 		return 2;

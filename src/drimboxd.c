@@ -4,6 +4,7 @@
  * PACS monitor and the control API, then waits for SIGTERM or SIGINT and
  * stops everything in reverse order.
  */
+#include "audit.h"
 #include "auth.h"
 #include "cache.h"
 #include "config.h"
@@ -175,6 +176,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/index.db", d->cfg.data_dir);
 	if (index_open(path, 0, &d->ix, err, errlen) != 0)
 		return -1;
+	audit_open(d->ix);
 	if (cache_open(d->cfg.cache_dir,
 	               (uint64_t)d->cfg.cache_max_mb * 1024 * 1024, d->ix,
 	               &d->cache, &rep, err, errlen) != 0)
@@ -245,7 +247,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	if (d->control == NULL)
 		return -1;
 	henv = (struct http_env){ &d->cfg,      d->ix,    d->cache, &d->pacs,
-		                  d->retriever, d->conso, d->auth };
+		                  d->retriever, d->conso, d->auth,  d->remote };
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)
 		return -1;
@@ -281,6 +283,7 @@ static void stop(struct daemon *d)
 		curl_global_cleanup();
 	}
 	cache_close(d->cache);
+	audit_open(NULL);
 	index_close(d->ix);
 	dcm_global_cleanup();
 }

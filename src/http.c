@@ -5,6 +5,7 @@
  * which no UID accepts.
  */
 #include "http.h"
+#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "conso.h"
@@ -13,10 +14,13 @@
 #include "index.h"
 #include "log.h"
 #include "pacs.h"
+#include "remote.h"
 #include "web.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -40,6 +44,7 @@ struct http {
 	atomic_ulong requests; /* numbers requests for the log */
 	const char *scheme;    /* "http" or "https" */
 	char *cert, *key;      /* PEM, with HTTPS */
+	char *client_ca;       /* PEM: DRIMboxes must present a certificate */
 };
 
 /* gzip of buf (level 1: fast, JSON still shrinks ~10x); NULL on failure. */
@@ -202,6 +207,20 @@ enum MHD_Result dw_error(struct MHD_Connection *conn, unsigned status,
 	                 NULL);
 }
 
+void dw_audit(const struct dw_request *rq, const char *outcome,
+              const char *detail)
+{
+	const char *action = rq->qido && rq->study == NULL            ? "search"
+	                     : rq->who && rq->who->session[0] == '\0' ? "serve"
+	                                                              : "view";
+	char peer[64];
+
+	audit_peer(rq->conn, peer, sizeof(peer));
+	audit_once(&(struct audit_event){ rq->who ? rq->who->id : NULL, action,
+	                                  rq->study, rq->series, peer, outcome,
+	                                  NULL, detail });
+}
+
 int dw_ensure_study(struct dw_request *rq, const char *study)
 {
 	struct pacs_sync_stats st;
@@ -340,6 +359,78 @@ static enum MHD_Result health(struct MHD_Connection *conn)
 	         : MHD_NO;
 }
 
+/*
+ * The subject (RFC 4514) of the client certificate of the connection,
+ * verified against http_tls_client_ca (chain, dates): 0, or -1 with why.
+ */
+static int client_subject(struct MHD_Connection *conn, char *dn, size_t cap,
+                          char *why, size_t whylen)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+	        conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	gnutls_session_t tls = ci ? (gnutls_session_t)ci->tls_session : NULL;
+	const gnutls_datum_t *peers;
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t text = { NULL, 0 };
+	unsigned n = 0, status = 0;
+	int rc = -1;
+
+	peers = tls ? gnutls_certificate_get_peers(tls, &n) : NULL;
+	if (peers == NULL || n == 0) {
+		snprintf(why, whylen, "a client certificate is required");
+		return -1;
+	}
+	if (gnutls_certificate_verify_peers2(tls, &status) != 0 ||
+	    status != 0) {
+		if (gnutls_certificate_verification_status_print(
+		            status, GNUTLS_CRT_X509, &text, 0) == 0)
+			snprintf(why, whylen,
+			         "the client certificate is refused: %s",
+			         (const char *)text.data);
+		else
+			snprintf(why, whylen,
+			         "the client certificate is refused");
+		gnutls_free(text.data);
+		return -1;
+	}
+	if (gnutls_x509_crt_init(&crt) == 0 &&
+	    gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) == 0 &&
+	    gnutls_x509_crt_get_dn3(crt, &text, 0) == 0) {
+		snprintf(dn, cap, "%s", (const char *)text.data);
+		rc = 0;
+	} else {
+		snprintf(why, whylen, "the client certificate is unreadable");
+	}
+	gnutls_free(text.data);
+	if (crt != NULL)
+		gnutls_x509_crt_deinit(crt);
+	return rc;
+}
+
+/*
+ * Mutual TLS: another DRIMbox (a Bearer token) is served only with a
+ * client certificate that verifies and whose subject the whitelist lists.
+ * 0, or -1 with why.
+ */
+static int peer_allowed(struct http *h, struct MHD_Connection *conn, char *why,
+                        size_t whylen)
+{
+	char dn[512], db[256];
+
+	if (client_subject(conn, dn, sizeof(dn), why, whylen) != 0)
+		return -1;
+	if (h->env.remote == NULL ||
+	    !remote_peer_listed(h->env.remote, dn, db, sizeof(db))) {
+		snprintf(why, whylen,
+		         "the client certificate '%.200s' is not a DRIMbox of "
+		         "the whitelist",
+		         dn);
+		return -1;
+	}
+	log_debug(LOGC_HTTP, "DRIMbox %s (%s)", db, dn);
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -401,6 +492,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (!auth_identify(h->env.auth, conn, &user, why, sizeof(why)))
 			return auth_deny(h->env.auth, conn, url, method, why);
 		who = &user;
+		if (h->client_ca != NULL && user.session[0] == '\0' &&
+		    peer_allowed(h, conn, why, sizeof(why)) != 0) {
+			char peer[64];
+
+			log_warn(LOGC_HTTP, "refused %s %s: %s", method, url,
+			         why);
+			audit_peer(conn, peer, sizeof(peer));
+			audit_once(&(struct audit_event){
+			        user.id, "serve", NULL, NULL, peer, "refused",
+			        NULL, why });
+			return dw_error(conn, 403, "%s", why);
+		}
 	}
 	if (h->env.conso && conso_handles(url)) {
 		struct body *b = *state != &first_call_marker ? *state : NULL;
@@ -421,6 +524,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	memset(&rq, 0, sizeof(rq));
 	rq.env = &h->env;
 	rq.conn = conn;
+	rq.who = who;
 	why = parse_path(url + root, &rq, ids, tail, sizeof(tail));
 	if (why != NULL)
 		return dw_error(conn, strstr(why, "UID") ? 400 : 404, "%s",
@@ -438,11 +542,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (who != NULL && who->session[0] == '\0' &&
 	    (rq.qido ||
 	     MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	                                 "KOS-SOPInstanceUID") == NULL))
+	                                 "KOS-SOPInstanceUID") == NULL)) {
+		dw_audit(&rq, "refused", "no KOS-SOPInstanceUID");
 		return dw_error(conn, 403,
 		                "a token reads only what a manifest this "
 		                "drimbox published references: "
 		                "KOS-SOPInstanceUID required");
+	}
+	if (rq.qido)
+		dw_audit(&rq, "ok", NULL);
 	return rq.qido ? qido_handle(&rq) : wado_handle(&rq);
 }
 
@@ -450,6 +558,7 @@ static void free_http(struct http *h)
 {
 	free(h->cert);
 	free(h->key);
+	free(h->client_ca);
 	free(h);
 }
 
@@ -457,7 +566,7 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 {
 	struct http *h = calloc(1, sizeof(*h));
 	struct sockaddr_in sa;
-	struct MHD_OptionItem tls_opts[4] = { { MHD_OPTION_END, 0, NULL } };
+	struct MHD_OptionItem tls_opts[5] = { { MHD_OPTION_END, 0, NULL } };
 	unsigned tls = 0;
 	size_t len;
 
@@ -496,7 +605,25 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 			MHD_OPTION_HTTPS_PRIORITIES, 0,
 			(void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 		};
-		tls_opts[3] =
+		if (env->cfg->http_tls_client_ca[0]) {
+			/* asks every client for a certificate; DRIMboxes
+			 * must present one (peer_allowed) */
+			h->client_ca = fs_read_file(
+			        env->cfg->http_tls_client_ca, 1 << 20, &len);
+			if (h->client_ca == NULL) {
+				snprintf(err, errlen, "cannot read %s: %s",
+				         env->cfg->http_tls_client_ca,
+				         strerror(errno));
+				free_http(h);
+				return NULL;
+			}
+		}
+		tls_opts[3] = (struct MHD_OptionItem){
+			h->client_ca ? MHD_OPTION_HTTPS_MEM_TRUST
+			             : MHD_OPTION_END,
+			0, h->client_ca
+		};
+		tls_opts[4] =
 		        (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 		h->scheme = "https";
 		tls = MHD_USE_TLS;

@@ -24,8 +24,9 @@ struct http_env {
 	struct cache *cache;
 	const struct pacs *pacs;
 	struct retriever *retriever;
-	struct conso *conso; /* the consumer's pages, or NULL */
-	struct auth *auth;   /* sign-in; NULL with auth = none */
+	struct conso *conso;   /* the consumer's pages, or NULL */
+	struct auth *auth;     /* sign-in; NULL with auth = none */
+	struct remote *remote; /* the whitelist, for client certificates */
 };
 
 struct http;

@@ -404,4 +404,43 @@ int index_remote_series(struct index *ix, const char *study_uid,
                         int (*cb)(void *ctx, const struct idx_remote *r),
                         void *ctx);
 
+/* ---- audit trail -------------------------------------------------------- */
+
+/*
+ * A row of the audit trail: who (actor: an RPPS number, "ris", "drimbox"),
+ * did what (action) to which study and series, from where (source), with
+ * what outcome, for which contextual call, and when (at: milliseconds
+ * since the epoch). id and hash are set by index_audit_add().
+ */
+struct idx_audit {
+	int64_t id, at;
+	const char *actor, *action, *study, *series, *source, *outcome, *call,
+	        *detail;
+	char hash[65];
+};
+
+/*
+ * Appends a row, chained to the last one: its hash is the SHA-256 of the
+ * previous row's hash and of this row's fields. Sets r->id and r->hash.
+ * 0 or -1.
+ */
+int index_audit_add(struct index *ix, struct idx_audit *r);
+
+/*
+ * Calls cb for each row with from <= at < to, oldest first; a non-zero
+ * return stops and is returned. 0 when done, -1 on error.
+ */
+int index_audit_rows(struct index *ix, int64_t from, int64_t to,
+                     int (*cb)(void *ctx, const struct idx_audit *r),
+                     void *ctx);
+
+/*
+ * Checks the whole chain: 0 when every row's hash follows from the one
+ * before (*n rows, head = the last hash, or "" when empty), 1 when row
+ * *bad does not (a row changed, inserted or removed before it), -1 on
+ * error.
+ */
+int index_audit_verify(struct index *ix, int64_t *n, char head[65],
+                       int64_t *bad);
+
 #endif

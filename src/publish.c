@@ -6,6 +6,7 @@
  * "running": it is queued again at the next start.
  */
 #include "publish.h"
+#include "audit.h"
 #include "config.h"
 #include "dcm.h"
 #include "dmp.h"
@@ -713,6 +714,28 @@ static void run_iocm(struct publisher *pb, const struct idx_claimed *j,
 	run_publish(pb, j, payload, o);
 }
 
+/* A job's final outcome in the audit trail, one row per study. */
+static void audit_job(const struct idx_claimed *j, json_t *payload,
+                      const struct outcome *o)
+{
+	json_t *studies = json_object_get(payload, "studies"), *st;
+	const char *actor = jstr(json_object_get(payload, "author"), "id");
+	const char *outcome = strcmp(o->state, "done") == 0 ? "ok" : "failed";
+	const char *why = o->reason[0] ? o->reason : NULL;
+	size_t i;
+
+	if (strcmp(o->state, "done") != 0 && strcmp(o->state, "parked") != 0)
+		return; /* tried again later */
+	if (jstr(payload, "study")[0] != '\0' || json_array_size(studies) == 0)
+		audit(&(struct audit_event){ actor, j->kind,
+		                             jstr(payload, "study"), NULL, NULL,
+		                             outcome, NULL, why });
+	else
+		json_array_foreach(studies, i, st) audit(&(struct audit_event){
+		        actor, j->kind, jstr(st, "uid"), NULL, NULL, outcome,
+		        NULL, why });
+}
+
 static void run(struct publisher *pb, const struct idx_claimed *j)
 {
 	json_t *payload = json_loads(j->payload, 0, NULL);
@@ -734,6 +757,7 @@ static void run(struct publisher *pb, const struct idx_claimed *j)
 		park(&o, "internal", "the run decided nothing");
 	log_info(LOGC_JOBS, "job=%lld kind=%s -> %s%s%s", (long long)j->id,
 	         j->kind, o.state, o.reason[0] ? ": " : "", o.reason);
+	audit_job(j, payload, &o);
 	if (index_job_finish(pb->ix, j->id, o.state, o.not_before, o.parked_for,
 	                     o.reason[0] ? o.reason : NULL, updated) != 0)
 		log_error(LOGC_JOBS, "job=%lld: its outcome could not be saved",

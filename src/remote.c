@@ -7,6 +7,7 @@
  * yet) and only then handed to the store, which publishes it atomically.
  */
 #include "remote.h"
+#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "dcm.h"
@@ -17,6 +18,7 @@
 #include "store.h"
 #include "whitelist.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -54,9 +56,10 @@ struct remote {
 	struct whitelist *wl;
 	struct timespec wl_mtime;
 	/* recent studies: the outcome of their last pull and who asked for
-	 * them (a session hash), guarded by lock */
+	 * them (a session hash, their RPPS, the contextual call), guarded by
+	 * lock */
 	struct recent {
-		char study[65], error[300], session[65];
+		char study[65], error[300], session[65], actor[64], call[24];
 	} recent[64];
 	unsigned next_recent;
 	struct auth *auth; /* NULL: requests carry no token */
@@ -86,11 +89,16 @@ static struct recent *recent_of(struct remote *r, const char *study)
 }
 
 void remote_set_session(struct remote *r, const char *study,
-                        const char *session)
+                        const char *session, const char *actor,
+                        const char *call)
 {
+	struct recent *e;
+
 	pthread_mutex_lock(&r->lock);
-	snprintf(recent_of(r, study)->session, sizeof(r->recent[0].session),
-	         "%s", session);
+	e = recent_of(r, study);
+	snprintf(e->session, sizeof(e->session), "%s", session);
+	snprintf(e->actor, sizeof(e->actor), "%s", actor);
+	snprintf(e->call, sizeof(e->call), "%s", call);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -189,6 +197,54 @@ void remote_free(struct remote *r)
 	whitelist_free(r->wl);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+/*
+ * A distinguished name as compared: no spaces around ',' and '=', the
+ * attribute names (before '=') in upper case.
+ */
+static void dn_norm(const char *dn, char *out, size_t cap)
+{
+	size_t n = 0;
+	int name = 1;
+
+	for (const char *p = dn; *p && n + 1 < cap; p++) {
+		if (*p == ' ' &&
+		    (n == 0 || out[n - 1] == ',' || out[n - 1] == '=' ||
+		     p[1] == ',' || p[1] == '=' || p[1] == ' ' || p[1] == '\0'))
+			continue;
+		if (*p == '\\' && p[1] != '\0') { /* an escaped character */
+			out[n++] = *p++;
+			if (n + 1 < cap)
+				out[n++] = *p;
+			continue;
+		}
+		out[n++] = name ? (char)toupper((unsigned char)*p) : *p;
+		if (*p == '=')
+			name = 0;
+		else if (*p == ',' || *p == '+')
+			name = 1;
+	}
+	out[n] = '\0';
+}
+
+int remote_peer_listed(struct remote *r, const char *dn, char *db, size_t cap)
+{
+	char want[512], have[512];
+	int found = 0;
+
+	dn_norm(dn, want, sizeof(want));
+	pthread_mutex_lock(&r->lock);
+	reload(r);
+	for (size_t i = 0; r->wl && i < r->wl->n && !found; i++) {
+		dn_norm(r->wl->domains[i].cert_dn, have, sizeof(have));
+		if (have[0] != '\0' && strcmp(have, want) == 0) {
+			snprintf(db, cap, "%s", r->wl->domains[i].db);
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return found;
 }
 
 int remote_url_allowed(struct remote *r, const char *url, char *err,
@@ -662,6 +718,15 @@ static int xfer_start(struct xfer *x, struct pull *pl, const struct req *q,
 	curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "drimbox");
+	if (pl->r->cfg->remote_tls_cert[0]) { /* mutual TLS */
+		curl_easy_setopt(x->easy, CURLOPT_SSLCERT,
+		                 pl->r->cfg->remote_tls_cert);
+		curl_easy_setopt(x->easy, CURLOPT_SSLKEY,
+		                 pl->r->cfg->remote_tls_key);
+	}
+	if (pl->r->cfg->remote_tls_ca[0])
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO,
+		                 pl->r->cfg->remote_tls_ca);
 	return curl_multi_add_handle(multi, x->easy) == CURLM_OK ? 0 : -1;
 }
 
@@ -749,6 +814,31 @@ out:
 	curl_multi_cleanup(multi);
 }
 
+/*
+ * A pull in the audit trail (once per ten minutes for a study or series
+ * and its outcome: the viewer's instances are pulled one by one too).
+ */
+static void audit_pull(struct remote *r, const struct plan *p, int ok,
+                       const char *err)
+{
+	char actor[64] = "", call[24] = "", host[256] = "";
+	const char *u = p->nrs > 0 ? strstr(p->rs[0].url, "://") : NULL;
+	struct recent *e;
+
+	pthread_mutex_lock(&r->lock);
+	if ((e = recent_find(r, p->study)) != NULL) {
+		snprintf(actor, sizeof(actor), "%s", e->actor);
+		snprintf(call, sizeof(call), "%s", e->call);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (u != NULL)
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(u + 3, "/"),
+		         u + 3);
+	audit_once(&(struct audit_event){ actor, "pull", p->study, p->series,
+	                                  host, ok ? "ok" : "failed", call,
+	                                  ok ? NULL : err });
+}
+
 int remote_pull(struct remote *r, const char *study, const char *series,
                 const char *sop, remote_progress_cb cb, void *ctx,
                 long *completed, long *failed, char *err, size_t errlen)
@@ -791,6 +881,7 @@ int remote_pull(struct remote *r, const char *study, const char *series,
 	rc = 0;
 out:
 	remote_note_error(r, study, rc == 0 ? "" : err);
+	audit_pull(r, &p, rc == 0, err);
 	free(p.w);
 	free(p.q);
 	free(p.rs);

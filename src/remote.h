@@ -28,12 +28,22 @@ struct remote *remote_new(const struct config *cfg, struct index *ix,
                           struct store *s, struct auth *auth);
 
 /*
- * Records that the professional of that session (its hash) asked for the
+ * Records that the professional of that session (its hash; actor: their
+ * RPPS, for the audit trail; call: the contextual call) asked for the
  * study: pulls of it present their token. The last few are remembered.
  */
 void remote_set_session(struct remote *r, const char *study,
-                        const char *session);
+                        const char *session, const char *actor,
+                        const char *call);
 void remote_free(struct remote *r);
+
+/*
+ * 1 when dn (RFC 4514, as a client certificate names its subject) is the
+ * DNCertificatOperateur of a DRIMbox of the whitelist (spaces around ','
+ * and '=' and the case of attribute names ignored), with that DRIMbox's
+ * host in db; 0 when not, or with no valid whitelist.
+ */
+int remote_peer_listed(struct remote *r, const char *dn, char *db, size_t cap);
 
 /*
  * 0 when url may be retrieved: http(s), and its host listed in the

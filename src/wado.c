@@ -1522,8 +1522,11 @@ enum MHD_Result wado_handle(struct dw_request *rq)
 		                rq->study);
 	if (known == 0)
 		return dw_error(rq->conn, 404, "no study %s", rq->study);
-	if (manifest_of(rq, why, sizeof(why)) != 0)
+	if (manifest_of(rq, why, sizeof(why)) != 0) {
+		dw_audit(rq, "refused", why);
 		return dw_error(rq->conn, 403, "%s", why);
+	}
+	dw_audit(rq, "ok", NULL);
 	if (list_items(rq, &items) != 0) {
 		dcm_manifest_free(rq->kos);
 		return dw_error(rq->conn, 500, "index unreadable");

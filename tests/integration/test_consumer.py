@@ -10,10 +10,13 @@ imported. The consumer page itself is driven in headless Chromium
 (tests/viewer/conso.mjs): banner, list, View to the first image.
 """
 
+import hashlib
 import http.cookiejar
 import io
 import json
 import os
+import sqlite3
+import ssl
 import subprocess
 import tempfile
 import time
@@ -29,11 +32,15 @@ import harness
 import reports
 from harness import DmpSim, Drimbox, Orthanc, PscSim
 from test_publish import last_job_id, signing_key, wait_job
+from tlscerts import issue, make_ca
 from wlsign import make_trust, write_signed_whitelist
 
 DRIVER = harness.REPO / "tests" / "viewer" / "conso.mjs"
 ARTIFACTS = common.TMP_ROOT / "conso-artifacts"
 PATIENT = reports.SMALL_SET_PATIENT
+RPPS = "899700366240"  # the PSC simulator's professional
+B_SUBJECT = "/C=FR/ST=Paris (75)/O=editeur/OU=00000000000002/CN=db.b.test"
+B_DN = "CN=db.b.test,OU=00000000000002,O=editeur,ST=Paris (75),C=FR"
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
 
 
@@ -81,11 +88,12 @@ class LoopbackIsSecure(http.cookiejar.DefaultCookiePolicy):
 class Browser:
     """A client with its own cookies, redirects not followed."""
 
-    def __init__(self, base):
+    def __init__(self, base, context=None):
         self.base = base
         self.jar = http.cookiejar.CookieJar(LoopbackIsSecure())
         self.opener = urllib.request.build_opener(
-            NoRedirect, urllib.request.HTTPCookieProcessor(self.jar))
+            NoRedirect, urllib.request.HTTPCookieProcessor(self.jar),
+            urllib.request.HTTPSHandler(context=context))
 
     def sign_in(self):
         """Signs in through Pro Santé Connect (the simulator approves at
@@ -146,21 +154,34 @@ class ConsumerTest(common.PacsTestCase):
                "dmp_structure_id": "CONSOTEST", "dmp_lps_id": "CONSOTEST"}
         cls.hl7_port = harness.free_port()
         a_http = harness.free_port()
+        # A serves HTTPS and asks other DRIMboxes for a client certificate
+        # (mutual TLS): B's is in the whitelist, issued by the TLS CA
+        cls.tls = d / "tls"
+        cls.tls_ca = make_ca(cls.tls, "tls-ca")
+        server = issue(cls.tls, cls.tls_ca, "a-server", "/CN=127.0.0.1", server=True)
+        cls.b_cert = issue(cls.tls, cls.tls_ca, "b-client", B_SUBJECT)
+        trust = make_trust(d / "wl")
+        write_signed_whitelist(d / "wl" / "list.xml", [
+            {"id": "1", "db": "127.0.0.1", "vi": "127.0.0.1", "name": "DRIMbox A"},
+            {"id": "2", "db": "db.b.test", "vi": "db.b.test", "name": "DRIMbox B",
+             "cert_dn": B_DN}], trust)
         cls.a = Drimbox(d / "a", pacs=cls.pacs, aet="DRIMBOXA", extra=dict(
             dmp, hl7_port=cls.hl7_port, publish_wait_hours=0, http_port=a_http,
-            public_url="http://127.0.0.1:%d" % a_http,
+            public_url="https://127.0.0.1:%d" % a_http,
+            http_tls_cert=server[0], http_tls_key=server[1],
+            http_tls_client_ca=cls.tls_ca[0],
+            whitelist_file=d / "wl" / "list.xml", whitelist_trust=trust["ca_cert"],
             psc_bearer_clients="drimbox-b",  # B pulls with its users' tokens
             **cls.psc.settings(("drimbox-a", "secret-a")))).start()
         cls.a.cli("sync", "--all")
-        trust = make_trust(d / "wl")
-        write_signed_whitelist(d / "wl" / "list.xml", [
-            {"id": "1", "db": "127.0.0.1", "vi": "127.0.0.1", "name": "DRIMbox A"}], trust)
         write_signed_whitelist(d / "wl" / "other.xml", [
             {"id": "1", "db": "db1.example.org", "vi": "db1.example.org", "name": "X"}], trust)
         cls.pacs_b = Orthanc(d / "orthanc-b", aet="ORTHANCB").start()
         cls.consumer = consumer = dict(dmp, whitelist_file=d / "wl" / "list.xml",
                         whitelist_trust=trust["ca_cert"], web_dir=harness.REPO / "web",
-                        conso_prefetch=0, **cls.psc.settings(("drimbox-b", "secret-b")))
+                        conso_prefetch=0, remote_tls_cert=cls.b_cert[0],
+                        remote_tls_key=cls.b_cert[1], remote_tls_ca=cls.tls_ca[0],
+                        **cls.psc.settings(("drimbox-b", "secret-b")))
         cls.ws = harness.Storescp(d / "ws", aet="WS1").start()  # a workstation
         cls.b = Drimbox(d / "b", pacs=cls.pacs_b, aet="DRIMBOXB", extra=dict(
             consumer, qr_workstations="WS1@%s:%d, WS2@%s:%d" % (
@@ -244,10 +265,17 @@ class ConsumerTest(common.PacsTestCase):
 
     # ------------------------------------------------------- list, pull, import
 
+    def audit(self, box, *args, **match):
+        """The rows of box's audit trail (drimbox audit --json) that
+        match."""
+        rows = json.loads(box.cli("audit", "--json", *args).stdout)
+        return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
     def test_exam_listed_pulled_identical_and_imported(self):
         ct = self.studies["ct"]
         br = Browser(self.base_b).sign_in()
-        br.open_session()
+        loc = br.open_session()
+        call = hashlib.sha256(loc.split("ctx=")[1].encode()).hexdigest()[:16]
         exams = self.exams(br)
         self.assertIn(ct["study_uid"], exams)
         e = exams[ct["study_uid"]]
@@ -292,6 +320,73 @@ class ConsumerTest(common.PacsTestCase):
         kept = {(o.PatientID, o.get("IssuerOfPatientID", "")) for o in ds.OtherPatientIDsSequence}
         self.assertIn((PATIENT["ins"], reports.INS_OID), kept)
         self.assertEqual(decoded(ds).PixelData, originals[ds.SOPInstanceUID].PixelData)
+        self.check_audit(call, ct["study_uid"])
+
+    def check_audit(self, call, study):
+        """What the flow left in both audit trails, the statistics file
+        of B, and the hash chain that shows a row changed or removed."""
+        rows = self.audit(self.b, call=call)
+        seen = {(r["action"], r["actor"], r["study"], r["outcome"], r["detail"])
+                for r in rows}
+        self.assertIn(("call", "", "", "ok", "patient " + PATIENT["ins"]), seen)
+        self.assertIn(("consult", RPPS, "", "ok", ""), seen)
+        for tx in ("TD0.2", "ITI-18", "ITI-43"):  # the VIHF's professional
+            self.assertIn(("dmp", RPPS, "", "ok", tx), seen)
+        self.assertIn(("pull", RPPS, study, "ok", ""), seen)
+        self.assertIn(("import", RPPS, study, "ok", ""), seen)
+        pull = next(r for r in rows if r["action"] == "pull")
+        self.assertEqual(pull["source"], "127.0.0.1:%d" % self.a.http_port)
+        views = self.audit(self.b, action="view", actor=RPPS, study=study)
+        self.assertTrue(views and views[0]["source"] == "127.0.0.1", views)
+        # at the source: the study served to B for that professional, and
+        # its publication
+        self.assertTrue(self.audit(self.a, action="serve", actor=RPPS, study=study,
+                                   outcome="ok"))
+        self.assertTrue(self.audit(self.a, action="publish", study=study, outcome="ok"))
+        # a time range: nothing before 2000, everything by today
+        self.assertEqual(self.audit(self.b, "--to", "2000-01-01"), [])
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        self.assertEqual(len(self.audit(self.b, "--from", today, "--to", today, call=call)),
+                         len(rows))
+        csv = self.b.cli("audit").stdout.splitlines()
+        self.assertEqual(csv[0], "id,time,actor,action,study,series,source,outcome,call,"
+                                 "detail,hash")
+        self.assertTrue(any(",consult,,,%s," % "127.0.0.1" in l and call in l for l in csv))
+        # the statistics file: the call's exchanges and their status
+        stats = {s["call"]: s for s in json.loads(self.b.cli("stats", "--json").stdout)}
+        self.assertEqual({k: stats[call][k] for k in ("rpps", "TD0.2", "ITI-18", "ITI-43",
+                                                      "WADO-RS", "C-STORE", "status")},
+                         {"rpps": RPPS, "TD0.2": "OK", "ITI-18": "OK", "ITI-43": "OK",
+                          "WADO-RS": "OK", "C-STORE": "OK", "status": "OK"})
+        self.assertIn(call, self.b.cli("stats").stdout)
+        # the chain: intact, then a copy changed or cut is seen to be
+        out = self.b.cli("audit", "verify").stdout
+        self.assertRegex(out, r"^audit trail intact: \d+ rows, last hash [0-9a-f]{64}\n$")
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = os.path.join(tmp, "drimbox.conf")
+            with open(conf, "w") as f:
+                f.write("data_dir = %s\nauth = none\n" % tmp)
+            db = os.path.join(tmp, "index.db")
+
+            def tampered(sql):
+                live = sqlite3.connect(str(self.b.workdir / "data" / "index.db"))
+                copy = sqlite3.connect(db)
+                live.backup(copy)
+                live.close()
+                copy.execute(sql)
+                copy.commit()
+                copy.close()
+                return subprocess.run([str(self.b.cli_bin), "-c", conf, "audit", "verify"],
+                                      capture_output=True, text=True, timeout=60)
+
+            got = tampered("SELECT 1")
+            self.assertEqual(got.returncode, 0, got.stderr)
+            consult = next(r for r in rows if r["action"] == "consult")["id"]
+            for sql in ("UPDATE audit SET actor = '810000000000' WHERE id = %d" % consult,
+                        "DELETE FROM audit WHERE id = %d" % consult):
+                got = tampered(sql)
+                self.assertEqual(got.returncode, 1, sql)
+                self.assertIn("BROKEN at row %d" % (consult + ("DELETE" in sql)), got.stdout)
 
     def test_a_call_naming_an_accession_asks_for_its_documents(self):
         ct = self.studies["ct"]
@@ -344,11 +439,19 @@ class ConsumerTest(common.PacsTestCase):
         ct = self.studies["ct"]
         kos = [d["unique_id"] for d in self.sim.control("documents")
                if d["mime"] == "application/dicom" and ct["study_uid"] in (d["reference_ids"] or "")][-1]
-        url = "http://%s:%d/dicomweb/studies/%s" % (harness.LOOPBACK, self.a.http_port,
-                                                     ct["study_uid"])
+        url = "https://%s:%d/dicomweb/studies/%s" % (harness.LOOPBACK, self.a.http_port,
+                                                      ct["study_uid"])
         accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
-        def get(token=None, manifest=kos, path=""):
+        def tls(cert):
+            ctx = ssl.create_default_context(cafile=str(self.tls_ca[0]))
+            if cert:
+                ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+            return ctx
+
+        b_tls = tls(self.b_cert)
+
+        def get(token=None, manifest=kos, path="", context=b_tls):
             headers = {"Accept": accept}
             if token:
                 headers["Authorization"] = "Bearer " + token
@@ -356,7 +459,7 @@ class ConsumerTest(common.PacsTestCase):
                 headers["KOS-SOPInstanceUID"] = manifest
             try:
                 with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers),
-                                            timeout=60) as resp:
+                                            timeout=60, context=context) as resp:
                     resp.read()
                     return resp.status, ""
             except urllib.error.HTTPError as e:
@@ -377,6 +480,27 @@ class ConsumerTest(common.PacsTestCase):
         self.assertEqual(get(good), (200, ""))
         self.assertIn("refused GET /dicomweb/studies/%s: token expired" % ct["study_uid"],
                       self.a.log_text())
+        # mutual TLS: a DRIMbox of the whitelist, with a certificate of its
+        # trust anchors, and nothing else
+        rogue_ca = make_ca(self.tls / "rogue", "rogue-ca")
+        for cert, why in (
+                (None, "a client certificate is required"),
+                (issue(self.tls / "rogue", rogue_ca, "rogue", B_SUBJECT),
+                 "the client certificate is refused"),
+                (issue(self.tls, self.tls_ca, "unlisted", "/O=editeur/CN=db.c.test"),
+                 "the client certificate 'CN=db.c.test,O=editeur' is not a DRIMbox "
+                 "of the whitelist")):
+            status, error = get(good, context=tls(cert))
+            self.assertEqual(status, 403, cert)
+            self.assertTrue(error.startswith(why), error)
+        refused = self.audit(self.a, action="serve", outcome="refused")
+        self.assertTrue(any(r["detail"] == "a client certificate is required" and
+                            r["actor"] == RPPS for r in refused), refused)
+        # people's browsers are not asked for one: a signed-in session
+        # reads A's DICOMweb without a certificate
+        br = Browser("https://%s:%d" % (harness.LOOPBACK, self.a.http_port), tls(None))
+        br.sign_in()
+        self.assertEqual(br.req("GET", "/dicomweb/studies/%s/series" % ct["study_uid"])[0], 200)
 
     def test_a_dmp_fault_is_shown(self):
         self.sim.control("faults", {"action": ITI18, "kind": "soap-fault", "count": 1})

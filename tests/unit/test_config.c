@@ -142,6 +142,16 @@ static void config_requires_psc_or_loopback(void)
 	           &cfg, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "auth = none") != NULL);
 	CHECK(load("http_bind = 127.0.0.2\n", &cfg, err, sizeof(err)) == 0);
+	/* mutual TLS: a client certificate with its key; asking DRIMboxes
+	 * for theirs needs HTTPS */
+	CHECK(load("remote_tls_cert = /c\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "remote_tls_key") != NULL);
+	CHECK(load("http_tls_client_ca = /ca\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "needs HTTPS") != NULL);
+	CHECK(load("http_tls_client_ca = /ca\nhttp_tls_cert = /c\n"
+	           "http_tls_key = /k\nremote_tls_cert = /c\n"
+	           "remote_tls_key = /k\n",
+	           &cfg, err, sizeof(err)) == 0);
 }
 
 static void config_rejects_line_without_equals(void)

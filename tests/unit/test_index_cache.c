@@ -8,6 +8,8 @@
 #include "log.h"
 #include "testutil.h"
 
+#include <sqlite3.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,6 +308,56 @@ static void index_readonly_open_of_missing_file_fails_cleanly(void)
 	CHECK(ix == NULL && err[0] != '\0');
 }
 
+static int count_audit(void *ctx, const struct idx_audit *r)
+{
+	int *n = ctx;
+
+	(*n)++;
+	return strcmp(r->action, "view") == 0 ? 0 : 1;
+}
+
+static void index_audit_chain_shows_a_changed_or_removed_row(void)
+{
+	struct index *ix = open_index("audit.db");
+	struct idx_audit r = { 0,          1000,    "899700366240",
+		               "view",     "1.2.3", NULL,
+		               "10.0.0.1", "ok",    NULL,
+		               NULL,       "" };
+	char head[65], path[256];
+	int64_t n, bad;
+	int seen = 0;
+	sqlite3 *db;
+
+	CHECK(ix != NULL);
+	CHECK(index_audit_verify(ix, &n, head, &bad) == 0 && n == 0);
+	for (int i = 0; i < 3; i++) {
+		r.at = 1000 * (i + 1);
+		CHECK(index_audit_add(ix, &r) == 0);
+		CHECK(r.id == i + 1 && strlen(r.hash) == 64);
+	}
+	CHECK(index_audit_verify(ix, &n, head, &bad) == 0 && n == 3);
+	CHECK(strcmp(head, r.hash) == 0);
+	CHECK(index_audit_rows(ix, 2000, 3000, count_audit, &seen) == 0);
+	CHECK(seen == 1); /* from inclusive, to exclusive */
+	/* a row changed behind the index's back */
+	snprintf(path, sizeof(path), "%s/audit.db", dir);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db,
+	                   "UPDATE audit SET study_uid = '9.9' WHERE id = 2",
+	                   NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(index_audit_verify(ix, &n, head, &bad) == 1 && bad == 2 &&
+	      n == 1);
+	/* the first row removed: the second no longer follows */
+	CHECK(sqlite3_exec(db,
+	                   "UPDATE audit SET study_uid = '1.2.3' WHERE id = 2;"
+	                   "DELETE FROM audit WHERE id = 1",
+	                   NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(index_audit_verify(ix, &n, head, &bad) == 1 && bad == 2 &&
+	      n == 0);
+	sqlite3_close(db);
+	index_close(ix);
+}
+
 int main(void)
 {
 	log_setup(LOG_ERROR, stderr);
@@ -319,5 +371,6 @@ int main(void)
 	RUN(index_counts_only_growth_when_an_instance_is_cached_again);
 	RUN(cache_refuses_a_directory_without_marker_when_rows_say_cached);
 	RUN(index_readonly_open_of_missing_file_fails_cleanly);
+	RUN(index_audit_chain_shows_a_changed_or_removed_row);
 	return test_failures ? 1 : 0;
 }
