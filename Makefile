@@ -3,13 +3,16 @@
 #   make test    install what is missing, build, run every test suite
 #   make bench   the benchmarks (tests/bench/*), with Orthanc/DCMTK baselines
 #   make asan    the test suite under AddressSanitizer + UBSan
+#   make fuzz    the libFuzzer targets (tests/fuzz), FUZZ_SECONDS each
 #   make format  clang-format the sources in place
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 MESON_TEST ?= meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test unit asan bench demo demo-stop format clean
+.PHONY: all deps build test unit asan fuzz bench demo demo-stop format clean
 
 all: build
 
@@ -47,6 +50,16 @@ asan: deps $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/viewer/index.html
 		$(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration --timeout-multiplier 3
 	@tests/summary.py $(ASAN_BUILD)/meson-logs/testlog.json
 
+# clang's libFuzzer, with ASan + UBSan; the corpus grows in tests/fuzz/
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false \
+		-Dbuildtype=debugoptimized
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 bench: build
 	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
 	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
@@ -66,4 +79,4 @@ format:
 	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cc')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) viewer/node_modules
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) viewer/node_modules
