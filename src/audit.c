@@ -6,6 +6,7 @@
 #include "audit.h"
 #include "index.h"
 #include "log.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -40,12 +41,20 @@ int64_t audit_now_ms(void)
 
 int audit(const struct audit_event *e)
 {
+	char detail[512];
 	struct idx_audit r = { 0,        audit_now_ms(), e->actor,  e->action,
 		               e->study, e->series,      e->source, e->outcome,
-		               e->call,  e->detail,      "" };
+		               e->call,  NULL,           "" };
 
 	if (sink == NULL)
 		return 0;
+	/* outside text (an error from the DMP, a parameter) cut to size: the
+	 * trail stays valid UTF-8 for its exports */
+	if (e->detail != NULL) {
+		snprintf(detail, sizeof(detail), "%s", e->detail);
+		utf8_clean(detail);
+		r.detail = detail;
+	}
 	if (index_audit_add(sink, &r) != 0) {
 		log_error(LOGC_INDEX,
 		          "audit: cannot record action=%s actor=%s study=%s",

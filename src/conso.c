@@ -283,17 +283,28 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, unsigned status,
 }
 
 /* A contextual call, its session or an import in the audit trail. */
+/* (once: a refusal anyone may cause, one row per ten minutes and peer) */
 static void audit_conso(struct MHD_Connection *conn, json_t *s,
                         const char *action, const char *study,
-                        const char *outcome, const char *detail)
+                        const char *outcome, const char *detail, int once)
 {
 	char peer[64] = "";
+	struct audit_event e;
 
 	if (conn != NULL)
 		audit_peer(conn, peer, sizeof(peer));
-	audit(&(struct audit_event){ jstr(json_object_get(s, "author"), "id"),
-	                             action, study, NULL, peer, outcome,
-	                             jstr(s, "call"), detail });
+	e = (struct audit_event){ jstr(json_object_get(s, "author"), "id"),
+		                  action,
+		                  study,
+		                  NULL,
+		                  peer,
+		                  outcome,
+		                  jstr(s, "call"),
+		                  detail };
+	if (once)
+		audit_once(&e);
+	else
+		audit(&e);
 }
 
 static enum MHD_Result contextual_call(struct conso *c,
@@ -328,7 +339,7 @@ static enum MHD_Result contextual_call(struct conso *c,
 		         "invalid",
 		         why);
 		log_warn(LOGC_HTTP, "%s", msg);
-		audit_conso(conn, NULL, "call", NULL, "refused", msg);
+		audit_conso(conn, NULL, "call", NULL, "refused", msg, 1);
 		rc = refuse(conn, 400, msg);
 		goto out;
 	}
@@ -354,7 +365,7 @@ static enum MHD_Result contextual_call(struct conso *c,
 	         jstr(json_object_get(data, "patient"), "pid"));
 	snprintf(msg, sizeof(msg), "patient %s",
 	         jstr(json_object_get(data, "patient"), "ins"));
-	audit_conso(conn, data, "call", NULL, "ok", msg);
+	audit_conso(conn, data, "call", NULL, "ok", msg, 0);
 	snprintf(loc, sizeof(loc), CONSO "/?ctx=%s", token);
 	rc = web_redirect(conn, 303, loc);
 out:
@@ -409,7 +420,7 @@ static enum MHD_Result redeem(struct conso *c, struct MHD_Connection *conn,
 	if (found == 1 && (s = json_loads(data, 0, NULL)) != NULL) {
 		if (who != NULL) /* the signed-in professional consults */
 			sign_session(c, s, shash, who);
-		audit_conso(conn, s, "consult", NULL, "ok", NULL);
+		audit_conso(conn, s, "consult", NULL, "ok", NULL, 0);
 		background(c, s, shash, NULL);
 		json_decref(s);
 	}
@@ -1461,7 +1472,7 @@ out:
 	if (as)
 		dcm_assoc_close(as);
 	audit_conso(NULL, pl, "import", study, rc == 0 ? "ok" : "failed",
-	            rc == 0 ? NULL : err);
+	            rc == 0 ? NULL : err, 0);
 	free(f.rel);
 	free(f.series);
 	json_decref(pl);

@@ -380,7 +380,13 @@ static int client_subject(struct MHD_Connection *conn, char *dn, size_t cap,
 		snprintf(why, whylen, "a client certificate is required");
 		return -1;
 	}
-	if (gnutls_certificate_verify_peers2(tls, &status) != 0 ||
+	/* a certificate for TLS clients (extended key usage clientAuth) */
+	gnutls_typed_vdata_st purpose = {
+		GNUTLS_DT_KEY_PURPOSE_OID,
+		(unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0
+	};
+
+	if (gnutls_certificate_verify_peers(tls, &purpose, 1, &status) != 0 ||
 	    status != 0) {
 		if (gnutls_certificate_verification_status_print(
 		            status, GNUTLS_CRT_X509, &text, 0) == 0)
@@ -395,7 +401,7 @@ static int client_subject(struct MHD_Connection *conn, char *dn, size_t cap,
 	}
 	if (gnutls_x509_crt_init(&crt) == 0 &&
 	    gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) == 0 &&
-	    gnutls_x509_crt_get_dn3(crt, &text, 0) == 0) {
+	    gnutls_x509_crt_get_dn3(crt, &text, 0) == 0 && text.size < cap) {
 		snprintf(dn, cap, "%s", (const char *)text.data);
 		rc = 0;
 	} else {

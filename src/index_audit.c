@@ -57,14 +57,6 @@ static int chain(const char *prev, const struct idx_audit *r, char out[65])
 	return ok ? 0 : -1;
 }
 
-static void bind_opt(sqlite3_stmt *s, int i, const char *v)
-{
-	if (v != NULL && v[0] != '\0')
-		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, i);
-}
-
 /* The last row's id and hash (GENESIS, 0 when empty): 0 or -1. */
 static int last(struct index *ix, int64_t *id, char hash[65])
 {
@@ -109,20 +101,23 @@ int index_audit_add(struct index *ix, struct idx_audit *r)
 	if (s != NULL) {
 		sqlite3_bind_int64(s, 1, r->id);
 		sqlite3_bind_int64(s, 2, r->at);
-		bind_opt(s, 3, r->actor);
+		index_bind_text(s, 3, r->actor);
 		sqlite3_bind_text(s, 4, r->action, -1, SQLITE_STATIC);
-		bind_opt(s, 5, r->study);
-		bind_opt(s, 6, r->series);
-		bind_opt(s, 7, r->source);
-		bind_opt(s, 8, r->outcome);
-		bind_opt(s, 9, r->call);
-		bind_opt(s, 10, r->detail);
+		index_bind_text(s, 5, r->study);
+		index_bind_text(s, 6, r->series);
+		index_bind_text(s, 7, r->source);
+		index_bind_text(s, 8, r->outcome);
+		index_bind_text(s, 9, r->call);
+		index_bind_text(s, 10, r->detail);
 		sqlite3_bind_text(s, 11, r->hash, -1, SQLITE_STATIC);
 		rc = index_step_done(ix, s);
 	}
-	rc = index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") == 0
-	             ? rc
-	             : -1;
+	if (index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") != 0) {
+		/* a COMMIT that failed leaves the transaction open */
+		if (!sqlite3_get_autocommit(index_db(ix)))
+			(void)index_exec(index_db(ix), "ROLLBACK");
+		rc = -1;
+	}
 out:
 	index_unlock(ix);
 	return rc;

@@ -1,7 +1,7 @@
 /*
  * index_internal.h - shared by the files of the SQLite index module only
- * (index_sqlite.c, index_qido.c, index_jobs.c, index_conso.c): the connection
- * and its lock.
+ * (index_sqlite.c, index_qido.c, index_jobs.c, index_conso.c, index_audit.c):
+ * the connection and its lock.
  */
 #ifndef DRIMBOX_INDEX_INTERNAL_H
 #define DRIMBOX_INDEX_INTERNAL_H
@@ -22,6 +22,9 @@ void index_unlock(struct index *ix);
  * NULL on a preparation error (sqlite3_errmsg() says why).
  */
 sqlite3_stmt *index_cached_stmt(struct index *ix, const char *sql);
+
+/* Binds text, or NULL for a NULL or empty value. */
+void index_bind_text(sqlite3_stmt *s, int i, const char *v);
 
 /* Runs SQL without results; 0, or -1 (logged). */
 int index_exec(sqlite3 *db, const char *sql);

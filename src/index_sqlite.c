@@ -170,7 +170,7 @@ static int64_t now_us(void)
 }
 
 /* Binds text, or NULL for a NULL or empty value. */
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+void index_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v == NULL || v[0] == '\0')
 		sqlite3_bind_null(s, i);
@@ -420,11 +420,11 @@ static int64_t upsert_patient(struct index *ix, const struct idx_patient *p)
 	ins = issuer_is_ins(p->issuer);
 	sqlite3_bind_text(s, 1, p->patient_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, p->issuer ? p->issuer : "", -1, SQLITE_STATIC);
-	bind_text(s, 3, ins ? p->patient_id : NULL);
-	bind_text(s, 4, ins ? NULL : p->patient_id);
-	bind_text(s, 5, p->name);
-	bind_text(s, 6, p->birth_date);
-	bind_text(s, 7, p->sex);
+	index_bind_text(s, 3, ins ? p->patient_id : NULL);
+	index_bind_text(s, 4, ins ? NULL : p->patient_id);
+	index_bind_text(s, 5, p->name);
+	index_bind_text(s, 6, p->birth_date);
+	index_bind_text(s, 7, p->sex);
 	return run_id(ix, S_UPSERT_PATIENT);
 }
 
@@ -436,13 +436,13 @@ static int64_t upsert_study(struct index *ix, int64_t patient,
 	sqlite3_bind_text(s, 1, st->uid, -1, SQLITE_STATIC);
 	if (patient > 0)
 		sqlite3_bind_int64(s, 2, patient);
-	bind_text(s, 3, st->date);
-	bind_text(s, 4, st->time);
-	bind_text(s, 5, st->accession);
-	bind_text(s, 6, st->description);
-	bind_text(s, 7, st->modalities);
-	bind_text(s, 8, st->referring);
-	bind_text(s, 9, st->study_id);
+	index_bind_text(s, 3, st->date);
+	index_bind_text(s, 4, st->time);
+	index_bind_text(s, 5, st->accession);
+	index_bind_text(s, 6, st->description);
+	index_bind_text(s, 7, st->modalities);
+	index_bind_text(s, 8, st->referring);
+	index_bind_text(s, 9, st->study_id);
 	bind_long(s, 10, st->num_series);
 	bind_long(s, 11, st->num_instances);
 	if (synced_at > 0)
@@ -458,10 +458,10 @@ static int64_t upsert_series(struct index *ix, int64_t study,
 
 	sqlite3_bind_text(s, 1, se->uid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, study);
-	bind_text(s, 3, se->modality);
+	index_bind_text(s, 3, se->modality);
 	bind_long(s, 4, se->number);
-	bind_text(s, 5, se->description);
-	bind_text(s, 6, se->body_part);
+	index_bind_text(s, 5, se->description);
+	index_bind_text(s, 6, se->body_part);
 	bind_long(s, 7, se->num_instances);
 	sqlite3_bind_int64(s, 8, gen);
 	sqlite3_bind_int64(s, 9, access);
@@ -497,7 +497,7 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 
 			sqlite3_bind_text(s, 1, inst[j].uid, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(s, 2, se);
-			bind_text(s, 3, inst[j].sop_class);
+			index_bind_text(s, 3, inst[j].sop_class);
 			bind_long(s, 4, inst[j].number);
 			sqlite3_bind_int64(s, 5, gen);
 			bind_long(s, 6, inst[j].listed);
@@ -578,13 +578,13 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
 		grew += (int64_t)p->c.size - cached_size(ix, p->c.sop_uid);
 		sqlite3_bind_text(s, 1, p->c.sop_uid, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, series);
-		bind_text(s, 3, p->c.sop_class);
+		index_bind_text(s, 3, p->c.sop_class);
 		bind_long(s, 4, p->c.number);
 		sqlite3_bind_text(s, 5, p->c.cache_path, -1, SQLITE_STATIC);
-		bind_text(s, 6, p->c.transfer_syntax);
+		index_bind_text(s, 6, p->c.transfer_syntax);
 		sqlite3_bind_int64(s, 7, (sqlite3_int64)p->c.size);
 		bind_long(s, 8, p->c.frames);
-		bind_text(s, 9, p->c.metadata);
+		index_bind_text(s, 9, p->c.metadata);
 		sqlite3_bind_int64(s, 10, now / 1000000);
 		ok = run(ix, S_PUT_CACHED);
 	}
@@ -782,7 +782,7 @@ int index_walk(struct index *ix, const char *study_uid,
 		rc = -1;
 		goto out;
 	}
-	bind_text(s, 1, study_uid);
+	index_bind_text(s, 1, study_uid);
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		struct idx_row r = {
 			.study_uid = col_text(s, 0),

@@ -808,7 +808,8 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 		}
 	}
 	s->rq = *rq;
-	rq->kos = NULL; /* the stream owns the manifest now */
+	rq->kos = NULL;   /* the stream owns the manifest now */
+	s->rq.who = NULL; /* the request's, gone when it returns */
 	snprintf(s->study, sizeof(s->study), "%s", rq->study);
 	snprintf(s->series, sizeof(s->series), "%s",
 	         rq->series ? rq->series : "");

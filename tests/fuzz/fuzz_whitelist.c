@@ -1,8 +1,8 @@
 /*
- * fuzz_whitelist.c - a whitelist file to whitelist_load: XML parsing, the
- * signature's structure and its verification by xmlsec1 (a list that
- * does not verify is refused before its domains are read; the reading of
- * domains is reached by valid lists only, as the unit test's are).
+ * fuzz_whitelist.c - a whitelist file to whitelist_load: libxml2's
+ * parsing and the search for the signature, up to the trust anchors
+ * (none here, so nothing verifies: the signature check itself and the
+ * reading of domains, reached by valid lists only, are the unit test's).
  */
 #include "dmp.h"
 #include "fuzz.h"
