@@ -343,6 +343,11 @@ class ConsumerTest(common.PacsTestCase):
         self.assertTrue(self.audit(self.a, action="serve", actor=RPPS, study=study,
                                    outcome="ok"))
         self.assertTrue(self.audit(self.a, action="publish", study=study, outcome="ok"))
+        # a time that is not one is refused, saying the form expected
+        for bad in (("--from", "yesterday"), ("--to", "2026-13-01"), ("--json", "x")):
+            got = self.b.cli("audit", *bad, check=False)
+            self.assertEqual(got.returncode, 2, bad)
+            self.assertIn("YYYY-MM-DD", got.stderr)
         # a time range: nothing before 2000, everything by today
         self.assertEqual(self.audit(self.b, "--to", "2000-01-01"), [])
         today = time.strftime("%Y-%m-%d", time.gmtime())
