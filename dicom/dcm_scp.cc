@@ -105,6 +105,73 @@ unsigned finish(RecvCtx *c)
 	}
 }
 
+/*
+ * Where a received instance is written. It never reports a failure to
+ * DCMTK: on a write error DIMSE_receiveDataSetInFile waits for the rest
+ * of the data set, which never comes when the failing PDV was the last
+ * one, and the sender times out. So the first error (a full disk) is kept,
+ * the rest of the data set is read and dropped, and the instance is
+ * refused with that reason.
+ */
+class Sink : public DcmConsumer
+{
+      public:
+	explicit Sink(int fd) : fd_(fd)
+	{
+	}
+	OFBool good() const override
+	{
+		return OFTrue;
+	}
+	OFCondition status() const override
+	{
+		return EC_Normal;
+	}
+	OFBool isFlushed() const override
+	{
+		return OFTrue;
+	}
+	offile_off_t avail() const override
+	{
+		return OFnumeric_limits<offile_off_t>::max();
+	}
+	offile_off_t write(const void *buf, offile_off_t n) override
+	{
+		const char *p = static_cast<const char *>(buf);
+		for (offile_off_t left = n; left > 0 && err_ == 0;) {
+			ssize_t w = ::write(fd_, p, (size_t)left);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				err_ = w < 0 ? errno : EIO;
+				break;
+			}
+			p += w;
+			left -= w;
+		}
+		return n;
+	}
+	void flush() override
+	{
+	}
+	int error() const
+	{
+		return err_;
+	}
+
+      private:
+	int fd_;
+	int err_ = 0;
+};
+
+class SinkStream : public DcmOutputStream
+{
+      public:
+	explicit SinkStream(Sink *s) : DcmOutputStream(s)
+	{
+	}
+};
+
 /* The Part 10 meta header DCMTK itself would write for this C-STORE. */
 bool write_meta(DcmOutputStream &out, const T_DIMSE_C_StoreRQ *req,
                 const char *ts, const char *calling)
@@ -173,28 +240,39 @@ receive_store(T_ASC_Association *assoc, T_ASC_PresentationContextID pcid,
 	std::vector<char> name(tmpl.begin(), tmpl.end());
 	name.push_back('\0');
 	int fd = mkstemps(name.data(), 4);
-	FILE *f = fd >= 0 ? fdopen(fd, "wb") : nullptr;
-	bool meta_ok = false;
+	std::string why; /* why the instance cannot be kept */
 	T_ASC_PresentationContextID pid = 0;
-	if (f) {
-		DcmOutputFileStream out(f); /* owns f, closes it */
-		meta_ok = write_meta(out, req, pc.acceptedTransferSyntax,
-		                     calling_aet);
-		if (meta_ok) {
-			c = DIMSE_receiveDataSetInFile(
-			        assoc, block_mode(timeout_s), timeout_s, &pid,
-			        &out, nullptr, nullptr);
+	bool received = false; /* DCMTK has read the data set */
+	if (fd < 0) {
+		why = std::string("cannot create ") + name.data() + ": " +
+		      strerror(errno);
+	} else {
+		Sink sink(fd);
+		{
+			SinkStream out(&sink);
+			if (write_meta(out, req, pc.acceptedTransferSyntax,
+			               calling_aet)) {
+				received = true;
+				c = DIMSE_receiveDataSetInFile(
+				        assoc, block_mode(timeout_s), timeout_s,
+				        &pid, &out, nullptr, nullptr);
+			}
 			out.flush();
-			meta_ok = out.good();
 		}
-	} else if (fd >= 0) {
-		close(fd);
+		int e = sink.error();
+		if (close(fd) != 0 && e == 0)
+			e = errno;
+		if (e != 0)
+			why = std::string("cannot write ") + name.data() +
+			      ": " + strerror(e);
+		else if (!received)
+			why = "cannot encode the meta header";
 	}
-	if (!meta_ok && c.good()) {
-		/* could not create or write the file: drain, refuse */
+	if (!why.empty() && c.good()) {
+		/* not kept: drain what DCMTK has not read, refuse */
 		if (fd >= 0)
 			unlink(name.data());
-		if (!f) {
+		if (!received) {
 			DIC_UL bytes = 0, pdvs = 0;
 			c = DIMSE_ignoreDataSet(assoc, block_mode(timeout_s),
 			                        timeout_s, &bytes, &pdvs);
@@ -202,11 +280,11 @@ receive_store(T_ASC_Association *assoc, T_ASC_PresentationContextID pcid,
 				return c;
 		}
 		if (h->rejected)
-			h->rejected(h->ctx, calling_aet,
-			            "cannot write temp file");
+			h->rejected(h->ctx, calling_aet, why.c_str());
 		rsp.DimseStatus = STATUS_STORE_Refused_OutOfResources;
 	} else if (c.bad() || pid != pcid) {
-		unlink(name.data());
+		if (fd >= 0)
+			unlink(name.data());
 		if (c.good())
 			c = DIMSE_NOVALIDPRESENTATIONCONTEXTID;
 		return c;

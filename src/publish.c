@@ -367,7 +367,7 @@ static int prepare(struct publisher *pb, const struct idx_claimed *j,
 	if (pacs_sync(pb->pacs, pb->ix, NULL, uid, 1, &pb->cancel, &stats, err,
 	              sizeof(err)) != 0) {
 		retry(o, pb->cfg->publish_retry_max, j->attempts,
-		      "study %s: %s", uid, err);
+		      "study %s: PACS: %s", uid, err);
 		return -1;
 	}
 	cfind_s = seconds_since(&t0);
@@ -807,7 +807,6 @@ struct publisher *publisher_start(const struct config *cfg, struct index *ix,
                                   size_t errlen)
 {
 	struct publisher *pb = calloc(1, sizeof(*pb));
-	int n;
 
 	if (pb == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -816,12 +815,6 @@ struct publisher *publisher_start(const struct config *cfg, struct index *ix,
 	pb->cfg = cfg;
 	pb->ix = ix;
 	pb->pacs = p;
-	n = index_jobs_recover(ix);
-	if (n > 0)
-		log_info(LOGC_JOBS,
-		         "%d job(s) interrupted by a stop: queued "
-		         "again",
-		         n);
 	pthread_mutex_init(&pb->lock, NULL);
 	pthread_cond_init(&pb->wake, NULL);
 	if (pthread_create(&pb->thread, NULL, worker, pb) != 0) {

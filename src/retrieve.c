@@ -210,7 +210,8 @@ static void *retrieval_thread(void *arg)
 	struct dcm_selection sel = { e->study, e->series[0] ? e->series : NULL,
 		                     e->sop[0] ? e->sop : NULL };
 	struct dcm_progress fin = { 0, 0, 0, 0 };
-	char ctx[32], err[256] = "";
+	char ctx[32], err[512] = "", why[256];
+	unsigned long refused = store_refusals(r->store, NULL, 0);
 	int rc;
 
 	snprintf(ctx, sizeof(ctx), "fetch=%u", e->id);
@@ -218,6 +219,11 @@ static void *retrieval_thread(void *arg)
 	rc = fetch(e, &sel, &fin, err, sizeof(err));
 	/* Answered instances may still be on their way to the disk. */
 	store_flush(r->store);
+	if (rc != 0 && store_refusals(r->store, why, sizeof(why)) > refused) {
+		size_t n = strlen(err);
+
+		snprintf(err + n, sizeof(err) - n, " (not stored: %s)", why);
+	}
 	pthread_mutex_lock(&r->lock);
 	if (rc == 0 && fin.completed + fin.warning == 0 && fin.failed == 0 &&
 	    e->st.received == 0) {

@@ -54,6 +54,8 @@ struct store {
 	char pacs_aet[17];
 	store_observer observer; /* guarded by lock */
 	void *observer_ctx;
+	unsigned long refusals; /* guarded by lock */
+	char refusal[256];
 	pthread_t committer;
 	pthread_mutex_t lock;
 	pthread_cond_t work, done;
@@ -417,9 +419,26 @@ static unsigned on_fill_stored(void *ctx, const struct dcm_ds *ds,
 
 static void on_rejected(void *ctx, const char *calling_aet, const char *reason)
 {
-	(void)ctx;
+	struct store *s = ctx;
+
 	log_warn(LOGC_DICOM, "rejected instance from=%s: %s", calling_aet,
 	         reason);
+	pthread_mutex_lock(&s->lock);
+	s->refusals++;
+	snprintf(s->refusal, sizeof(s->refusal), "%s", reason);
+	pthread_mutex_unlock(&s->lock);
+}
+
+unsigned long store_refusals(struct store *s, char *why, size_t len)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->refusals;
+	if (why != NULL && len > 0)
+		snprintf(why, len, "%s", s->refusal);
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 void store_flush(struct store *s)

@@ -55,4 +55,11 @@ void store_fill_handler(struct store *s, struct dcm_store_handler *h);
 /* Waits until every instance received before the call is committed. */
 void store_flush(struct store *s);
 
+/*
+ * How many received instances could not be stored so far (a full disk,
+ * an unparsable file), and the reason of the last one into why (may be
+ * NULL): a retrieval that fails says why the cache refused.
+ */
+unsigned long store_refusals(struct store *s, char *why, size_t len);
+
 #endif
