@@ -163,6 +163,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	struct dcm_scp_config sc;
 	struct control_env env;
 	struct http_env henv;
+	int n;
 
 	if (fs_mkdirs(d->cfg.data_dir) != 0) {
 		snprintf(err, errlen, "%s: %s", d->cfg.data_dir,
@@ -177,6 +178,12 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	if (index_open(path, 0, &d->ix, err, errlen) != 0)
 		return -1;
 	audit_open(d->ix);
+	/* jobs of every kind (publications, imports) a stop interrupted,
+	 * before any worker claims one */
+	n = index_jobs_recover(d->ix);
+	if (n > 0)
+		log_info(LOGC_JOBS,
+		         "%d job(s) interrupted by a stop: queued again", n);
 	if (cache_open(d->cfg.cache_dir,
 	               (uint64_t)d->cfg.cache_max_mb * 1024 * 1024, d->ix,
 	               &d->cache, &rep, err, errlen) != 0)
