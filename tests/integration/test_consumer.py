@@ -738,7 +738,7 @@ class UnreachableSourceTest(common.PacsTestCase):
         self.assertEqual(status, 202)
         job = wait_job(b, body["job"], until=lambda j: j["attempts"] >= 1, timeout=60)
         self.assertIn("does not answer", job["reason"] or "", job)
-        self.assertNotIn(ct, pacs_b.studies())
+        self.assertNotIn(ct, pacs_b.study_uids())
 
 
 if __name__ == "__main__":

@@ -501,6 +501,10 @@ class Orthanc(ManagedProcess):
         """Expanded /studies (Orthanc resources)."""
         return self.rest("GET", "/studies?expand")
 
+    def study_uids(self):
+        """StudyInstanceUIDs of the studies held."""
+        return {s["MainDicomTags"]["StudyInstanceUID"] for s in self.studies()}
+
     def _lookup(self, uid, level):
         for hit in self.rest("POST", "/tools/lookup", uid.encode()):
             if hit["Type"] == level:
