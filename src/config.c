@@ -128,7 +128,7 @@ static const struct opt schema[] = {
 	  NULL,
 	  "Seconds of silence after which an MLLP connection is closed (a "
 	  "frame still incomplete then is refused)." },
-	{ "hl7_max_connections", INT(hl7_max_connections), 1, 1000, "16", NULL,
+	{ "hl7_max_connections", INT(hl7_max_connections), 1, 1000, "64", NULL,
 	  NULL, "Maximum number of simultaneous MLLP connections." },
 	{ "hl7_application", STR(hl7_application), 0, 0, "DRIMBOX", NULL, NULL,
 	  "Sending application (MSH-3) of the acknowledgements." },
