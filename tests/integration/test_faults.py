@@ -24,11 +24,11 @@ import pydicom
 import common
 import harness
 import reports
-from harness import DmpSim, Drimbox, Orthanc
+from harness import Drimbox, Orthanc
 from netfault import Proxy
 from test_cache import index_matches_disk
 from test_consumer import Browser, decoded
-from test_publish import last_job_id, signing_key, wait_job
+from test_publish import dmp_with_key, last_job_id, wait_job
 from wlsign import make_trust, write_signed_whitelist
 
 PATIENT = reports.SMALL_SET_PATIENT
@@ -54,16 +54,12 @@ class SourceFaultsTest(common.PacsTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        d = cls.dir
-        signing_key(d)
-        cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+        cls.sim, dmp = dmp_with_key(cls.dir)
         cls.link = Proxy(cls.pacs.dicom_port).up()
         cls.hl7 = harness.free_port()
-        cls.db = Drimbox(d / "db", pacs=cls.pacs, extra={
-            "pacs_port": cls.link.port, "pacs_retry_max": 1, "hl7_port": cls.hl7,
-            "publish_wait_hours": 0, "publish_retry_max": 2,
-            "dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
-            "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key"}).start()
+        cls.db = Drimbox(cls.dir / "db", pacs=cls.pacs, extra=dict(
+            dmp, pacs_port=cls.link.port, pacs_retry_max=1, hl7_port=cls.hl7,
+            publish_wait_hours=0, publish_retry_max=2)).start()
         cls.db.cli("sync", "--all")
 
     @classmethod
@@ -107,17 +103,15 @@ class SourceFaultsTest(common.PacsTestCase):
 
 class ConsumerFaultsTest(common.PacsTestCase):
     """A source A (its links to consumers behind a forwarder) publishes the
-    patient's CT twice (plain, JPEG-LS); each test runs its own consumer B on a fresh
-    index and cache, importing into Orthanc B (behind a forwarder too)."""
+    patient's CT twice (plain, JPEG-LS); each test runs its own consumer B
+    on a fresh index and cache, importing into Orthanc B (behind a
+    forwarder too)."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         d = cls.dir
-        signing_key(d)
-        cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
-        cls.dmp = {"dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
-                   "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key"}
+        cls.sim, cls.dmp = dmp_with_key(d)
         hl7, a_http = harness.free_port(), harness.free_port()
         cls.to_a = Proxy(a_http).up()
         cls.a = Drimbox(d / "a", pacs=cls.pacs, aet="DRIMBOXA", extra=dict(

@@ -81,6 +81,15 @@ def signing_key(d, name="sign"):
                    cwd=d, check=True, capture_output=True)
 
 
+def dmp_with_key(d):
+    """A started DMP simulator trusting a new signing key made in d, and
+    the config keys that publish to it with that key."""
+    signing_key(d)
+    sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+    return sim, {"dmp_url": sim.url + "/si-dmp-server/v2/services",
+                 "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key"}
+
+
 def send_report(test, port, rel, n):
     """Sends a referencing message over MLLP (placeholders filled, MSH-10
     from n), checking that it is accepted."""
