@@ -120,7 +120,15 @@ extern "C" int dcm_global_init(struct dcm_err *err)
 		DJEncoderRegistration::registerCodecs(ECC_lossyYCbCr,
 		                                      EUC_never);
 		DJLSDecoderRegistration::registerCodecs();
-		DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFTrue, 0,
+		/*
+		 * The "raw" JPEG-LS encoder, not the "cooked" one: 3.6.7's
+		 * cooked encoder pads an odd-length codestream by writing
+		 * into its input buffer (fixed upstream in 2024), past its
+		 * end when the codestream is longer than the frame (valgrind
+		 * saw it on small frames). Near-lossless still goes through
+		 * it: dcm_pixel.cc gives it no frame under 4 KiB.
+		 */
+		DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFFalse, 0,
 		                                        OFTrue, EJLSUC_never);
 		DcmRLEDecoderRegistration::registerCodecs();
 		DcmRLEEncoderRegistration::registerCodecs();

@@ -75,6 +75,14 @@ bool is_lossy(E_TransferSyntax x)
 }
 
 /*
+ * DCMTK 3.6.7's near-lossless JPEG-LS encoder (the "cooked" one) pads an
+ * odd-length codestream by writing into its input, past the end when the
+ * codestream is longer than the frame: frames this small are not given
+ * to it (see dcm_common.cc).
+ */
+constexpr size_t kJlsNearMinFrame = 4096;
+
+/*
  * Bitstreams of `from` that are valid as `to` unchanged: a baseline JPEG
  * is an extended-process JPEG, a lossless SV1 JPEG a process 14 one.
  */
@@ -597,6 +605,9 @@ int dcmtk_encode(const std::vector<Uint8> &native, const dcmi::PixelInfo &pi,
                  const OFString &photometric, DcmItem *orig, E_TransferSyntax x,
                  std::vector<Uint8> &out, struct dcm_err *err)
 {
+	if (x == EXS_JPEGLSLossy && pi.frame_bytes() < kJlsNearMinFrame)
+		return fail(err, DCM_ERR_UNSUPPORTED,
+		            "frame too small for near-lossless JPEG-LS");
 	DcmDataset d;
 	put_pixel_module(d, pi, photometric, pi.planar, orig);
 	DcmPixelData *pd = native_element(native, pi.bits_alloc);
@@ -834,6 +845,15 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 		dcmi::PixelInfo pi;
 		if (dcmi::px_info(ds, pi, nullptr) == DCM_OK)
 			hint += pi.frame_bytes() * pi.frames;
+	}
+	if (pd && to == EXS_JPEGLSLossy) {
+		dcmi::PixelInfo pi;
+		if (dcmi::px_info(ds, pi, err) != DCM_OK)
+			return DCM_ERR_PARSE;
+		if (pi.frame_bytes() < kJlsNearMinFrame)
+			return fail(
+			        err, DCM_ERR_UNSUPPORTED,
+			        "frame too small for near-lossless JPEG-LS");
 	}
 	if (pd && is_j2k(from)) {
 		rc = j2k_to_native(ds, from, err);

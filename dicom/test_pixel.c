@@ -835,6 +835,37 @@ static void test_concurrent_transcodes_give_the_same_bytes(void)
 		free(jobs[i].out);
 }
 
+/*
+ * A frame shorter than its JPEG-LS codestream: lossless goes through
+ * DCMTK's raw encoder, near-lossless is refused (its encoder writes past
+ * the frame; dcm_common.cc); under valgrind, nothing out of bounds.
+ */
+static void test_tiny_frames_and_jpegls(void)
+{
+	static struct image tiny = { 3,    5,    1,   1, 8, 8, "MONOCHROME2",
+		                     NULL, NULL, NULL };
+	struct dcm_err err = { { 0 } };
+	char p[256], enc[256];
+	void *out = NULL;
+	size_t len = 0;
+	char ts[65];
+
+	tiny.pixels = make_pixels(&tiny);
+	tmp_path(p, sizeof(p), "tiny.dcm");
+	CHECK(write_native(p, &tiny) == 0);
+	CHECK(transcode_to(p, JLS, "tiny_jls.dcm", enc, sizeof(enc)));
+	CHECK(frames_equal(enc, &tiny));
+	CHECK_OK(dcm_frame(p, 1, JLS, &out, &len, ts, &err));
+	free(out);
+	out = NULL;
+	CHECK_EQ_INT(dcm_frame(p, 1, JLS_NEAR, &out, &len, ts, &err),
+	             DCM_ERR_UNSUPPORTED);
+	CHECK_EQ_INT(dcm_transcode_file(p, JLS_NEAR, &out, &len, &err),
+	             DCM_ERR_UNSUPPORTED);
+	CHECK(out == NULL);
+	free((void *)tiny.pixels);
+}
+
 int main(void)
 {
 	if (test_setup("test_pixel") != 0)
@@ -857,6 +888,7 @@ int main(void)
 	test_colour_jpeg2000_with_mct_decodes_to_rgb();
 	test_can_transcode_truth_table();
 	test_lossy_targets_are_made_from_lossless_sources();
+	test_tiny_frames_and_jpegls();
 	test_render_applies_window_rescale_and_monochrome1();
 	test_render_fits_the_viewport_without_upscaling();
 	test_render_of_compressed_frame_matches_native();
