@@ -4,6 +4,8 @@
 #   make bench   the benchmarks (tests/bench/*), with Orthanc/DCMTK baselines
 #   make asan    the test suite under AddressSanitizer + UBSan
 #   make fuzz    the libFuzzer targets (tests/fuzz), FUZZ_SECONDS each
+#   make check-valgrind  the unit tests, and the integration suite with
+#                every drimboxd, under valgrind memcheck
 #   make format  clang-format the sources in place
 
 BUILD ?= build
@@ -12,7 +14,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 MESON_TEST ?= meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test unit asan fuzz bench demo demo-stop format clean
+.PHONY: all deps build test unit asan check-valgrind fuzz bench demo demo-stop format clean
 
 all: build
 
@@ -51,6 +53,19 @@ asan: deps $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/viewer/index.html
 	@tests/summary.py $(ASAN_BUILD)/meson-logs/testlog.json
 
 # clang's libFuzzer, with ASan + UBSan; the corpus grows in tests/fuzz/
+# memcheck errors and definite leaks fail a test (the daemon exits 99;
+# the harness also reads its log); tests/valgrind.supp lists what the
+# libraries below us leave behind by design
+VALGRIND = valgrind --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=definite --num-callers=30 \
+	--suppressions=$(CURDIR)/tests/valgrind.supp
+check-valgrind: build
+	$(MESON_TEST) -C $(BUILD) --suite unit --wrap='$(VALGRIND)' \
+		--timeout-multiplier 20
+	DRIMBOXD_WRAP='$(VALGRIND)' DRIMBOX_TIMEOUT_SCALE=20 \
+		$(MESON_TEST) -C $(BUILD) --suite integration --timeout-multiplier 20
+	@tests/summary.py $(BUILD)/meson-logs/testlog.json
+
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false \
@@ -68,6 +83,7 @@ bench: build
 	tests/bench/viewer/run --runs 5 --json $(BUILD)/bench-viewer.json
 	tests/bench/remote/run --runs 3 --json $(BUILD)/bench-remote.json
 	tests/bench/auth/run --runs 3 --json $(BUILD)/bench-auth.json
+	tests/bench/load/run --json $(BUILD)/bench-load.json
 
 demo: build
 	tests/demo/run start

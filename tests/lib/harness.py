@@ -24,6 +24,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -45,6 +47,10 @@ ORTHANC_BIN = os.environ.get("ORTHANC", "/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 LOOPBACK = "127.0.0.1"
+# make check-valgrind: drimboxd runs under this command (a valgrind
+# line), and the waits for it are this many times longer
+DRIMBOXD_WRAP = shlex.split(os.environ.get("DRIMBOXD_WRAP", ""))
+SLOW = float(os.environ.get("DRIMBOX_TIMEOUT_SCALE", "1"))
 
 
 class HarnessError(Exception):
@@ -660,27 +666,29 @@ class Drimbox(ManagedProcess):
                 raise HarnessError("drimbox binary not found: %s (set DRIMBOXD/DRIMBOX)"
                                    % binary)
         self._killed = False
-        self._spawn([str(self.daemon_bin), "-c", str(self.conf_path)])
-        self._wait_ready(self._status_ok, timeout)
+        self._spawn(DRIMBOXD_WRAP + [str(self.daemon_bin), "-c", str(self.conf_path)])
+        self._wait_ready(self._status_ok, timeout * SLOW)
         return self
 
     def _status_ok(self):
-        return self.cli("status", check=False, timeout=5).returncode == 0
+        return self.cli("status", check=False, timeout=5 * SLOW).returncode == 0
 
     def stop(self, timeout=10):
         """SIGTERM; the daemon must exit 0 and its log must be free of
-        sanitizer reports (AddressSanitizer, UBSan 'runtime error:')."""
+        sanitizer reports (AddressSanitizer, UBSan "runtime error:") and
+        of valgrind errors (make check-valgrind)."""
         proc = self.proc
         was_running = self.running()
         killed = getattr(self, "_killed", False)
-        super().stop(timeout)
+        super().stop(timeout * SLOW)
         if proc is None or (not was_running and killed):
             return
         if not was_running:
             raise HarnessError("drimboxd died (exit %s) before it was stopped:\n%s"
                                % (proc.returncode, tail(self.log_path, 60)))
         log = self.log_text()
-        if proc.returncode != 0 or "Sanitizer" in log or "runtime error:" in log:
+        if proc.returncode != 0 or "Sanitizer" in log or "runtime error:" in log or \
+                re.search(r"ERROR SUMMARY: [1-9]", log):
             raise HarnessError("drimboxd did not stop cleanly (exit %s):\n%s"
                                % (proc.returncode, tail(self.log_path, 60)))
 
