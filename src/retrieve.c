@@ -210,7 +210,7 @@ static void *retrieval_thread(void *arg)
 	struct dcm_selection sel = { e->study, e->series[0] ? e->series : NULL,
 		                     e->sop[0] ? e->sop : NULL };
 	struct dcm_progress fin = { 0, 0, 0, 0 };
-	char ctx[32], err[512] = "", why[256];
+	char ctx[32], err[256] = "", why[160];
 	unsigned long refused = store_refusals(r->store, NULL, 0);
 	int rc;
 
