@@ -82,6 +82,14 @@ bool is_lossy(E_TransferSyntax x)
  */
 constexpr size_t kJlsNearMinFrame = 4096;
 
+int jls_near_refused(const dcmi::PixelInfo &pi, struct dcm_err *err)
+{
+	if (pi.frame_bytes() >= kJlsNearMinFrame)
+		return DCM_OK;
+	return fail(err, DCM_ERR_UNSUPPORTED,
+	            "frame too small for near-lossless JPEG-LS");
+}
+
 /*
  * Bitstreams of `from` that are valid as `to` unchanged: a baseline JPEG
  * is an extended-process JPEG, a lossless SV1 JPEG a process 14 one.
@@ -605,9 +613,8 @@ int dcmtk_encode(const std::vector<Uint8> &native, const dcmi::PixelInfo &pi,
                  const OFString &photometric, DcmItem *orig, E_TransferSyntax x,
                  std::vector<Uint8> &out, struct dcm_err *err)
 {
-	if (x == EXS_JPEGLSLossy && pi.frame_bytes() < kJlsNearMinFrame)
-		return fail(err, DCM_ERR_UNSUPPORTED,
-		            "frame too small for near-lossless JPEG-LS");
+	if (x == EXS_JPEGLSLossy && jls_near_refused(pi, err) != DCM_OK)
+		return DCM_ERR_UNSUPPORTED;
 	DcmDataset d;
 	put_pixel_module(d, pi, photometric, pi.planar, orig);
 	DcmPixelData *pd = native_element(native, pi.bits_alloc);
@@ -848,12 +855,11 @@ int transcode(const char *path, const char *ts_uid, void **out, size_t *len,
 	}
 	if (pd && to == EXS_JPEGLSLossy) {
 		dcmi::PixelInfo pi;
-		if (dcmi::px_info(ds, pi, err) != DCM_OK)
-			return DCM_ERR_PARSE;
-		if (pi.frame_bytes() < kJlsNearMinFrame)
-			return fail(
-			        err, DCM_ERR_UNSUPPORTED,
-			        "frame too small for near-lossless JPEG-LS");
+		rc = dcmi::px_info(ds, pi, err);
+		if (rc == DCM_OK)
+			rc = jls_near_refused(pi, err);
+		if (rc != DCM_OK)
+			return rc;
 	}
 	if (pd && is_j2k(from)) {
 		rc = j2k_to_native(ds, from, err);

@@ -34,14 +34,6 @@ from wlsign import make_trust, write_signed_whitelist
 PATIENT = reports.SMALL_SET_PATIENT
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
-
-
 def study_files(db, study):
     """Instance files of a study in db's cache (complete ones: the cache
     writes into .tmp/ and renames)."""
@@ -213,7 +205,8 @@ class ConsumerFaultsTest(common.PacsTestCase):
         self.to_a.rate = 24 * 1024  # the pull takes ~10 s
         e = self.exam(br, "ct")
         self.assertEqual(br.api("POST", "exams/%s/view" % e["id"])[0], 200)
-        wait_for(lambda: len(study_files(b, ct)) >= 2, 60, "the pull to start")
+        self.assertTrue(harness.wait_until(lambda: len(study_files(b, ct)) >= 2, 60),
+                        "the pull did not start")
         b.kill9()
         n = len(study_files(b, ct))
         self.assertLess(n, self.count("ct"), "not killed mid-pull")
@@ -240,7 +233,8 @@ class ConsumerFaultsTest(common.PacsTestCase):
         self.to_pacs_b.rate = 16 * 1024  # the import takes ~10 s
         status, body = br.api("POST", "exams/%s/import" % e["id"])
         self.assertEqual(status, 202, body)
-        wait_for(lambda: self.imported("ct") >= 2, 60, "the import to start")
+        self.assertTrue(harness.wait_until(lambda: self.imported("ct") >= 2, 60),
+                        "the import did not start")
         b.kill9()
         self.assertLess(self.imported("ct"), total, "not killed mid-import")
         self.to_pacs_b.rate = None

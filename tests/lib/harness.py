@@ -148,6 +148,12 @@ class ManagedProcess:
         """True while the process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
+    def status_kb(self, key):
+        """A kB figure of the running process's /proc status (VmRSS,
+        VmHWM...)."""
+        status = Path("/proc/%d/status" % self.proc.pid).read_text()
+        return int(re.search(r"^%s:\s+(\d+) kB" % key, status, re.M).group(1))
+
     def log_text(self):
         """Whole log of the process."""
         try:

@@ -28,7 +28,6 @@ class Proxy:
         self.port = free_port()
         self.target = (host, target_port)
         self.rate = rate
-        self.forwarded = 0  # bytes sent towards the client, all connections
         self._listener = None
         self._thread = None
         self._conns = set()
@@ -82,12 +81,12 @@ class Proxy:
             pair = [client, server, 2]  # the sockets, pumps still running
             with self._lock:
                 self._conns.update((client, server))
-            threading.Thread(target=self._pump, args=(client, server, False, pair),
+            threading.Thread(target=self._pump, args=(client, server, pair),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True, pair),
+            threading.Thread(target=self._pump, args=(server, client, pair),
                              daemon=True).start()
 
-    def _pump(self, src, dst, towards_client, pair):
+    def _pump(self, src, dst, pair):
         try:
             while True:
                 data = src.recv(CHUNK)
@@ -96,8 +95,6 @@ class Proxy:
                 if self.rate:
                     time.sleep(len(data) / self.rate)
                 dst.sendall(data)
-                if towards_client:
-                    self.forwarded += len(data)
         except OSError:
             pass
         try:
