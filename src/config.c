@@ -110,6 +110,11 @@ static const struct opt schema[] = {
 	  "verifies against them and whose subject is a "
 	  "DNCertificatOperateur of the whitelist (whitelist_file): mutual "
 	  "TLS. People's browsers are not asked for one." },
+	{ "metrics_allowed", STR(metrics_allowed), 0, 0, "127.0.0.1 ::1", NULL,
+	  NULL,
+	  "Addresses (space or comma separated, exact) allowed to read "
+	  "/metrics, the Prometheus page, without signing in; others get "
+	  "403. /health and /ready are public." },
 	{ "viewer_dir", STR(viewer_dir), 0, 0, "/usr/share/drimbox/viewer",
 	  NULL, NULL,
 	  "Directory of the built web viewer (make builds it into "

@@ -42,6 +42,7 @@ struct config {
 	long http_max_connections;
 	char viewer_dir[CONFIG_STR_MAX];
 	char http_tls_cert[256], http_tls_key[256], http_tls_client_ca[256];
+	char metrics_allowed[256];
 	/* HL7 v2 from the RIS (MLLP) */
 	long hl7_port;
 	char hl7_bind[64];

@@ -1494,9 +1494,13 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		rc = index_job_claim(c->ix, "import", (int64_t)now, &j);
 		if (rc == 1) {
-			int out = run_import(c, &j, err, sizeof(err));
-			int retry =
-			        out == -1 && j.attempts + 1 < IMPORT_ATTEMPTS;
+			char ctx[40];
+			int out, retry;
+
+			snprintf(ctx, sizeof(ctx), "job=%lld", (long long)j.id);
+			log_set_context(ctx);
+			out = run_import(c, &j, err, sizeof(err));
+			retry = out == -1 && j.attempts + 1 < IMPORT_ATTEMPTS;
 
 			if (out != 0)
 				log_error(LOGC_JOBS, "job %lld: import %s: %s",
@@ -1510,6 +1514,7 @@ static void *worker(void *arg)
 			        (int64_t)now + 10 * (j.attempts + 1), NULL,
 			        out == 0 ? NULL : err, NULL);
 			free(j.payload);
+			log_set_context("import");
 		}
 		pthread_mutex_lock(&c->lock);
 		if (rc != 1 && !c->stop) {

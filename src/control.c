@@ -6,6 +6,7 @@
 #include "control.h"
 #include "cache.h"
 #include "config.h"
+#include "health.h"
 #include "index.h"
 #include "log.h"
 #include "monitor.h"
@@ -32,6 +33,7 @@ struct control {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	int workers; /* fetch workers alive, guarded by lock */
+	time_t started;
 };
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status,
@@ -62,35 +64,57 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
 	return send_json(conn, status, json_pack("{s:s}", "error", msg));
 }
 
+static void add_job_count(void *ctx, const struct idx_job_count *c)
+{
+	json_array_append_new(ctx,
+	                      json_pack("{s:s, s:s, s:I, s:I}", "kind", c->kind,
+	                                "state", c->state, "count",
+	                                (json_int_t)c->count, "oldest_age",
+	                                (json_int_t)(time(NULL) - c->oldest)));
+}
+
+static void add_line(void *ctx, const char *line)
+{
+	json_array_append_new(ctx, json_string(line));
+}
+
 static enum MHD_Result handle_status(struct control *c,
                                      struct MHD_Connection *conn)
 {
 	struct idx_counts n = { 0, 0, 0, 0, 0 };
 	struct monitor_state ms;
 	const struct config *cfg = c->env.cfg;
+	json_t *o, *jobs = json_array(), *recent = json_array();
 
 	monitor_get(c->env.monitor, &ms);
-	if (index_counts(c->env.ix, &n) != 0)
+	if (index_counts(c->env.ix, &n) != 0 ||
+	    index_jobs_summary(c->env.ix, add_job_count, jobs) != 0) {
+		json_decref(jobs);
+		json_decref(recent);
 		return send_error(conn, 500, "index unreadable");
-	return send_json(
-	        conn, 200,
-	        json_pack("{s:s, s:s, s:i, s:{s:s, s:i, s:s, s:s, s:b, s:I, "
-	                  "s:I, s:s}, s:{s:I, s:I, s:I, s:I, s:I}, "
-	                  "s:{s:I, s:I}}",
-	                  "version", "0.1.0", "aet", cfg->dicom_aet,
-	                  "dicom_port", c->env.dicom_port, "pacs", "host",
-	                  cfg->pacs_host, "port", (int)cfg->pacs_port, "aet",
-	                  cfg->pacs_aet, "retrieve", cfg->pacs_retrieve,
-	                  "reachable", ms.reachable, "last_echo",
-	                  (json_int_t)ms.last_echo, "last_sync",
-	                  (json_int_t)ms.last_sync, "last_error", ms.last_error,
-	                  "index", "patients", (json_int_t)n.patients,
-	                  "studies", (json_int_t)n.studies, "series",
-	                  (json_int_t)n.series, "instances",
-	                  (json_int_t)n.instances, "cached",
-	                  (json_int_t)n.cached, "cache", "bytes",
-	                  (json_int_t)cache_bytes(c->env.cache), "max_bytes",
-	                  (json_int_t)cache_max_bytes(c->env.cache)));
+	}
+	log_recent(add_line, recent);
+	o = json_pack("{s:s, s:s, s:i, s:I, s:{s:s, s:i, s:s, s:s, s:b, s:I, "
+	              "s:I, s:s}, s:{s:I, s:I, s:I, s:I, s:I}, "
+	              "s:{s:I, s:I}, s:o, s:o}",
+	              "version", DRIMBOX_VERSION, "aet", cfg->dicom_aet,
+	              "dicom_port", c->env.dicom_port, "uptime",
+	              (json_int_t)(time(NULL) - c->started), "pacs", "host",
+	              cfg->pacs_host, "port", (int)cfg->pacs_port, "aet",
+	              cfg->pacs_aet, "retrieve", cfg->pacs_retrieve,
+	              "reachable", ms.reachable, "last_echo",
+	              (json_int_t)ms.last_echo, "last_sync",
+	              (json_int_t)ms.last_sync, "last_error", ms.last_error,
+	              "index", "patients", (json_int_t)n.patients, "studies",
+	              (json_int_t)n.studies, "series", (json_int_t)n.series,
+	              "instances", (json_int_t)n.instances, "cached",
+	              (json_int_t)n.cached, "cache", "bytes",
+	              (json_int_t)cache_bytes(c->env.cache), "max_bytes",
+	              (json_int_t)cache_max_bytes(c->env.cache), "jobs", jobs,
+	              "recent_problems", recent);
+	if (o != NULL && c->env.health != NULL)
+		json_object_set_new(o, "ready", health_ready(c->env.health));
+	return o ? send_json(conn, 200, o) : send_error(conn, 500, "no memory");
 }
 
 /* A UID argument: digits and dots, 1..64 characters. */
@@ -348,6 +372,7 @@ struct control *control_start(const struct control_env *env, char *err,
 		return NULL;
 	}
 	c->env = *env;
+	c->started = time(NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	c->fd = listen_unix(env->cfg->control_socket, err, errlen);

@@ -14,6 +14,7 @@ struct cache;
 struct config;
 struct index;
 struct monitor;
+struct health;
 struct pacs;
 struct retriever;
 
@@ -25,7 +26,8 @@ struct control_env {
 	const struct pacs *pacs;
 	struct retriever *retriever;
 	struct monitor *monitor;
-	int dicom_port; /* the port the storage SCP listens on */
+	struct health *health; /* the readiness checks */
+	int dicom_port;        /* the port the storage SCP listens on */
 };
 
 struct control;

@@ -12,6 +12,7 @@
 #include "curlbuf.h"
 #include "fsutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "multipart.h"
 
 #include <curl/curl.h>
@@ -1070,6 +1071,41 @@ static enum dmp_outcome read_reply(const char *ctype, const char *body,
 	return judge(*doc, http, unique, err, errlen);
 }
 
+/* The TLS of every connection to the DMP (the DMP's own CA, our cert). */
+static void tls_options(CURL *c, const struct config *cfg)
+{
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (cfg->dmp_tls_cert[0]) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->dmp_tls_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->dmp_tls_key);
+	}
+	if (cfg->dmp_tls_ca[0])
+		curl_easy_setopt(c, CURLOPT_CAINFO, cfg->dmp_tls_ca);
+}
+
+int dmp_ping(const struct config *cfg, long timeout, char *err, size_t errlen)
+{
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, cfg->dmp_url);
+	curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout);
+	tls_options(c, cfg);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		snprintf(err, errlen, "%s: %s", cfg->dmp_url,
+		         curl_easy_strerror(rc));
+	curl_easy_cleanup(c);
+	return rc == CURLE_OK ? 0 : -1;
+}
+
 /*
  * POSTs a request to a service; the outcome, and with reply non-NULL the
  * parsed reply (the caller frees it).
@@ -1106,14 +1142,7 @@ static enum dmp_outcome post(const struct config *cfg, const char *service,
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, (void *)reply_type);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->dmp_timeout);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (cfg->dmp_tls_cert[0]) {
-		curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->dmp_tls_cert);
-		curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->dmp_tls_key);
-	}
-	if (cfg->dmp_tls_ca[0])
-		curl_easy_setopt(c, CURLOPT_CAINFO, cfg->dmp_tls_ca);
+	tls_options(c, cfg);
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
 	if (rc != CURLE_OK) {
@@ -1197,6 +1226,9 @@ static void audit_call(const struct req *r, const char *action,
 
 	snprintf(detail, sizeof(detail), "%s%s%.300s", transaction(action),
 	         out == DMP_OK ? "" : ": ", out == DMP_OK ? "" : err);
+	metrics_dmp(transaction(action), out == DMP_OK          ? "ok"
+	                                 : out == DMP_PERMANENT ? "refused"
+	                                                        : "failed");
 	audit(&(struct audit_event){
 	        jstr(json_object_get(r->payload, "author"), "id"), "dmp",
 	        jstr(r->payload, "study"), NULL, "dmp",

@@ -16,6 +16,12 @@ struct config;
 int dmp_global_init(char *err, size_t errlen);
 void dmp_global_cleanup(void);
 
+/*
+ * Opens a connection to dmp_url (TCP, and TLS with the DMP's settings)
+ * within timeout seconds and closes it: 0, or -1 with why. For readiness.
+ */
+int dmp_ping(const struct config *cfg, long timeout, char *err, size_t errlen);
+
 /* What the DMP answered. */
 enum dmp_outcome {
 	DMP_OK,        /* registered (or already, by the same unique id) */

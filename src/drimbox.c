@@ -182,11 +182,63 @@ static const char *jstr(json_t *o, const char *k1, const char *k2)
 	return s ? s : "";
 }
 
+/* "ready   yes" or "ready   NO: pacs (why), dmp (why)". */
+static void print_ready(json_t *r)
+{
+	const char *name;
+	json_t *c;
+	int first = 1;
+
+	if (r == NULL)
+		return;
+	if (json_is_true(json_object_get(r, "ready"))) {
+		printf("ready    yes (index writable, PACS answers%s)\n",
+		       json_object_get(json_object_get(r, "checks"), "dmp")
+		               ? ", DMP reachable"
+		               : "");
+		return;
+	}
+	printf("ready    NO:");
+	json_object_foreach(json_object_get(r, "checks"), name, c)
+	{
+		if (json_is_true(json_object_get(c, "ok")))
+			continue;
+		printf("%s %s (%s)", first ? "" : ",", name,
+		       jstr(c, "error", NULL));
+		first = 0;
+	}
+	putchar('\n');
+}
+
+/* The job queue: what waits, per kind and state, and since when. */
+static void print_jobs(json_t *jobs)
+{
+	size_t i;
+	json_t *v;
+
+	if (json_array_size(jobs) == 0) {
+		printf("jobs     none waiting\n");
+		return;
+	}
+	printf("jobs     ");
+	json_array_foreach(jobs, i, v)
+	{
+		long long age = (long long)jint(v, "oldest_age");
+
+		printf("%s%lld %s %s (oldest %lld%s)", i ? ", " : "",
+		       (long long)jint(v, "count"), jstr(v, "kind", NULL),
+		       jstr(v, "state", NULL), age >= 3600 ? age / 3600 : age,
+		       age >= 3600 ? " h" : " s");
+	}
+	putchar('\n');
+}
+
 static int cmd_status(const struct config *cfg, int argc, char **argv)
 {
 	int as_json = argc > 1 && strcmp(argv[1], "--json") == 0;
 	json_t *j = call_json(cfg, "GET", "/status");
-	json_t *pacs;
+	json_t *pacs, *arr, *v;
+	size_t i;
 
 	if (j == NULL)
 		return 1;
@@ -197,9 +249,9 @@ static int cmd_status(const struct config *cfg, int argc, char **argv)
 		return 0;
 	}
 	pacs = json_object_get(j, "pacs");
-	printf("drimboxd %s  AE %s  DICOM port %lld\n",
+	printf("drimboxd %s  AE %s  DICOM port %lld  up %lld s\n",
 	       jstr(j, "version", NULL), jstr(j, "aet", NULL),
-	       (long long)jint(j, "dicom_port"));
+	       (long long)jint(j, "dicom_port"), (long long)jint(j, "uptime"));
 	printf("PACS     %s@%s:%lld (%s)  %s%s%s\n", jstr(pacs, "aet", NULL),
 	       jstr(pacs, "host", NULL), (long long)jint(pacs, "port"),
 	       jstr(pacs, "retrieve", NULL),
@@ -217,6 +269,12 @@ static int cmd_status(const struct config *cfg, int argc, char **argv)
 	printf("cache    %.1f MB of %.1f MB\n",
 	       (double)jint(j, "cache.bytes") / 1e6,
 	       (double)jint(j, "cache.max_bytes") / 1e6);
+	print_ready(json_object_get(j, "ready"));
+	print_jobs(json_object_get(j, "jobs"));
+	arr = json_object_get(j, "recent_problems");
+	printf("problems %s\n",
+	       json_array_size(arr) ? "(latest last)" : "none");
+	json_array_foreach(arr, i, v) printf("  %s\n", json_string_value(v));
 	json_decref(j);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include "dcm.h"
 #include "dmp.h"
 #include "fsutil.h"
+#include "health.h"
 #include "http.h"
 #include "index.h"
 #include "intake.h"
@@ -62,6 +63,7 @@ struct daemon {
 	struct qr *qr;
 	struct dcm_scp *scp;
 	struct monitor *monitor;
+	struct health *health;
 	struct control *control;
 	struct http *http;
 	struct intake *intake;
@@ -243,18 +245,21 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	d->monitor = monitor_start(&d->cfg, &d->pacs, d->ix, err, errlen);
 	if (d->monitor == NULL)
 		return -1;
-	env = (struct control_env){ &d->cfg,
-		                    d->ix,
-		                    d->cache,
-		                    &d->pacs,
-		                    d->retriever,
-		                    d->monitor,
-		                    dcm_scp_port(d->scp) };
+	d->health = health_new(&d->cfg, d->ix, d->monitor);
+	if (d->health == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	env = (struct control_env){ &d->cfg,      d->ix,
+		                    d->cache,     &d->pacs,
+		                    d->retriever, d->monitor,
+		                    d->health,    dcm_scp_port(d->scp) };
 	d->control = control_start(&env, err, errlen);
 	if (d->control == NULL)
 		return -1;
 	henv = (struct http_env){ &d->cfg,      d->ix,    d->cache, &d->pacs,
-		                  d->retriever, d->conso, d->auth,  d->remote };
+		                  d->retriever, d->conso, d->auth,  d->remote,
+		                  d->monitor,   d->health };
 	d->http = http_start(&henv, err, errlen);
 	if (d->http == NULL)
 		return -1;
@@ -278,6 +283,7 @@ static void stop(struct daemon *d)
 	http_stop(d->http);
 	conso_stop(d->conso);
 	control_stop(d->control);
+	health_free(d->health);
 	monitor_stop(d->monitor);
 	dcm_scp_stop(d->scp);
 	qr_free(d->qr);
@@ -347,13 +353,23 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (start(&d, err, sizeof(err)) != 0) {
 		log_error(LOGC_MAIN, "start-up failed: %s", err);
 		goto out;
 	}
-	sigwait(&set, &sig);
+	/* SIGHUP: the log file reopened (logrotate); SIGTERM, SIGINT: stop */
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		if (d.log == NULL)
+			continue;
+		if (log_reopen(d.cfg.log_file) != 0)
+			log_error(LOGC_MAIN, "%s: cannot reopen: %s",
+			          d.cfg.log_file, strerror(errno));
+		else
+			log_info(LOGC_MAIN, "log file reopened");
+	}
 	log_info(LOGC_MAIN, "signal %d: stopping", sig);
 	rc = 0;
 out:

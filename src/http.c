@@ -7,12 +7,16 @@
 #include "http.h"
 #include "audit.h"
 #include "auth.h"
+#include "cache.h"
 #include "config.h"
 #include "conso.h"
 #include "dicomweb.h"
 #include "fsutil.h"
+#include "health.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
+#include "monitor.h"
 #include "pacs.h"
 #include "remote.h"
 #include "web.h"
@@ -45,6 +49,7 @@ struct http {
 	const char *scheme;    /* "http" or "https" */
 	char *cert, *key;      /* PEM, with HTTPS */
 	char *client_ca;       /* PEM: DRIMboxes must present a certificate */
+	time_t started;
 };
 
 /* gzip of buf (level 1: fast, JSON still shrinks ~10x); NULL on failure. */
@@ -162,6 +167,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status,
 		free(body);
 		return MHD_NO;
 	}
+	metrics_http_bytes(len);
 	MHD_add_response_header(resp, "Content-Type", content_type);
 	if (gz)
 		MHD_add_response_header(resp, "Content-Encoding", "gzip");
@@ -336,20 +342,36 @@ struct body {
 	char data[BODY_MAX];
 };
 
-/* The state of a request without a body to keep. */
-static int first_call_marker;
+/* A request's state, from its first call to on_completed. */
+struct req {
+	struct timespec t0;
+	enum metrics_route route;
+	struct body *body; /* a consumer's POST, else NULL */
+};
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode why)
 {
+	struct req *r = *state;
+	const union MHD_ConnectionInfo *ci;
+	struct timespec t1;
+
 	(void)cls;
-	(void)conn;
 	(void)why;
-	if (*state != NULL && *state != &first_call_marker)
-		free(*state);
+	if (r == NULL)
+		return;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* no status: the connection ended before an answer was queued */
+	if (ci != NULL && ci->http_status != 0)
+		metrics_http(r->route, ci->http_status,
+		             (double)(t1.tv_sec - r->t0.tv_sec) +
+		                     (double)(t1.tv_nsec - r->t0.tv_nsec) /
+		                             1e9);
+	free(r->body);
+	free(r);
 	*state = NULL;
 }
-
 /* GET /health: the server answers (public, for load balancers). */
 static enum MHD_Result health(struct MHD_Connection *conn)
 {
@@ -357,6 +379,97 @@ static enum MHD_Result health(struct MHD_Connection *conn)
 
 	return b ? dw_send_json(conn, b, strlen(b), "application/json", NULL)
 	         : MHD_NO;
+}
+
+/*
+ * GET /ready: 200 when every check passes, else 503; the checks in JSON
+ * (public, for load balancers and Docker's health check).
+ */
+static enum MHD_Result ready(struct http *h, struct MHD_Connection *conn)
+{
+	json_t *o = health_ready(h->env.health);
+	int ok = json_is_true(json_object_get(o, "ready"));
+	char *b = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (b == NULL)
+		return MHD_NO;
+	return send_body(conn, ok ? 200 : 503, b, strlen(b), "application/json",
+	                 NULL);
+}
+
+/* Relays the index's job counts to the metrics page. */
+struct job_relay {
+	void (*emit)(void *ctx, const struct metrics_jobs *j);
+	void *ctx;
+};
+
+static void relay_job(void *ctx, const struct idx_job_count *c)
+{
+	struct job_relay *r = ctx;
+
+	r->emit(r->ctx, &(struct metrics_jobs){ c->kind, c->state, c->count,
+	                                        c->oldest });
+}
+
+static int job_counts(void *ix,
+                      void (*emit)(void *, const struct metrics_jobs *),
+                      void *ctx)
+{
+	struct job_relay r = { emit, ctx };
+
+	return index_jobs_summary(ix, relay_job, &r);
+}
+
+/* 1 when the peer's address is one of metrics_allowed. */
+static int may_scrape(const struct config *cfg, struct MHD_Connection *conn)
+{
+	char peer[64];
+	const char *p = cfg->metrics_allowed;
+	size_t n;
+
+	audit_peer(conn, peer, sizeof(peer));
+	if (strncmp(peer, "::ffff:", 7) == 0)
+		memmove(peer, peer + 7, strlen(peer + 7) + 1);
+	n = strlen(peer);
+	while (n > 0 && *p) {
+		size_t len;
+
+		p += strspn(p, " ,");
+		len = strcspn(p, " ,");
+		if (len == n && strncmp(p, peer, n) == 0)
+			return 1;
+		p += len;
+	}
+	return 0;
+}
+
+/* GET /metrics: the Prometheus exposition, to metrics_allowed only. */
+static enum MHD_Result metrics(struct http *h, struct MHD_Connection *conn)
+{
+	struct metrics_gauges g = { cache_bytes(h->env.cache),
+		                    cache_max_bytes(h->env.cache),
+		                    -1,
+		                    0,
+		                    (int64_t)h->started,
+		                    DRIMBOX_VERSION };
+	struct monitor_state ms;
+	size_t len;
+	char *page;
+
+	if (!may_scrape(h->env.cfg, conn))
+		return dw_error(conn, 403,
+		                "metrics are served to metrics_allowed only");
+	if (h->env.monitor != NULL) {
+		monitor_get(h->env.monitor, &ms);
+		g.pacs_reachable = ms.reachable;
+		g.pacs_last_echo = (int64_t)ms.last_echo;
+	}
+	page = metrics_write(&g, job_counts, h->env.ix, &len);
+	if (page == NULL)
+		return dw_error(conn, 503, "out of memory");
+	return send_body(conn, 200, page, len,
+	                 "text/plain; version=0.0.4; charset=utf-8", NULL);
 }
 
 /*
@@ -454,20 +567,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	(void)version;
 	(void)upload;
 	if (*state == NULL) {
+		struct req *r = calloc(1, sizeof(*r));
+
+		if (r == NULL)
+			return MHD_NO;
+		clock_gettime(CLOCK_MONOTONIC, &r->t0);
+		r->route = metrics_route(url, cfg->dicomweb_root);
 		/* a consumer's POST keeps its body (a form: small) */
 		if (strcmp(method, "POST") == 0 && h->env.conso &&
-		    conso_handles(url)) {
-			struct body *b = calloc(1, sizeof(*b));
-
-			*state = b ? (void *)b : (void *)&first_call_marker;
-		} else {
-			*state = &first_call_marker;
+		    conso_handles(url) &&
+		    (r->body = calloc(1, sizeof(*r->body))) == NULL) {
+			free(r);
+			return MHD_NO;
 		}
+		*state = r;
 		return MHD_YES;
 	}
 	if (*upload_size != 0) {
-		if (*state != &first_call_marker) {
-			struct body *b = *state;
+		if (((struct req *)*state)->body != NULL) {
+			struct body *b = ((struct req *)*state)->body;
 
 			if (b->len + *upload_size > BODY_MAX)
 				b->too_big = 1;
@@ -490,6 +608,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		                HEADERS_MAX);
 	if (strcmp(url, "/health") == 0)
 		return health(conn);
+	if (strcmp(url, "/ready") == 0)
+		return ready(h, conn);
+	if (strcmp(url, "/metrics") == 0)
+		return metrics(h, conn);
 	if (auth_handles(url))
 		return auth_handle(h->env.auth, conn, url);
 	if (h->env.auth != NULL && !auth_public(url, method)) {
@@ -512,7 +634,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		}
 	}
 	if (h->env.conso && conso_handles(url)) {
-		struct body *b = *state != &first_call_marker ? *state : NULL;
+		struct body *b = ((struct req *)*state)->body;
 
 		if (b && b->too_big)
 			return dw_error(conn, 413, "body over %d bytes",
@@ -581,6 +703,7 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 		return NULL;
 	}
 	h->env = *env;
+	h->started = time(NULL);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)env->cfg->http_port);

@@ -12,6 +12,8 @@
 struct auth;
 struct cache;
 struct conso;
+struct health;
+struct monitor;
 struct config;
 struct index;
 struct pacs;
@@ -24,9 +26,11 @@ struct http_env {
 	struct cache *cache;
 	const struct pacs *pacs;
 	struct retriever *retriever;
-	struct conso *conso;   /* the consumer's pages, or NULL */
-	struct auth *auth;     /* sign-in; NULL with auth = none */
-	struct remote *remote; /* the whitelist, for client certificates */
+	struct conso *conso;     /* the consumer's pages, or NULL */
+	struct auth *auth;       /* sign-in; NULL with auth = none */
+	struct remote *remote;   /* the whitelist, for client certificates */
+	struct monitor *monitor; /* the PACS link, for /metrics */
+	struct health *health;   /* the checks of /ready */
 };
 
 struct http;

@@ -24,6 +24,13 @@ int index_open(const char *path, int readonly, struct index **out, char *err,
                size_t errlen);
 void index_close(struct index *ix);
 
+/*
+ * 0 when the index can be written: its file and directory are writable,
+ * 16 MiB are free there, and a write transaction can begin (none stuck);
+ * -1 with why otherwise. For readiness.
+ */
+int index_writable(struct index *ix, char *err, size_t errlen);
+
 /* The schema version of the open database. */
 int index_schema_version(struct index *ix);
 
@@ -332,6 +339,17 @@ int index_jobs_recover(struct index *ix);
 /* Calls cb for each job, newest first (at most limit; 0 = all). */
 int index_jobs(struct index *ix, long limit,
                int (*cb)(void *ctx, const struct idx_job *j), void *ctx);
+
+/* Jobs not done of one kind in one state. */
+struct idx_job_count {
+	const char *kind, *state;
+	int64_t count, oldest; /* oldest: the first one's created_at */
+};
+
+/* Calls cb for each (kind, state) of the jobs not done; 0 or -1. */
+int index_jobs_summary(struct index *ix,
+                       void (*cb)(void *ctx, const struct idx_job_count *c),
+                       void *ctx);
 
 /* An HL7 message, as listed from the journal (raw bytes not included). */
 struct idx_hl7_row {

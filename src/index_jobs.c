@@ -239,6 +239,38 @@ int index_jobs(struct index *ix, long limit,
 	                limit, job_row, &w);
 }
 
+struct summary_walk {
+	void (*cb)(void *ctx, const struct idx_job_count *c);
+	void *ctx;
+};
+
+static int summary_row(sqlite3_stmt *s, void *ctx)
+{
+	struct summary_walk *w = ctx;
+	struct idx_job_count c = {
+		.kind = col(s, 0),
+		.state = col(s, 1),
+		.count = sqlite3_column_int64(s, 2),
+		.oldest = sqlite3_column_int64(s, 3),
+	};
+
+	w->cb(w->ctx, &c);
+	return 0;
+}
+
+int index_jobs_summary(struct index *ix,
+                       void (*cb)(void *ctx, const struct idx_job_count *c),
+                       void *ctx)
+{
+	struct summary_walk w = { cb, ctx };
+
+	return each_row(ix,
+	                "SELECT kind, state, count(*), min(created_at) FROM "
+	                "jobs WHERE state IN ('queued', 'running', 'parked', "
+	                "'failed') GROUP BY kind, state LIMIT ?",
+	                0, summary_row, &w);
+}
+
 struct hl7_walk {
 	int (*cb)(void *ctx, const struct idx_hl7_row *r);
 	void *ctx;

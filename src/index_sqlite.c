@@ -8,13 +8,19 @@
 #include "index_schema.h"
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
+
+/* Free space below which the index is not writable, for readiness. */
+#define WRITABLE_FREE (16 << 20)
 
 enum stmt_id {
 	S_BEGIN,
@@ -724,6 +730,41 @@ int index_has_cache_path(struct index *ix, const char *rel_path)
 	rc = sqlite3_step(s);
 	rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 	stmt_done(s);
+	pthread_mutex_unlock(&ix->lock);
+	return rc;
+}
+
+int index_writable(struct index *ix, char *err, size_t errlen)
+{
+	const char *path;
+	char dir[4096];
+	struct statvfs fs;
+	int rc = -1;
+
+	pthread_mutex_lock(&ix->lock);
+	path = sqlite3_db_filename(ix->db, "main");
+	snprintf(dir, sizeof(dir), "%s", path ? path : "");
+	if (strrchr(dir, '/') != NULL)
+		*strrchr(dir, '/') = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (path == NULL || path[0] == '\0')
+		snprintf(err, errlen, "the index has no file");
+	else if (access(path, W_OK) != 0 || access(dir, W_OK) != 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	else if (statvfs(dir, &fs) != 0)
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+	else if ((uint64_t)fs.f_bavail * fs.f_frsize < WRITABLE_FREE)
+		snprintf(err, errlen, "%s: less than %d MiB free", dir,
+		         WRITABLE_FREE >> 20);
+	else if (sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	         SQLITE_OK)
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(ix->db));
+	else if (sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL) !=
+	         SQLITE_OK)
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(ix->db));
+	else
+		rc = 0;
 	pthread_mutex_unlock(&ix->lock);
 	return rc;
 }

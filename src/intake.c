@@ -18,6 +18,7 @@
 #include "hl7.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -665,6 +666,7 @@ char *intake_handle(void *ctx, const struct mllp_msg *msg, size_t *ack_len)
 	         d.reason[0] ? " (" : "", d.reason, d.reason[0] ? ")" : "",
 	         d.parked_for ? " parked" : "", (long long)job_id,
 	         released ? " released parked jobs" : "");
+	metrics_hl7(d.type, rec.outcome);
 	if ((job_id > 0 || released > 0) && in->queued)
 		in->queued(in->queued_ctx);
 	snprintf(ack_id, sizeof(ack_id), "DBX%ld%lu", (long)time(NULL),

@@ -41,6 +41,18 @@ int log_enabled(enum log_level lvl);
  */
 void log_set_context(const char *ctx);
 
+/*
+ * Calls cb with each of the last (up to 8) warning and error lines,
+ * oldest first.
+ */
+void log_recent(void (*cb)(void *ctx, const char *line), void *ctx);
+
+/*
+ * Reopens the log file at path on the same stream (after logrotate moved
+ * it): 0, or -1 with errno (the old file is kept). Nothing with stderr.
+ */
+int log_reopen(const char *path);
+
 void log_write(enum log_level lvl, enum log_cat cat, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 

@@ -19,6 +19,7 @@ struct monitor {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	atomic_int stop;            /* also read by a running sync */
+	atomic_flag checking;       /* a monitor_check echo under way */
 	struct monitor_state state; /* guarded by lock */
 };
 
@@ -36,6 +37,26 @@ void monitor_report(struct monitor *m, int ok, const char *error)
 	snprintf(m->state.last_error, sizeof(m->state.last_error), "%s",
 	         ok ? "" : error);
 	pthread_mutex_unlock(&m->lock);
+}
+
+void monitor_check(struct monitor *m, long max_age, struct monitor_state *out)
+{
+	char err[300];
+	int ok;
+
+	monitor_get(m, out);
+	if (time(NULL) - out->last_echo <= max_age ||
+	    atomic_flag_test_and_set(&m->checking))
+		return;
+	ok = pacs_echo(m->pacs, err, sizeof(err)) == 0;
+	pthread_mutex_lock(&m->lock);
+	m->state.reachable = ok;
+	m->state.last_echo = time(NULL);
+	snprintf(m->state.last_error, sizeof(m->state.last_error), "%s",
+	         ok ? "" : err);
+	*out = m->state;
+	pthread_mutex_unlock(&m->lock);
+	atomic_flag_clear(&m->checking);
 }
 
 /* Waits up to seconds, or until stopped; returns 1 when stopping. */

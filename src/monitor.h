@@ -31,6 +31,13 @@ void monitor_stop(struct monitor *m);
 
 void monitor_get(struct monitor *m, struct monitor_state *out);
 
+/*
+ * The state, after a C-ECHO made now when the last one is older than
+ * max_age seconds (and no other such check is under way: then the last
+ * known state). For readiness probes.
+ */
+void monitor_check(struct monitor *m, long max_age, struct monitor_state *out);
+
 /* Records the outcome of a PACS operation made elsewhere (a sync). */
 void monitor_report(struct monitor *m, int ok, const char *error);
 

@@ -785,7 +785,12 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&pb->lock);
 		got = index_job_claim(pb->ix, KINDS, (int64_t)time(NULL), &j);
 		if (got == 1) {
+			char ctx[40];
+
+			snprintf(ctx, sizeof(ctx), "job=%lld", (long long)j.id);
+			log_set_context(ctx);
 			run(pb, &j);
+			log_set_context("publish");
 			free(j.payload);
 			continue;
 		}

@@ -7,6 +7,7 @@
 #include "retrieve.h"
 #include "grow.h"
 #include "log.h"
+#include "metrics.h"
 #include "pacs.h"
 #include "remote.h"
 #include "store.h"
@@ -251,6 +252,11 @@ static void *retrieval_thread(void *arg)
 	e->st.done = 1;
 	e->st.ok = rc == 0;
 	snprintf(e->st.error, sizeof(e->st.error), "%s", err);
+	if (e->remote)
+		metrics_remote(rc == 0, (uint64_t)e->st.received, e->st.bytes);
+	else
+		metrics_retrieval(rc == 0, (uint64_t)e->st.received,
+		                  e->st.bytes, e->st.elapsed);
 	if (rc == 0)
 		log_info(LOGC_PACS,
 		         "retrieved study=%s instances=%ld bytes=%llu "

@@ -13,6 +13,7 @@
 #include "imgenc.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
 #include "retrieve.h"
 
 #include <errno.h>
@@ -686,7 +687,7 @@ static int open_part(struct stream *s)
 	return -1;
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t stream_fill(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct stream *s = cls;
 	ssize_t n;
@@ -752,6 +753,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 	}
+}
+
+/* The stream's reader: stream_fill, its bytes counted. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	ssize_t n = stream_fill(cls, pos, buf, max);
+
+	if (n > 0)
+		metrics_http_bytes((uint64_t)n);
+	return n;
 }
 
 /* Last-Modified: when the instance was cached (its copy's date). */
@@ -825,6 +836,8 @@ static enum MHD_Result retrieve(struct dw_request *rq, struct items *items)
 		stream_free(s);
 		return dw_error(rq->conn, 500, "index unreadable");
 	}
+	metrics_cache(s->items.n - count_uncached(&s->items),
+	              count_uncached(&s->items));
 	s->ahead = ahead_start(s);
 	if (count_uncached(&s->items) > 0) {
 		s->retrieval =
@@ -877,6 +890,7 @@ static enum MHD_Result send_buffer(const struct dw_request *rq, void *data,
 		free(data);
 		return MHD_NO;
 	}
+	metrics_http_bytes(len);
 	MHD_add_response_header(resp, "Content-Type", ctype);
 	if (cache != NULL)
 		MHD_add_response_header(resp, "Cache-Control", cache);
@@ -896,6 +910,7 @@ static int fetch_missing(struct dw_request *rq, struct items *items, char *err,
 	size_t seen_all = 0, seen_one = 0;
 	int rc = 0, one_done = 0;
 
+	metrics_cache(items->n - count_uncached(items), count_uncached(items));
 	if (count_uncached(items) == 0)
 		return 0;
 	if (rq->sop == NULL) {
