@@ -7,38 +7,41 @@
 #   make check-valgrind  the unit tests, and the integration suite with
 #                every drimboxd, under valgrind memcheck
 #   make format  clang-format the sources in place
+#   make install install under PREFIX (/usr/local), into DESTDIR when set:
+#                binaries, viewer, pages, systemd unit, logrotate, docs
 
 BUILD ?= build
+PREFIX ?= /usr/local
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 MESON_TEST ?= meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test unit asan check-valgrind fuzz bench demo demo-stop format clean
+.PHONY: all deps deps-build build install test unit asan check-valgrind fuzz bench demo demo-stop format clean
 
 all: build
 
 deps:
 	@.ci/install-deps
 
-$(BUILD)/build.ninja:
-	meson setup $(BUILD)
+deps-build:
+	@.ci/install-deps build runtime
 
-build: deps $(BUILD)/build.ninja $(BUILD)/viewer/index.html
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --prefix=$(PREFIX)
+
+# docker/Dockerfile builds with the same two targets: build, install
+build: deps-build $(BUILD)/build.ninja $(BUILD)/viewer/index.html
 	ninja -C $(BUILD)
 
-# The web viewer: npm packages pinned by viewer/package-lock.json, bundled
-# by esbuild (viewer/build.mjs) into BUILD/viewer, which drimboxd serves.
-VIEWER_SRC := viewer/build.mjs viewer/package.json $(wildcard viewer/src/*)
+# meson install puts everything (conf/install-extra.sh: the viewer, and the
+# reference configuration as drimbox.conf where there is none)
+install: build
+	meson configure $(BUILD) -Dprefix=$(PREFIX)
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild --destdir "$(DESTDIR)"
 
-viewer/node_modules/.package-lock.json: viewer/package-lock.json
-	cd viewer && npm ci --no-audit --no-fund
-
-$(BUILD)/viewer/index.html $(ASAN_BUILD)/viewer/index.html: %/viewer/index.html: \
-		viewer/node_modules/.package-lock.json $(VIEWER_SRC)
-	node viewer/build.mjs $*/viewer
-
-test: build
+test: deps build
 	$(MESON_TEST) -C $(BUILD)
 	@tests/summary.py $(BUILD)/meson-logs/testlog.json
 
@@ -59,7 +62,7 @@ asan: deps $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/viewer/index.html
 VALGRIND = valgrind --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite --num-callers=30 \
 	--suppressions=$(CURDIR)/tests/valgrind.supp
-check-valgrind: build
+check-valgrind: deps build
 	$(MESON_TEST) -C $(BUILD) --suite unit --wrap='$(VALGRIND)' \
 		--timeout-multiplier 20
 	DRIMBOXD_WRAP='$(VALGRIND)' DRIMBOX_TIMEOUT_SCALE=20 \
@@ -75,7 +78,7 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-bench: build
+bench: deps build
 	tests/bench/retrieve/run --runs 5 --json $(BUILD)/bench-retrieve.json
 	tests/bench/dicomweb/run --runs 5 --json $(BUILD)/bench-dicomweb.json
 	tests/bench/bigstudy/run --json $(BUILD)/bench-bigstudy.json
@@ -85,7 +88,7 @@ bench: build
 	tests/bench/auth/run --runs 3 --json $(BUILD)/bench-auth.json
 	tests/bench/load/run --json $(BUILD)/bench-load.json
 
-demo: build
+demo: deps build
 	tests/demo/run start
 
 demo-stop:

@@ -100,6 +100,9 @@ void config_defaults(struct config *cfg);
  */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
+/* The schema as Markdown, for the administrator's guide. */
+void config_write_markdown(FILE *out);
+
 /* Writes the schema as a commented reference file (conf/drimbox.conf). */
 void config_write_reference(FILE *out);
 

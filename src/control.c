@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,7 +35,13 @@ struct control {
 	pthread_cond_t idle;
 	int workers; /* fetch workers alive, guarded by lock */
 	time_t started;
+	atomic_int up; /* every listener of the daemon is up */
 };
+
+void control_set_up(struct control *c)
+{
+	atomic_store(&c->up, 1);
+}
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status,
                                  json_t *body)
@@ -86,6 +93,8 @@ static enum MHD_Result handle_status(struct control *c,
 	const struct config *cfg = c->env.cfg;
 	json_t *o, *jobs = json_array(), *recent = json_array();
 
+	if (!atomic_load(&c->up))
+		return send_error(conn, 503, "drimboxd is starting");
 	monitor_get(c->env.monitor, &ms);
 	if (index_counts(c->env.ix, &n) != 0 ||
 	    index_jobs_summary(c->env.ix, add_job_count, jobs) != 0) {

@@ -43,4 +43,11 @@ struct control *control_start(const struct control_env *env, char *err,
 /* Stops serving, waits for the handlers, removes the socket file. */
 void control_stop(struct control *c);
 
+/*
+ * Says every listener of the daemon is up: until then /status answers 503
+ * "drimboxd is starting" (so `drimbox status` succeeding means drimboxd
+ * takes DICOM, HTTP and HL7 connections).
+ */
+void control_set_up(struct control *c);
+
 #endif

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_CONF "/etc/drimbox/drimbox.conf"
+#define DEFAULT_CONF DRIMBOX_SYSCONFDIR "/drimbox.conf"
 #define REPLY_MAX (4u << 20) /* the control API's answers are small */
 
 static void usage(FILE *out)

@@ -42,10 +42,13 @@
 static void usage(FILE *out)
 {
 	fputs("usage: drimboxd -c FILE [--check-config]\n"
-	      "       drimboxd --print-config\n"
+	      "       drimboxd --print-config | --print-config-md\n"
 	      "  -c FILE          configuration file (see conf/drimbox.conf)\n"
 	      "  --check-config   validate the configuration and exit\n"
-	      "  --print-config   print the reference configuration and exit\n",
+	      "  --print-config   print the reference configuration and exit\n"
+	      "  --print-config-md  the same as Markdown "
+	      "(docs/admin-guide.md)\n"
+	      "signals: SIGTERM, SIGINT stop; SIGHUP reopens log_file\n",
 	      out);
 }
 
@@ -268,6 +271,7 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	         d->cfg.http_port, d->cfg.dicomweb_root);
 	if (d->cfg.hl7_port > 0 && start_hl7(d, err, errlen) != 0)
 		return -1;
+	control_set_up(d->control);
 	log_info(LOGC_MAIN, "drimboxd ready control=%s", d->cfg.control_socket);
 	return 0;
 }
@@ -316,6 +320,9 @@ int main(int argc, char **argv)
 			check = 1;
 		} else if (strcmp(argv[i], "--print-config") == 0) {
 			config_write_reference(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--print-config-md") == 0) {
+			config_write_markdown(stdout);
 			return 0;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		           strcmp(argv[i], "--help") == 0) {

@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "index.h"
 #include "log.h"
+#include "metrics.h"
 #include "token.h"
 
 #include <ctype.h>
@@ -111,6 +112,7 @@ enum MHD_Result web_send_page(struct MHD_Connection *conn, unsigned status,
 		free(page);
 		return MHD_NO;
 	}
+	metrics_http_bytes(len);
 	MHD_add_response_header(resp, "Content-Type",
 	                        "text/html; charset=utf-8");
 	MHD_add_response_header(resp, "Cache-Control", cache);
@@ -199,6 +201,7 @@ enum MHD_Result web_file(struct MHD_Connection *conn, const char *dir,
 		close(fd);
 		return MHD_NO;
 	}
+	metrics_http_bytes((uint64_t)st.st_size);
 	MHD_add_response_header(resp, "Content-Type", media_type(name));
 	if (coding != NULL)
 		MHD_add_response_header(resp, "Content-Encoding", coding);
