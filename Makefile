@@ -34,6 +34,17 @@ $(BUILD)/build.ninja:
 build: deps-build $(BUILD)/build.ninja $(BUILD)/viewer/index.html
 	ninja -C $(BUILD)
 
+# The web viewer: npm packages pinned by viewer/package-lock.json, bundled
+# by esbuild (viewer/build.mjs) into BUILD/viewer, which drimboxd serves.
+VIEWER_SRC := viewer/build.mjs viewer/package.json $(wildcard viewer/src/*)
+
+viewer/node_modules/.package-lock.json: viewer/package-lock.json
+	cd viewer && npm ci --no-audit --no-fund
+
+$(BUILD)/viewer/index.html $(ASAN_BUILD)/viewer/index.html: %/viewer/index.html: \
+		viewer/node_modules/.package-lock.json $(VIEWER_SRC)
+	node viewer/build.mjs $*/viewer
+
 # meson install puts everything (conf/install-extra.sh: the viewer, and the
 # reference configuration as drimbox.conf where there is none)
 install: build

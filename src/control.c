@@ -91,10 +91,12 @@ static enum MHD_Result handle_status(struct control *c,
 	struct idx_counts n = { 0, 0, 0, 0, 0 };
 	struct monitor_state ms;
 	const struct config *cfg = c->env.cfg;
-	json_t *o, *jobs = json_array(), *recent = json_array();
+	json_t *o, *jobs, *recent;
 
 	if (!atomic_load(&c->up))
 		return send_error(conn, 503, "drimboxd is starting");
+	jobs = json_array();
+	recent = json_array();
 	monitor_get(c->env.monitor, &ms);
 	if (index_counts(c->env.ix, &n) != 0 ||
 	    index_jobs_summary(c->env.ix, add_job_count, jobs) != 0) {
