@@ -78,7 +78,7 @@ class KillTest(common.PacsTestCase):
         proc.wait(timeout=30)
         self.assertTrue(0 < n < self.COPIES, "not killed mid-retrieval (%d files)" % n)
         db.start()
-        self.assertIn("cache check", db.log_text())
+        self.assertIn('cat=cache msg="check dir=', db.log_text())
         index_matches_disk(self, db)
         # The retrieval can be run again and completes.
         db.cli("fetch", self.big_study)

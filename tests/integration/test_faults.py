@@ -215,7 +215,7 @@ class ConsumerFaultsTest(common.PacsTestCase):
             pydicom.dcmread(f).PixelData
         self.to_a.rate = None
         b.start()
-        self.assertIn("cache check", b.log_text())
+        self.assertIn('cat=cache msg="check dir=', b.log_text())
         index_matches_disk(self, b)
         # the session survived the restart; View again completes the pull
         e = self.exam(br, "ct")
