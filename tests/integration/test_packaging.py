@@ -169,6 +169,8 @@ class DockerTest(unittest.TestCase):
             paths.update((os.path.basename(p), p)
                          for p in re.findall(r"^\s*(/\S+) \(0x", out, re.M))
             for soname in needed:
+                if soname.startswith(("libasan.", "libubsan.")):
+                    continue  # make asan's build: its runtime never ships
                 path = paths.get(soname)
                 self.assertIsNotNone(path, soname)
                 owner = run("dpkg", "-S", os.path.realpath(path))
