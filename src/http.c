@@ -398,29 +398,6 @@ static enum MHD_Result ready(struct http *h, struct MHD_Connection *conn)
 	                 NULL);
 }
 
-/* Relays the index's job counts to the metrics page. */
-struct job_relay {
-	void (*emit)(void *ctx, const struct metrics_jobs *j);
-	void *ctx;
-};
-
-static void relay_job(void *ctx, const struct idx_job_count *c)
-{
-	struct job_relay *r = ctx;
-
-	r->emit(r->ctx, &(struct metrics_jobs){ c->kind, c->state, c->count,
-	                                        c->oldest });
-}
-
-static int job_counts(void *ix,
-                      void (*emit)(void *, const struct metrics_jobs *),
-                      void *ctx)
-{
-	struct job_relay r = { emit, ctx };
-
-	return index_jobs_summary(ix, relay_job, &r);
-}
-
 /* 1 when the peer's address is one of metrics_allowed. */
 static int may_scrape(const struct config *cfg, struct MHD_Connection *conn)
 {
@@ -465,7 +442,7 @@ static enum MHD_Result metrics(struct http *h, struct MHD_Connection *conn)
 		g.pacs_reachable = ms.reachable;
 		g.pacs_last_echo = (int64_t)ms.last_echo;
 	}
-	page = metrics_write(&g, job_counts, h->env.ix, &len);
+	page = metrics_write(&g, h->env.ix, &len);
 	if (page == NULL)
 		return dw_error(conn, 503, "out of memory");
 	return send_body(conn, 200, page, len,

@@ -7,6 +7,7 @@
  * as "other", so a sender inventing message types cannot grow it.
  */
 #include "metrics.h"
+#include "index.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -246,6 +247,23 @@ static void head(struct page *p, const char *name, const char *type,
 
 #define LOAD(x) ((unsigned long long)atomic_load(&(x)))
 
+/* A metric without labels. */
+static void one(struct page *p, const char *name, const char *type,
+                const char *help, unsigned long long v)
+{
+	head(p, name, type, help);
+	put(p, "%s %llu\n", name, v);
+}
+
+/* A counter by outcome="ok"|"failed". */
+static void by_outcome(struct page *p, const char *name, const char *help,
+                       unsigned long long ok, unsigned long long failed)
+{
+	head(p, name, "counter", help);
+	put(p, "%s{outcome=\"ok\"} %llu\n%s{outcome=\"failed\"} %llu\n", name,
+	    ok, name, failed);
+}
+
 static void write_http(struct page *p)
 {
 	head(p, "drimbox_http_requests_total", "counter",
@@ -299,37 +317,34 @@ static void write_pairs(struct page *p, struct pairs *t, const char *name,
 /* The job counts of one page: (kind, state) pairs, few by construction. */
 #define JOBS_MAX 64
 struct jobs_seen {
-	struct metrics_jobs j[JOBS_MAX];
+	int64_t count[JOBS_MAX], oldest[JOBS_MAX];
 	char kind[JOBS_MAX][24], state[JOBS_MAX][16];
 	size_t n;
 };
 
-static void emit_job(void *ctx, const struct metrics_jobs *j)
+static void add_job_count(void *ctx, const struct idx_job_count *c)
 {
 	struct jobs_seen *s = ctx;
 
 	if (s->n == JOBS_MAX)
 		return;
-	label(s->kind[s->n], sizeof(s->kind[0]), j->kind);
-	label(s->state[s->n], sizeof(s->state[0]), j->state);
-	s->j[s->n] = *j;
+	label(s->kind[s->n], sizeof(s->kind[0]), c->kind);
+	label(s->state[s->n], sizeof(s->state[0]), c->state);
+	s->count[s->n] = c->count;
+	s->oldest[s->n] = c->oldest;
 	s->n++;
 }
 
-static void
-write_jobs(struct page *p,
-           int (*jobs)(void *, void (*)(void *, const struct metrics_jobs *),
-                       void *),
-           void *jobs_ctx)
+static void write_jobs(struct page *p, struct index *ix)
 {
 	struct jobs_seen *s = calloc(1, sizeof(*s));
 	time_t now = time(NULL);
-	int ok = s != NULL && jobs(jobs_ctx, emit_job, s) == 0;
+	int ok = s != NULL && index_jobs_summary(ix, add_job_count, s) == 0;
 
 	head(p, "drimbox_jobs", "gauge", "Jobs not done, by kind and state.");
 	for (size_t i = 0; ok && i < s->n; i++)
 		put(p, "drimbox_jobs{kind=\"%s\",state=\"%s\"} %lld\n",
-		    s->kind[i], s->state[i], (long long)s->j[i].count);
+		    s->kind[i], s->state[i], (long long)s->count[i]);
 	head(p, "drimbox_job_oldest_age_seconds", "gauge",
 	     "Age of the oldest job not done, by kind and state.");
 	for (size_t i = 0; ok && i < s->n; i++)
@@ -337,20 +352,15 @@ write_jobs(struct page *p,
 		    "drimbox_job_oldest_age_seconds{kind=\"%s\",state=\"%s\"} "
 		    "%lld\n",
 		    s->kind[i], s->state[i],
-		    (long long)(now > s->j[i].oldest ? now - s->j[i].oldest
-		                                     : 0));
+		    (long long)(now > s->oldest[i] ? now - s->oldest[i] : 0));
 	head(p, "drimbox_jobs_readable", "gauge",
 	     "1 when the job queue could be read for this page.");
 	put(p, "drimbox_jobs_readable %d\n", ok);
 	free(s);
 }
 
-char *
-metrics_write(const struct metrics_gauges *g,
-              int (*jobs)(void *ctx,
-                          void (*emit)(void *, const struct metrics_jobs *),
-                          void *emit_ctx),
-              void *jobs_ctx, size_t *len)
+char *metrics_write(const struct metrics_gauges *g, struct index *ix,
+                    size_t *len)
 {
 	struct page p = { malloc(16384), 0, 16384, 0 };
 	unsigned long long hits = LOAD(m.cache_hits),
@@ -365,12 +375,10 @@ metrics_write(const struct metrics_gauges *g,
 	put(&p, "drimbox_start_time_seconds %lld\n", (long long)g->started);
 	write_http(&p);
 
-	head(&p, "drimbox_cache_bytes", "gauge", "Bytes in the image cache.");
-	put(&p, "drimbox_cache_bytes %llu\n",
+	one(&p, "drimbox_cache_bytes", "gauge", "Bytes in the image cache.",
 	    (unsigned long long)g->cache_bytes);
-	head(&p, "drimbox_cache_max_bytes", "gauge",
-	     "The cache's limit (cache_max_mb).");
-	put(&p, "drimbox_cache_max_bytes %llu\n",
+	one(&p, "drimbox_cache_max_bytes", "gauge",
+	    "The cache's limit (cache_max_mb).",
 	    (unsigned long long)g->cache_max_bytes);
 	head(&p, "drimbox_cache_requests_total", "counter",
 	     "Instances served over WADO-RS: from the cache (hit) or "
@@ -385,47 +393,35 @@ metrics_write(const struct metrics_gauges *g,
 	    hits + misses ? (double)hits / (double)(hits + misses) : 0.0);
 
 	if (g->pacs_reachable >= 0) {
-		head(&p, "drimbox_pacs_reachable", "gauge",
-		     "1 when the PACS answered the last C-ECHO.");
-		put(&p, "drimbox_pacs_reachable %d\n", g->pacs_reachable);
-		head(&p, "drimbox_pacs_last_echo_seconds", "gauge",
-		     "When the PACS was last C-ECHOed (unix seconds).");
-		put(&p, "drimbox_pacs_last_echo_seconds %lld\n",
-		    (long long)g->pacs_last_echo);
+		one(&p, "drimbox_pacs_reachable", "gauge",
+		    "1 when the PACS answered the last C-ECHO.",
+		    (unsigned long long)g->pacs_reachable);
+		one(&p, "drimbox_pacs_last_echo_seconds", "gauge",
+		    "When the PACS was last C-ECHOed (unix seconds).",
+		    (unsigned long long)g->pacs_last_echo);
 	}
-	head(&p, "drimbox_pacs_retrievals_total", "counter",
-	     "Retrievals (C-MOVE/C-GET) from the PACS, by outcome.");
-	put(&p,
-	    "drimbox_pacs_retrievals_total{outcome=\"ok\"} %llu\n"
-	    "drimbox_pacs_retrievals_total{outcome=\"failed\"} %llu\n",
-	    LOAD(m.retrievals[1]), LOAD(m.retrievals[0]));
-	head(&p, "drimbox_pacs_retrieved_instances_total", "counter",
-	     "Instances received from the PACS.");
-	put(&p, "drimbox_pacs_retrieved_instances_total %llu\n",
-	    LOAD(m.retrieved));
-	head(&p, "drimbox_pacs_retrieved_bytes_total", "counter",
-	     "Bytes received from the PACS (MB/s: the rate of this over "
-	     "the rate of drimbox_pacs_retrieval_seconds_total).");
-	put(&p, "drimbox_pacs_retrieved_bytes_total %llu\n",
+	by_outcome(&p, "drimbox_pacs_retrievals_total",
+	           "Retrievals (C-MOVE/C-GET) from the PACS, by outcome.",
+	           LOAD(m.retrievals[1]), LOAD(m.retrievals[0]));
+	one(&p, "drimbox_pacs_retrieved_instances_total", "counter",
+	    "Instances received from the PACS.", LOAD(m.retrieved));
+	one(&p, "drimbox_pacs_retrieved_bytes_total", "counter",
+	    "Bytes received from the PACS (MB/s: the rate of this over "
+	    "the rate of drimbox_pacs_retrieval_seconds_total).",
 	    LOAD(m.retrieved_bytes));
 	head(&p, "drimbox_pacs_retrieval_seconds_total", "counter",
 	     "Time spent in retrievals from the PACS.");
 	put(&p, "drimbox_pacs_retrieval_seconds_total %.6f\n",
 	    (double)LOAD(m.retrieval_micros) / 1e6);
 
-	head(&p, "drimbox_remote_pulls_total", "counter",
-	     "Pulls of a study from another DRIMbox (WADO-RS), by outcome.");
-	put(&p,
-	    "drimbox_remote_pulls_total{outcome=\"ok\"} %llu\n"
-	    "drimbox_remote_pulls_total{outcome=\"failed\"} %llu\n",
-	    LOAD(m.pulls[1]), LOAD(m.pulls[0]));
-	head(&p, "drimbox_remote_pulled_instances_total", "counter",
-	     "Instances received from other DRIMboxes.");
-	put(&p, "drimbox_remote_pulled_instances_total %llu\n", LOAD(m.pulled));
-	head(&p, "drimbox_remote_pulled_bytes_total", "counter",
-	     "Bytes received from other DRIMboxes.");
-	put(&p, "drimbox_remote_pulled_bytes_total %llu\n",
-	    LOAD(m.pulled_bytes));
+	by_outcome(
+	        &p, "drimbox_remote_pulls_total",
+	        "Pulls of a study from another DRIMbox (WADO-RS), by outcome.",
+	        LOAD(m.pulls[1]), LOAD(m.pulls[0]));
+	one(&p, "drimbox_remote_pulled_instances_total", "counter",
+	    "Instances received from other DRIMboxes.", LOAD(m.pulled));
+	one(&p, "drimbox_remote_pulled_bytes_total", "counter",
+	    "Bytes received from other DRIMboxes.", LOAD(m.pulled_bytes));
 
 	head(&p, "drimbox_dmp_calls_total", "counter",
 	     "Requests to the DMP, by transaction and outcome.");
@@ -435,8 +431,8 @@ metrics_write(const struct metrics_gauges *g,
 	     "HL7 messages received, by type and the ACK code answered.");
 	write_pairs(&p, &hl7, "drimbox_hl7_messages_total", "type", "ack");
 
-	if (jobs != NULL)
-		write_jobs(&p, jobs, jobs_ctx);
+	if (ix != NULL)
+		write_jobs(&p, ix);
 	if (p.oom) {
 		free(p.s);
 		return NULL;

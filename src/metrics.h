@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct index;
+
 /* The HTTP routes, as counted (metrics_route names them). */
 enum metrics_route {
 	MR_HEALTH,
@@ -67,23 +69,12 @@ struct metrics_gauges {
 	const char *version;
 };
 
-/* A job count, as metrics_write's jobs callback gives them. */
-struct metrics_jobs {
-	const char *kind, *state;
-	int64_t count, oldest; /* oldest: created_at, unix seconds */
-};
-
 /*
  * The exposition (malloc'd, NUL-terminated; *len its length), or NULL
- * when out of memory. jobs, when not NULL, is called with emit for each
- * (kind, state) of the job queue; it returns 0, or -1 when the queue could
- * not be read (then drimbox_jobs_readable is 0).
+ * when out of memory. The job queue's counts are read from ix (NULL: none
+ * written; unreadable: drimbox_jobs_readable 0).
  */
-char *
-metrics_write(const struct metrics_gauges *g,
-              int (*jobs)(void *ctx,
-                          void (*emit)(void *, const struct metrics_jobs *),
-                          void *emit_ctx),
-              void *jobs_ctx, size_t *len);
+char *metrics_write(const struct metrics_gauges *g, struct index *ix,
+                    size_t *len);
 
 #endif
