@@ -3,6 +3,12 @@
  * file is published before its row is committed, and its row is cleared
  * before the file is removed, so a crash at any point leaves at worst an
  * orphan file, which the start-up check deletes.
+ *
+ * Nodes sharing an index (PostgreSQL) share the cache directory too (a
+ * network file system): each has its own temporary directory under .tmp/,
+ * the start-up check leaves alone what another node may be writing, and
+ * the size bound is checked against the index's total, which every node
+ * adds to.
  */
 #include "cache.h"
 #include "fsutil.h"
@@ -18,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CACHE_MARKER ".drimbox-cache"
@@ -27,9 +34,15 @@ struct cache {
 	char tmp[PATH_MAX];
 	uint64_t max_bytes;
 	struct index *ix;
-	pthread_mutex_t lock; /* guards bytes */
+	pthread_mutex_t lock; /* guards bytes, counted_at */
 	uint64_t bytes;
+	time_t counted_at; /* shared: when bytes was last read from the index */
 };
+
+/* Shared cache: the total is read again from the index this often. */
+#define SHARED_RECOUNT 10
+/* Shared cache: files younger than this may be another node's, landing. */
+#define SHARED_ORPHAN_AGE 3600
 
 /* buf = a/b, or -1 (ENAMETOOLONG) when it does not fit. */
 static int join(char *buf, size_t cap, const char *a, const char *b)
@@ -212,10 +225,32 @@ static void prune_dirs(struct cache *c, const char *study, const char *series)
 		(void)rmdir(path);
 }
 
+/* Shared cache: what the other nodes added, read from the index. */
+static void recount(struct cache *c)
+{
+	time_t now = time(NULL);
+	uint64_t total;
+	int due;
+
+	pthread_mutex_lock(&c->lock);
+	due = now - c->counted_at >= SHARED_RECOUNT;
+	if (due)
+		c->counted_at = now;
+	pthread_mutex_unlock(&c->lock);
+	if (due && index_cache_bytes(c->ix, &total) == 0) {
+		pthread_mutex_lock(&c->lock);
+		c->bytes = total;
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 int cache_enforce_bound(struct cache *c)
 {
 	char study[65], series[65];
 	int evicted = 0;
+
+	if (index_is_shared(c->ix))
+		recount(c);
 
 	while (cache_bytes(c) > c->max_bytes) {
 		struct unlink_ctx u = { c, 0 };
@@ -320,6 +355,14 @@ static void scan_dir(struct cache *c, const char *rel, int depth, long *orphans)
 		if (index_has_cache_path(c->ix, child) != 0 ||
 		    join(path, sizeof(path), c->dir, child) != 0)
 			continue;
+		/* published, its row not yet committed by another node? */
+		if (index_is_shared(c->ix)) {
+			struct stat st;
+
+			if (stat(path, &st) != 0 ||
+			    time(NULL) - st.st_mtime < SHARED_ORPHAN_AGE)
+				continue;
+		}
 		if (unlink(path) == 0)
 			(*orphans)++;
 	}
@@ -386,7 +429,11 @@ int cache_open(const char *dir, uint64_t max_bytes, struct index *ix,
 		goto fail;
 	}
 	snprintf(c->dir, sizeof(c->dir), "%s", dir);
-	snprintf(c->tmp, sizeof(c->tmp), "%s/.tmp", dir);
+	if (index_is_shared(ix))
+		snprintf(c->tmp, sizeof(c->tmp), "%s/.tmp/%s", dir,
+		         index_node(ix));
+	else
+		snprintf(c->tmp, sizeof(c->tmp), "%s/.tmp", dir);
 	if (fs_mkdirs(c->tmp) != 0) {
 		snprintf(err, errlen, "%s: %s", c->tmp, strerror(errno));
 		goto fail;

@@ -36,6 +36,24 @@ static const struct opt schema[] = {
 	{ "data_dir", STR(data_dir), 0, 0, "/var/lib/drimbox", NULL, "Node",
 	  "Directory of the index database (index.db) and of the control "
 	  "socket. Created if missing." },
+	{ "index_url", STR(index_url), 0, 0, "", NULL, NULL,
+	  "Empty: the index is the SQLite file DATA_DIR/index.db, for one "
+	  "node. Else a PostgreSQL connection string "
+	  "(postgresql://USER@HOST:PORT/DB, or libpq's \"host=... "
+	  "dbname=...\"; a password belongs in ~/.pgpass or PGPASSFILE): "
+	  "several nodes then share one index and one job queue, and must "
+	  "share cache_dir too (see docs/scale-out.md)." },
+	{ "index_pool", INT(index_pool), 1, 256, "8", NULL, NULL,
+	  "Connections to PostgreSQL this node keeps open (index_url); SQLite "
+	  "uses one." },
+	{ "node_name", STR(node_name), 0, 0, "", NULL, NULL,
+	  "This node's name among the nodes sharing an index: the jobs it "
+	  "runs are marked with it. Each node needs its own. Empty = the "
+	  "host name." },
+	{ "job_lease", INT(job_lease), 10, 3600, "60", NULL, NULL,
+	  "Seconds a node's claim on a running job (a publication, an import) "
+	  "holds without being renewed; it renews every third of it. When a "
+	  "node dies, another takes its jobs once this has passed." },
 	{ "cache_dir", STR(cache_dir), 0, 0, "/var/cache/drimbox", NULL, NULL,
 	  "Directory of the image cache: one file per instance under "
 	  "STUDY/SERIES/SOP.dcm, temporary files under .tmp/." },
@@ -387,6 +405,14 @@ static const char *set_opt(struct config *cfg, const struct opt *o,
 		return "value too long";
 	memcpy(base, v, strlen(v) + 1);
 	return NULL;
+}
+
+void config_index_target(const struct config *cfg, char *buf, size_t cap)
+{
+	if (cfg->index_url[0] != '\0')
+		snprintf(buf, cap, "%s", cfg->index_url);
+	else
+		snprintf(buf, cap, "%s/index.db", cfg->data_dir);
 }
 
 void config_defaults(struct config *cfg)

@@ -19,6 +19,10 @@ struct config {
 	char log_level[16];
 	char log_file[CONFIG_STR_MAX];
 	char control_socket[CONFIG_STR_MAX];
+	char index_url[CONFIG_STR_MAX];
+	long index_pool;
+	char node_name[64];
+	long job_lease;
 	/* DICOM listener (storage SCP) */
 	char dicom_aet[17];
 	char dicom_bind[64];
@@ -91,6 +95,9 @@ struct config {
 
 /* Sets every key to its default. */
 void config_defaults(struct config *cfg);
+
+/* The index to open: index_url, or the SQLite file DATA_DIR/index.db. */
+void config_index_target(const struct config *cfg, char *buf, size_t cap);
 
 /*
  * Reads path over the defaults. Unknown keys, malformed lines and values

@@ -1438,7 +1438,7 @@ static int run_import(struct conso *c, const struct idx_claimed *j, char *err,
 			                    json_integer((json_int_t)f.n));
 			text = json_dumps(pl, JSON_COMPACT);
 			if (text)
-				(void)index_job_payload(c->ix, j->id, text);
+				(void)index_job_payload(c->ix, j, text);
 			free(text);
 		}
 	}
@@ -1507,7 +1507,7 @@ static void *worker(void *arg)
 				          (long long)j.id,
 				          retry ? "to retry" : "failed", err);
 			(void)index_job_finish(
-			        c->ix, j.id,
+			        c->ix, &j,
 			        out == 0 ? "done"
 			        : retry  ? "queued"
 			                 : "failed",

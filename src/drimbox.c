@@ -628,13 +628,13 @@ int cli_open_index(const struct config *cfg, struct index **ix)
 {
 	char path[PATH_MAX], err[512];
 
-	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
-	if (access(path, F_OK) != 0) {
+	config_index_target(cfg, path, sizeof(path));
+	if (cfg->index_url[0] == '\0' && access(path, F_OK) != 0) {
 		fprintf(stderr, "drimbox: %s: no index yet (start drimboxd)\n",
 		        path);
 		return -1;
 	}
-	if (index_open(path, 1, ix, err, sizeof(err)) != 0) {
+	if (index_open(path, 1, 1, ix, err, sizeof(err)) != 0) {
 		fprintf(stderr, "drimbox: %s\n", err);
 		return -1;
 	}
@@ -702,7 +702,7 @@ static int job_row(void *ctx, const struct idx_job *j)
 		json_array_append_new(
 		        out,
 		        json_pack("{s:I, s:s, s:s, s:i, s:I, s:I, s:I, s:s?, "
-		                  "s:s?, s:s?, s:O?}",
+		                  "s:s?, s:s?, s:s?, s:O?}",
 		                  "id", (json_int_t)j->id, "kind", j->kind,
 		                  "state", j->state, "attempts",
 		                  (int)j->attempts, "not_before",
@@ -710,8 +710,8 @@ static int job_row(void *ctx, const struct idx_job *j)
 		                  (json_int_t)j->created_at, "updated_at",
 		                  (json_int_t)j->updated_at, "reason",
 		                  j->last_error, "subject", j->subject,
-		                  "parked_for", j->parked_for, "payload",
-		                  payload));
+		                  "parked_for", j->parked_for, "claim",
+		                  j->owner, "payload", payload));
 	} else {
 		const char *acc =
 		        jstr(json_array_get(orders, 0), "accession", NULL);
@@ -764,8 +764,8 @@ static int cmd_retry(const struct config *cfg, const char *arg)
 		fprintf(stderr, "drimbox: '%s' is not a job id\n", arg);
 		return 2;
 	}
-	snprintf(path, sizeof(path), "%s/index.db", cfg->data_dir);
-	if (index_open(path, 0, &ix, err, sizeof(err)) != 0) {
+	config_index_target(cfg, path, sizeof(path));
+	if (index_open(path, 1, 0, &ix, err, sizeof(err)) != 0) {
 		fprintf(stderr, "drimbox: %s\n", err);
 		return 1;
 	}

@@ -160,9 +160,19 @@ static int start_hl7(struct daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* node_name, or the host name. */
+static void node_name(const struct config *cfg, char *buf, size_t cap)
+{
+	if (cfg->node_name[0] != '\0' || gethostname(buf, cap) != 0 ||
+	    buf[0] == '\0')
+		snprintf(buf, cap, "%s",
+		         cfg->node_name[0] ? cfg->node_name : "drimbox");
+	buf[cap - 1] = '\0';
+}
+
 static int start(struct daemon *d, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], node[64];
 	struct cache_check_report rep;
 	struct dcm_err de = { "" };
 	struct dcm_scp_config sc;
@@ -179,9 +189,14 @@ static int start(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "DICOM: %s", de.msg);
 		return -1;
 	}
-	snprintf(path, sizeof(path), "%s/index.db", d->cfg.data_dir);
-	if (index_open(path, 0, &d->ix, err, errlen) != 0)
+	config_index_target(&d->cfg, path, sizeof(path));
+	if (index_open(path, (int)d->cfg.index_pool, 0, &d->ix, err, errlen) !=
+	    0)
 		return -1;
+	node_name(&d->cfg, node, sizeof(node));
+	index_set_node(d->ix, node, (int)d->cfg.job_lease);
+	log_info(LOGC_INDEX, "index=%s node=%s",
+	         index_is_shared(d->ix) ? "postgresql" : path, node);
 	audit_open(d->ix);
 	/* jobs of every kind (publications, imports) a stop interrupted,
 	 * before any worker claims one */
@@ -189,6 +204,10 @@ static int start(struct daemon *d, char *err, size_t errlen)
 	if (n > 0)
 		log_info(LOGC_JOBS,
 		         "%d job(s) interrupted by a stop: queued again", n);
+	if (index_leases_start(d->ix) != 0) {
+		snprintf(err, errlen, "cannot start the lease renewal");
+		return -1;
+	}
 	if (cache_open(d->cfg.cache_dir,
 	               (uint64_t)d->cfg.cache_max_mb * 1024 * 1024, d->ix,
 	               &d->cache, &rep, err, errlen) != 0)

@@ -1,11 +1,12 @@
 /*
  * index.h - the index of what the PACS holds and what the cache holds:
  * patients, studies, series, instances, jobs, audit. This header is the
- * only way to the database: no SQL lives outside the index module, so that
- * another backend (PostgreSQL for multi-node sites) can sit behind it.
+ * only way to the database: no SQL lives outside the index module, which
+ * runs on SQLite (one site) or PostgreSQL (several nodes, one database).
  *
- * A struct index may be shared by threads: every call is serialised and
- * each write call is one transaction.
+ * A struct index may be shared by threads: each call takes a connection
+ * of the pool (SQLite: the one, so calls are serialised) and each write
+ * call is one transaction.
  */
 #ifndef DRIMBOX_INDEX_H
 #define DRIMBOX_INDEX_H
@@ -16,13 +17,34 @@
 struct index;
 
 /*
- * Opens (creating if needed, unless readonly) the index at path and brings
- * its schema up to date. *out set only on success; returns -1 with the
- * reason in err otherwise.
+ * Opens the index and brings its schema up to date. target is a file
+ * (SQLite, created if needed unless readonly) or a PostgreSQL connection
+ * string ("postgresql://..." or "host=... dbname=..."), with a pool of up
+ * to pool connections (SQLite: one). *out set only on success; returns -1
+ * with the reason in err otherwise.
  */
-int index_open(const char *path, int readonly, struct index **out, char *err,
-               size_t errlen);
+int index_open(const char *target, int pool, int readonly, struct index **out,
+               char *err, size_t errlen);
 void index_close(struct index *ix);
+
+/*
+ * This node's name (node_name), which its job claims carry, and how long
+ * a claim holds without renewal (job_lease, seconds). Defaults: "drimbox",
+ * 60.
+ */
+void index_set_node(struct index *ix, const char *node, int lease);
+
+/*
+ * Starts renewing this node's claims (a thread, every third of the lease,
+ * until index_close). 0 or -1.
+ */
+int index_leases_start(struct index *ix);
+
+/* This node's name (index_set_node). */
+const char *index_node(const struct index *ix);
+
+/* 1 when the index is on PostgreSQL (shared by several nodes), else 0. */
+int index_is_shared(const struct index *ix);
 
 /*
  * 0 when the index can be written: its file and directory are writable,
@@ -266,6 +288,7 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 struct idx_job {
 	int64_t id;
 	const char *kind, *state, *payload, *last_error, *subject, *parked_for;
+	const char *owner; /* the last claim: node:pid:n */
 	long attempts;
 	int64_t not_before, created_at, updated_at;
 };
@@ -275,13 +298,16 @@ struct idx_claimed {
 	int64_t id, created_at;
 	long attempts;
 	char kind[32];
-	char *payload; /* malloc'd: the caller frees it */
+	char owner[128]; /* this claim: node:pid:n */
+	char *payload;   /* malloc'd: the caller frees it */
 };
 
 /*
- * Claims the oldest queued job of one of the kinds ("a,b" list) whose
- * not_before has come: it becomes running. 1 with *j filled, 0 when none,
- * -1 on error.
+ * Claims the oldest job of one of the kinds ("a,b" list) that is queued
+ * and due, or running under a lease that ran out (its node died): it
+ * becomes running, owned by this claim until now + the lease (renewed by
+ * index_leases_start). Several nodes never claim the same job. 1 with *j
+ * filled, 0 when none, -1 on error.
  */
 int index_job_claim(struct index *ix, const char *kinds, int64_t now,
                     struct idx_claimed *j);
@@ -289,20 +315,20 @@ int index_job_claim(struct index *ix, const char *kinds, int64_t now,
 /*
  * Ends a claimed job's run: state "done", "queued" (retry at not_before),
  * "parked" (parked_for set) or "failed"; attempts is incremented, error
- * recorded (NULL clears it), payload replaced when not NULL. 0 or -1.
+ * recorded (NULL clears it), payload replaced when not NULL. 0, or -1 on
+ * error or when the claim was lost (its lease ran out and another node
+ * claimed the job: nothing is written).
  */
-int index_job_finish(struct index *ix, int64_t id, const char *state,
-                     int64_t not_before, const char *parked_for,
-                     const char *error, const char *payload);
+int index_job_finish(struct index *ix, const struct idx_claimed *j,
+                     const char *state, int64_t not_before,
+                     const char *parked_for, const char *error,
+                     const char *payload);
 
 /*
  * 1 when a publication (publish, replace) naming study_uid is still queued
  * or running, 0 when none, -1 on error.
  */
 int index_job_pending_for(struct index *ix, const char *study_uid);
-
-/* 1 when a job about subject exists, 0 when none, -1 on error. */
-int index_job_exists(struct index *ix, const char *subject);
 
 /*
  * The latest job about subject: its state (into state), payload
@@ -318,13 +344,25 @@ int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
                       const char *subject);
 
 /*
+ * Queues a new job unless one about subject exists (one transaction:
+ * nodes receiving the same thing at once create one job). Its id, 0 when
+ * there was one, -1 on error.
+ */
+int64_t index_job_add_once(struct index *ix, const char *kind,
+                           const char *payload, const char *subject);
+
+/*
  * The payload (malloc'd, the caller frees it) of the latest done
  * publication whose manifest for study_uid was sent; NULL when none.
  */
 char *index_job_published(struct index *ix, const char *study_uid);
 
-/* Replaces a job's payload (a step's result recorded, synced); 0 or -1. */
-int index_job_payload(struct index *ix, int64_t id, const char *payload);
+/*
+ * Replaces a claimed job's payload (a step's result recorded, synced); 0,
+ * or -1 on error or when the claim was lost.
+ */
+int index_job_payload(struct index *ix, const struct idx_claimed *j,
+                      const char *payload);
 
 /*
  * Queues a parked or failed job again, due now (what `drimbox jobs retry`
@@ -333,8 +371,14 @@ int index_job_payload(struct index *ix, int64_t id, const char *payload);
  */
 int index_job_retry(struct index *ix, int64_t id);
 
-/* Jobs left running by a crash are queued again; how many, or -1. */
+/*
+ * At start: this node's claims left running by a stop or a crash, and
+ * claims whose lease ran out, are queued again; how many, or -1.
+ */
 int index_jobs_recover(struct index *ix);
+
+/* Extends the leases of this node's running claims; how many, or -1. */
+int index_jobs_renew(struct index *ix, int64_t now);
 
 /* Calls cb for each job, newest first (at most limit; 0 = all). */
 int index_jobs(struct index *ix, long limit,

@@ -1,14 +1,14 @@
 /*
- * index_audit.c - the audit trail (see index.h): rows appended under the
- * index lock, each chained to the one before by a SHA-256 hash, so that
- * changing, inserting or removing a row is seen by index_audit_verify().
+ * index_audit.c - the audit trail (see index.h): rows appended one at a
+ * time (nodes sharing a PostgreSQL index take turns), each chained to the one
+ * before by a SHA-256 hash, so that changing, inserting or removing a row is
+ * seen by index_audit_verify().
  */
 #include "index.h"
 #include "index_internal.h"
 #include "log.h"
 
 #include <openssl/evp.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,82 +58,90 @@ static int chain(const char *prev, const struct idx_audit *r, char out[65])
 }
 
 /* The last row's id and hash (GENESIS, 0 when empty): 0 or -1. */
-static int last(struct index *ix, int64_t *id, char hash[65])
+static int last(struct dbc *c, int64_t *id, char hash[65])
 {
-	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1");
+	struct dbs *s = db_prepare(
+	        c, "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1");
 	int rc;
 
 	*id = 0;
 	snprintf(hash, 65, "%s", GENESIS);
 	if (s == NULL)
 		return -1;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(s, 0);
-		if (sqlite3_column_text(s, 1) != NULL)
-			snprintf(hash, 65, "%s", sqlite3_column_text(s, 1));
+	rc = db_step(s);
+	if (rc == DB_ROW) {
+		*id = db_int(s, 0);
+		if (db_text(s, 1) != NULL)
+			snprintf(hash, 65, "%s", db_text(s, 1));
 	}
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	db_reset(s);
+	return rc == DB_ERROR ? -1 : 0;
 }
 
 int index_audit_add(struct index *ix, struct idx_audit *r)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	char prev[65];
 	int rc = -1;
 
-	index_lock(ix);
-	if (index_exec(index_db(ix), "BEGIN IMMEDIATE") != 0)
+	if (c == NULL)
+		return -1;
+	if (db_begin(c) != 0)
 		goto out;
-	if (last(ix, &r->id, prev) == 0) {
+	/* one writer of the chain at a time: its last row is ours to follow */
+	if (index_backend(ix) == DB_POSTGRES &&
+	    db_exec(c,
+	            "SELECT pg_advisory_xact_lock(hashtext('drimbox "
+	            "audit'))",
+	            NULL, 0) != 0) {
+		db_rollback(c);
+		goto out;
+	}
+	if (last(c, &r->id, prev) == 0) {
 		r->id++;
 		rc = chain(prev, r, r->hash);
 	}
-	s = rc == 0 ? index_cached_stmt(
-	                      ix, "INSERT INTO audit(id, at, actor, action, "
-	                          "study_uid, series_uid, source, outcome, "
-	                          "call, detail, hash) VALUES(?1, ?2, ?3, ?4, "
-	                          "?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+	s = rc == 0 ? db_prepare(c, "INSERT INTO audit(id, at, actor, action, "
+	                            "study_uid, series_uid, source, outcome, "
+	                            "call, detail, hash) VALUES(?1, ?2, ?3, "
+	                            "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
 	            : NULL;
 	rc = -1;
 	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, r->id);
-		sqlite3_bind_int64(s, 2, r->at);
-		index_bind_text(s, 3, r->actor);
-		sqlite3_bind_text(s, 4, r->action, -1, SQLITE_STATIC);
-		index_bind_text(s, 5, r->study);
-		index_bind_text(s, 6, r->series);
-		index_bind_text(s, 7, r->source);
-		index_bind_text(s, 8, r->outcome);
-		index_bind_text(s, 9, r->call);
-		index_bind_text(s, 10, r->detail);
-		sqlite3_bind_text(s, 11, r->hash, -1, SQLITE_STATIC);
-		rc = index_step_done(ix, s);
+		db_bind_int(s, 1, r->id);
+		db_bind_int(s, 2, r->at);
+		db_bind_text(s, 3, r->actor);
+		db_bind_str(s, 4, r->action);
+		db_bind_text(s, 5, r->study);
+		db_bind_text(s, 6, r->series);
+		db_bind_text(s, 7, r->source);
+		db_bind_text(s, 8, r->outcome);
+		db_bind_text(s, 9, r->call);
+		db_bind_text(s, 10, r->detail);
+		db_bind_str(s, 11, r->hash);
+		rc = db_run(s);
 	}
-	if (index_exec(index_db(ix), rc == 0 ? "COMMIT" : "ROLLBACK") != 0) {
-		/* a COMMIT that failed leaves the transaction open */
-		if (!sqlite3_get_autocommit(index_db(ix)))
-			(void)index_exec(index_db(ix), "ROLLBACK");
-		rc = -1;
-	}
+	if (rc == 0)
+		rc = db_commit(c);
+	else
+		db_rollback(c);
 out:
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }
 
-static const char *col(sqlite3_stmt *s, int i)
+static const char *col(struct dbs *s, int i)
 {
-	const unsigned char *v = sqlite3_column_text(s, i);
+	const char *v = db_text(s, i);
 
-	return v ? (const char *)v : "";
+	return v ? v : "";
 }
 
-static void row_of(sqlite3_stmt *s, struct idx_audit *r)
+static void row_of(struct dbs *s, struct idx_audit *r)
 {
-	r->id = sqlite3_column_int64(s, 0);
-	r->at = sqlite3_column_int64(s, 1);
+	r->id = db_int(s, 0);
+	r->at = db_int(s, 1);
 	r->actor = col(s, 2);
 	r->action = col(s, 3);
 	r->study = col(s, 4);
@@ -152,37 +160,37 @@ static void row_of(sqlite3_stmt *s, struct idx_audit *r)
 int index_audit_rows(struct index *ix, int64_t from, int64_t to,
                      int (*cb)(void *ctx, const struct idx_audit *r), void *ctx)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	struct idx_audit r;
 	int rc = 0, step;
 
-	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT " COLUMNS " FROM audit WHERE at >= "
-	                          "?1 AND at < ?2 ORDER BY id");
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, "SELECT " COLUMNS " FROM audit WHERE at >= "
+	                  "?1 AND at < ?2 ORDER BY id");
 	if (s == NULL) {
-		index_unlock(ix);
+		index_done(ix, c);
 		return -1;
 	}
-	sqlite3_bind_int64(s, 1, from);
-	sqlite3_bind_int64(s, 2, to);
-	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+	db_bind_int(s, 1, from);
+	db_bind_int(s, 2, to);
+	while (rc == 0 && (step = db_step(s)) == DB_ROW) {
 		row_of(s, &r);
 		rc = cb(ctx, &r);
 	}
-	if (rc == 0 && step != SQLITE_DONE) {
-		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(index_db(ix)));
+	if (rc == 0 && step != DB_DONE)
 		rc = -1;
-	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	index_unlock(ix);
+	db_reset(s);
+	index_done(ix, c);
 	return rc;
 }
 
 int index_audit_verify(struct index *ix, int64_t *n, char head[65],
                        int64_t *bad)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	struct idx_audit r;
 	char prev[65] = GENESIS, want[65];
 	int rc = 0, step;
@@ -190,13 +198,14 @@ int index_audit_verify(struct index *ix, int64_t *n, char head[65],
 	*n = 0;
 	*bad = 0;
 	head[0] = '\0';
-	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT " COLUMNS " FROM audit ORDER BY id");
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, "SELECT " COLUMNS " FROM audit ORDER BY id");
 	if (s == NULL) {
-		index_unlock(ix);
+		index_done(ix, c);
 		return -1;
 	}
-	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+	while (rc == 0 && (step = db_step(s)) == DB_ROW) {
 		row_of(s, &r);
 		/* ids follow one another: a row removed shows too */
 		if (r.id != *n + 1 || chain(prev, &r, want) != 0 ||
@@ -208,13 +217,11 @@ int index_audit_verify(struct index *ix, int64_t *n, char head[65],
 		snprintf(prev, sizeof(prev), "%s", r.hash);
 		++*n;
 	}
-	if (rc == 0 && step != SQLITE_DONE) {
-		log_error(LOGC_INDEX, "%s", sqlite3_errmsg(index_db(ix)));
+	if (rc == 0 && step != DB_DONE)
 		rc = -1;
-	}
-	sqlite3_reset(s);
+	db_reset(s);
 	if (rc == 0 && *n > 0)
 		snprintf(head, 65, "%s", prev);
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }

@@ -1,123 +1,153 @@
 /*
- * index_jobs.c - the HL7 journal and the job queue (see index.h). Uses the
- * connection's statement cache; every call holds the index lock.
+ * index_jobs.c - the HL7 journal and the job queue (see index.h).
+ *
+ * Several nodes may share the queue (PostgreSQL): a job is claimed by one
+ * node at a time (FOR UPDATE SKIP LOCKED: claimers never wait for each
+ * other), under a lease that node renews while the job runs. A node that
+ * dies stops renewing: once its lease has run out, another node claims
+ * the job and goes on from the last step the payload records. Every write
+ * of a running job names its claim (owner), so that a node that lost its
+ * lease cannot overwrite what the new owner does.
  */
 #include "index.h"
 #include "index_internal.h"
 #include "log.h"
 
-#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-static void bind_opt(sqlite3_stmt *s, int i, const char *v)
+/* Claims of this process, each with its own owner token. */
+static atomic_uint_fast64_t claim_seq;
+
+static int is_pg(struct index *ix)
 {
-	if (v == NULL)
-		sqlite3_bind_null(s, i);
-	else
-		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	return index_backend(ix) == DB_POSTGRES;
 }
 
-static int insert_job(struct index *ix, const struct idx_new_job *j,
-                      int64_t now, int64_t *id)
+/*
+ * PostgreSQL: a lock on key until the transaction ends, so that two nodes
+ * doing the same check-then-insert take turns (SQLite's BEGIN IMMEDIATE
+ * already serialises every writer).
+ */
+static int key_lock(struct index *ix, struct dbc *c, const char *key)
 {
-	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "INSERT INTO jobs(kind, state, payload, subject, "
-	            "parked_for, last_error, created_at, updated_at) "
-	            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)");
+	struct dbs *s;
+
+	if (!is_pg(ix))
+		return 0;
+	s = db_prepare(c, "SELECT pg_advisory_xact_lock(hashtext(?1))");
+	if (s == NULL)
+		return -1;
+	db_bind_str(s, 1, key);
+	return db_run(s);
+}
+
+static int insert_job(struct dbc *c, const struct idx_new_job *j, int64_t now,
+                      int64_t *id)
+{
+	struct dbs *s = db_prepare(
+	        c, "INSERT INTO jobs(kind, state, payload, subject, "
+	           "parked_for, last_error, created_at, updated_at) "
+	           "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id");
 
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_text(s, 1, j->kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, j->parked_for ? "parked" : "queued", -1,
-	                  SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, j->payload, -1, SQLITE_STATIC);
-	bind_opt(s, 4, j->subject);
-	bind_opt(s, 5, j->parked_for);
-	bind_opt(s, 6, j->reason);
-	sqlite3_bind_int64(s, 7, now);
-	if (index_step_done(ix, s) != 0)
-		return -1;
-	*id = sqlite3_last_insert_rowid(index_db(ix));
-	return 0;
+	db_bind_str(s, 1, j->kind);
+	db_bind_str(s, 2, j->parked_for ? "parked" : "queued");
+	db_bind_str(s, 3, j->payload);
+	db_bind_str(s, 4, j->subject);
+	db_bind_str(s, 5, j->parked_for);
+	db_bind_str(s, 6, j->reason);
+	db_bind_int(s, 7, now);
+	*id = db_step(s) == DB_ROW ? db_int(s, 0) : -1;
+	db_reset(s);
+	return *id > 0 ? 0 : -1;
 }
 
-static int release(struct index *ix, const char *subject, const char *why,
-                   const char *patient, int64_t now, int *released)
+static int release(struct index *ix, struct dbc *c, const char *subject,
+                   const char *why, const char *patient, int64_t now,
+                   int *released)
 {
-	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "UPDATE jobs SET state = 'queued', parked_for = NULL, "
-	            "last_error = NULL, not_before = 0, updated_at = ?1, "
-	            "payload = json_set(payload, '$.patient', json(?2)) "
-	            "WHERE state = 'parked' AND subject = ?3 AND "
-	            "parked_for = ?4");
+	struct dbs *s = db_prepare(
+	        c, is_pg(ix) ? "UPDATE jobs SET state = 'queued', parked_for = "
+	                       "NULL, last_error = NULL, not_before = 0, "
+	                       "updated_at = ?1, payload = jsonb_set("
+	                       "payload::jsonb, '{patient}', ?2::jsonb)::text "
+	                       "WHERE state = 'parked' AND subject = ?3 AND "
+	                       "parked_for = ?4"
+	                     : "UPDATE jobs SET state = 'queued', parked_for = "
+	                       "NULL, last_error = NULL, not_before = 0, "
+	                       "updated_at = ?1, payload = json_set(payload, "
+	                       "'$.patient', json(?2)) WHERE state = 'parked' "
+	                       "AND subject = ?3 AND parked_for = ?4");
 
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_int64(s, 1, now);
-	sqlite3_bind_text(s, 2, patient, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, subject, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, why, -1, SQLITE_STATIC);
-	if (index_step_done(ix, s) != 0)
+	db_bind_int(s, 1, now);
+	db_bind_str(s, 2, patient);
+	db_bind_str(s, 3, subject);
+	db_bind_str(s, 4, why);
+	if (db_step(s) != DB_DONE) {
+		db_reset(s);
 		return -1;
-	*released = sqlite3_changes(index_db(ix));
+	}
+	*released = (int)db_changes(s);
+	db_reset(s);
 	return 0;
 }
 
-static int insert_message(struct index *ix, const struct idx_hl7 *m,
+static int insert_message(struct dbc *c, const struct idx_hl7 *m,
                           const char *reason, int64_t job, int64_t now)
 {
-	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "INSERT INTO hl7_messages(received_at, peer, sender, "
-	            "control_id, type, raw, size, outcome, reason, job, "
-	            "digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	struct dbs *s = db_prepare(
+	        c, "INSERT INTO hl7_messages(received_at, peer, sender, "
+	           "control_id, type, raw, size, outcome, reason, job, "
+	           "digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_int64(s, 1, now);
-	bind_opt(s, 2, m->peer);
-	bind_opt(s, 3, m->sender);
-	bind_opt(s, 4, m->control_id);
-	bind_opt(s, 5, m->type);
-	sqlite3_bind_blob64(s, 6, m->raw ? m->raw : "", m->raw_len,
-	                    SQLITE_STATIC);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)m->size);
-	sqlite3_bind_text(s, 8, m->outcome, -1, SQLITE_STATIC);
-	bind_opt(s, 9, reason);
+	db_bind_int(s, 1, now);
+	db_bind_str(s, 2, m->peer);
+	db_bind_str(s, 3, m->sender);
+	db_bind_str(s, 4, m->control_id);
+	db_bind_str(s, 5, m->type);
+	db_bind_blob(s, 6, m->raw, m->raw_len);
+	db_bind_int(s, 7, (int64_t)m->size);
+	db_bind_str(s, 8, m->outcome);
+	db_bind_str(s, 9, reason);
 	if (job > 0)
-		sqlite3_bind_int64(s, 10, job);
-	else
-		sqlite3_bind_null(s, 10);
-	bind_opt(s, 11, m->digest);
-	return index_step_done(ix, s);
+		db_bind_int(s, 10, job);
+	db_bind_str(s, 11, m->digest);
+	return db_run(s);
 }
 
 /* An accepted message with this sender and control id: its id and job. */
-static int find_accepted(struct index *ix, const struct idx_hl7 *m, int64_t *id,
+static int find_accepted(struct dbc *c, const struct idx_hl7 *m, int64_t *id,
                          int64_t *job)
 {
-	sqlite3_stmt *s = index_cached_stmt(
-	        ix, "SELECT id, job FROM hl7_messages WHERE sender = ? AND "
-	            "control_id = ? AND digest = ? AND outcome = 'AA' AND "
-	            "job IS NOT NULL ORDER BY id LIMIT 1");
+	struct dbs *s = db_prepare(
+	        c, "SELECT id, job FROM hl7_messages WHERE sender = ? AND "
+	           "control_id = ? AND digest = ? AND outcome = 'AA' AND "
+	           "job IS NOT NULL ORDER BY id LIMIT 1");
 	int rc;
 
 	*id = *job = 0;
 	if (s == NULL)
 		return -1;
-	bind_opt(s, 1, m->sender);
-	bind_opt(s, 2, m->control_id);
-	bind_opt(s, 3, m->digest);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(s, 0);
-		*job = sqlite3_column_int64(s, 1);
+	db_bind_str(s, 1, m->sender);
+	db_bind_str(s, 2, m->control_id);
+	db_bind_str(s, 3, m->digest);
+	rc = db_step(s);
+	if (rc == DB_ROW) {
+		*id = db_int(s, 0);
+		*job = db_int(s, 1);
 	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	db_reset(s);
+	return rc == DB_ERROR ? -1 : 0;
 }
 
 int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
@@ -126,24 +156,29 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
                       const char *release_patient, int64_t *job_id,
                       int *released, int64_t *duplicate_of)
 {
-	sqlite3 *db;
 	int64_t now = (int64_t)time(NULL), dup_job = 0;
-	char reason[160];
+	char reason[160], key[512];
+	struct dbc *c;
 	int rc = -1;
 
 	*job_id = 0;
 	*released = 0;
 	*duplicate_of = 0;
-	index_lock(ix);
-	db = index_db(ix);
+	if ((c = index_conn(ix)) == NULL)
+		return -1;
 	/* this commit is what an AA promises: synced, unlike cache fill */
-	if (index_exec(db, "PRAGMA synchronous = FULL") != 0)
+	if (db_durable(c, 1) != 0)
 		goto out;
-	if (index_exec(db, "BEGIN IMMEDIATE") != 0)
+	if (db_begin(c) != 0)
 		goto restore;
+	/* the same message sent to two nodes at once: one after the other */
+	snprintf(key, sizeof(key), "hl7:%s|%s", m->sender ? m->sender : "",
+	         m->control_id ? m->control_id : "");
+	if (key_lock(ix, c, key) != 0)
+		goto rollback;
 	if (job != NULL && m->sender != NULL && m->control_id != NULL &&
 	    m->digest != NULL &&
-	    find_accepted(ix, m, duplicate_of, &dup_job) != 0)
+	    find_accepted(c, m, duplicate_of, &dup_job) != 0)
 		goto rollback;
 	if (*duplicate_of != 0) { /* sent again: the first one's job */
 		snprintf(reason, sizeof(reason),
@@ -153,51 +188,50 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 		job = NULL;
 		release_subject = NULL;
 	}
-	if ((job != NULL && insert_job(ix, job, now, job_id) != 0) ||
+	if ((job != NULL && insert_job(c, job, now, job_id) != 0) ||
 	    (release_subject != NULL &&
-	     release(ix, release_subject, release_for, release_patient, now,
+	     release(ix, c, release_subject, release_for, release_patient, now,
 	             released) != 0) ||
-	    insert_message(ix, m, *duplicate_of ? reason : m->reason,
-	                   *duplicate_of ? dup_job : *job_id, now) != 0 ||
-	    index_exec(db, "COMMIT") != 0) {
+	    insert_message(c, m, *duplicate_of ? reason : m->reason,
+	                   *duplicate_of ? dup_job : *job_id, now) != 0) {
 	rollback:
-		index_exec(db, "ROLLBACK");
-		*job_id = 0;
-		*released = 0;
+		db_rollback(c);
+		goto failed;
+	}
+	if (db_commit(c) == 0) {
+		rc = 0;
 		goto restore;
 	}
-	rc = 0;
+failed:
+	*job_id = 0;
+	*released = 0;
 restore:
-	index_exec(db, "PRAGMA synchronous = NORMAL");
+	db_durable(c, 0);
 out:
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
-}
-
-static const char *col(sqlite3_stmt *s, int i)
-{
-	return (const char *)sqlite3_column_text(s, i);
 }
 
 /* Runs sql (one "LIMIT ?" parameter) and hands each row to row(). */
 static int each_row(struct index *ix, const char *sql, long limit,
-                    int (*row)(sqlite3_stmt *s, void *ctx), void *ctx)
+                    int (*row)(struct dbs *s, void *ctx), void *ctx)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	int rc = -1, step;
 
-	index_lock(ix);
-	s = index_cached_stmt(ix, sql);
-	if (s == NULL)
-		goto out;
-	sqlite3_bind_int64(s, 1, limit > 0 ? limit : -1);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW)
-		if (row(s, ctx) != 0)
-			break;
-	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
-	sqlite3_reset(s);
-out:
-	index_unlock(ix);
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, sql);
+	if (s != NULL) {
+		db_bind_int(s, 1, limit > 0 ? limit : INT64_MAX);
+		while ((step = db_step(s)) == DB_ROW)
+			if (row(s, ctx) != 0)
+				break;
+		rc = step == DB_ERROR ? -1 : 0;
+		db_reset(s);
+	}
+	index_done(ix, c);
 	return rc;
 }
 
@@ -206,21 +240,22 @@ struct job_walk {
 	void *ctx;
 };
 
-static int job_row(sqlite3_stmt *s, void *ctx)
+static int job_row(struct dbs *s, void *ctx)
 {
 	struct job_walk *w = ctx;
 	struct idx_job j = {
-		.id = sqlite3_column_int64(s, 0),
-		.kind = col(s, 1),
-		.state = col(s, 2),
-		.payload = col(s, 3),
-		.attempts = (long)sqlite3_column_int64(s, 4),
-		.not_before = sqlite3_column_int64(s, 5),
-		.last_error = col(s, 6),
-		.created_at = sqlite3_column_int64(s, 7),
-		.updated_at = sqlite3_column_int64(s, 8),
-		.subject = col(s, 9),
-		.parked_for = col(s, 10),
+		.id = db_int(s, 0),
+		.kind = db_text(s, 1),
+		.state = db_text(s, 2),
+		.payload = db_text(s, 3),
+		.attempts = (long)db_int(s, 4),
+		.not_before = db_int(s, 5),
+		.last_error = db_text(s, 6),
+		.created_at = db_int(s, 7),
+		.updated_at = db_int(s, 8),
+		.subject = db_text(s, 9),
+		.parked_for = db_text(s, 10),
+		.owner = db_text(s, 11),
 	};
 
 	return w->cb(w->ctx, &j);
@@ -234,7 +269,7 @@ int index_jobs(struct index *ix, long limit,
 	return each_row(ix,
 	                "SELECT id, kind, state, payload, attempts, "
 	                "not_before, last_error, created_at, updated_at, "
-	                "subject, parked_for FROM jobs ORDER BY id DESC "
+	                "subject, parked_for, owner FROM jobs ORDER BY id DESC "
 	                "LIMIT ?",
 	                limit, job_row, &w);
 }
@@ -244,14 +279,14 @@ struct summary_walk {
 	void *ctx;
 };
 
-static int summary_row(sqlite3_stmt *s, void *ctx)
+static int summary_row(struct dbs *s, void *ctx)
 {
 	struct summary_walk *w = ctx;
 	struct idx_job_count c = {
-		.kind = col(s, 0),
-		.state = col(s, 1),
-		.count = sqlite3_column_int64(s, 2),
-		.oldest = sqlite3_column_int64(s, 3),
+		.kind = db_text(s, 0),
+		.state = db_text(s, 1),
+		.count = db_int(s, 2),
+		.oldest = db_int(s, 3),
 	};
 
 	w->cb(w->ctx, &c);
@@ -267,7 +302,8 @@ int index_jobs_summary(struct index *ix,
 	return each_row(ix,
 	                "SELECT kind, state, count(*), min(created_at) FROM "
 	                "jobs WHERE state IN ('queued', 'running', 'parked', "
-	                "'failed') GROUP BY kind, state LIMIT ?",
+	                "'failed') GROUP BY kind, state ORDER BY kind, state "
+	                "LIMIT ?",
 	                0, summary_row, &w);
 }
 
@@ -276,19 +312,19 @@ struct hl7_walk {
 	void *ctx;
 };
 
-static int hl7_row(sqlite3_stmt *s, void *ctx)
+static int hl7_row(struct dbs *s, void *ctx)
 {
 	struct hl7_walk *w = ctx;
 	struct idx_hl7_row r = {
-		.id = sqlite3_column_int64(s, 0),
-		.received_at = sqlite3_column_int64(s, 1),
-		.peer = col(s, 2),
-		.control_id = col(s, 3),
-		.type = col(s, 4),
-		.size = (uint64_t)sqlite3_column_int64(s, 5),
-		.outcome = col(s, 6),
-		.reason = col(s, 7),
-		.job = sqlite3_column_int64(s, 8),
+		.id = db_int(s, 0),
+		.received_at = db_int(s, 1),
+		.peer = db_text(s, 2),
+		.control_id = db_text(s, 3),
+		.type = db_text(s, 4),
+		.size = (uint64_t)db_int(s, 5),
+		.outcome = db_text(s, 6),
+		.reason = db_text(s, 7),
+		.job = db_int(s, 8),
 	};
 
 	return w->cb(w->ctx, &r);
@@ -310,104 +346,192 @@ int index_hl7_messages(struct index *ix, long limit,
 int index_job_claim(struct index *ix, const char *kinds, int64_t now,
                     struct idx_claimed *j)
 {
-	sqlite3_stmt *s;
+	struct dbc *c;
+	struct dbs *s;
 	int rc = -1, step;
 
-	index_lock(ix);
-	s = index_cached_stmt(
-	        ix,
-	        "UPDATE jobs SET state = 'running', updated_at = ?1 WHERE "
-	        "id = (SELECT id FROM jobs WHERE state = 'queued' AND "
-	        "not_before <= ?1 AND instr(',' || ?2 || ',', ',' || kind "
-	        "|| ',') > 0 ORDER BY not_before, id LIMIT 1) RETURNING id, "
-	        "kind, payload, attempts, created_at");
+	/* queued and due, or running under a lease that ran out (its node
+	 * died): the oldest first */
+	static const char sqlite_sql[] =
+	        "UPDATE jobs SET state = 'running', updated_at = ?1, owner = "
+	        "?3, lease_until = ?4 WHERE id = (SELECT id FROM jobs WHERE "
+	        "((state = 'queued' AND not_before <= ?1) OR (state = "
+	        "'running' AND lease_until < ?1)) AND instr(',' || ?2 || ',', "
+	        "',' || kind || ',') > 0 ORDER BY not_before, id LIMIT 1) "
+	        "RETURNING id, kind, payload, attempts, created_at";
+	static const char pg_sql[] =
+	        "UPDATE jobs SET state = 'running', updated_at = ?1, owner = "
+	        "?3, lease_until = ?4 WHERE id = (SELECT id FROM jobs WHERE "
+	        "((state = 'queued' AND not_before <= ?1) OR (state = "
+	        "'running' AND lease_until < ?1)) AND kind = "
+	        "ANY(string_to_array(?2, ',')) ORDER BY not_before, id LIMIT 1 "
+	        "FOR UPDATE SKIP LOCKED) RETURNING id, kind, payload, "
+	        "attempts, created_at";
+
+	snprintf(j->owner, sizeof(j->owner), "%s:%d:%llu", index_node(ix),
+	         (int)getpid(), (unsigned long long)++claim_seq);
+	if ((c = index_conn(ix)) == NULL)
+		return -1;
+	s = db_prepare(c, is_pg(ix) ? pg_sql : sqlite_sql);
 	if (s == NULL)
 		goto out;
-	sqlite3_bind_int64(s, 1, now);
-	sqlite3_bind_text(s, 2, kinds, -1, SQLITE_STATIC);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		const char *payload = col(s, 2);
+	db_bind_int(s, 1, now);
+	db_bind_str(s, 2, kinds);
+	db_bind_str(s, 3, j->owner);
+	db_bind_int(s, 4, now + index_lease(ix));
+	step = db_step(s);
+	if (step == DB_ROW) {
+		const char *payload = db_text(s, 2);
 
-		j->id = sqlite3_column_int64(s, 0);
-		snprintf(j->kind, sizeof(j->kind), "%s", col(s, 1));
+		j->id = db_int(s, 0);
+		snprintf(j->kind, sizeof(j->kind), "%s", db_text(s, 1));
 		j->payload = strdup(payload ? payload : "{}");
-		j->attempts = (long)sqlite3_column_int64(s, 3);
-		j->created_at = sqlite3_column_int64(s, 4);
+		j->attempts = (long)db_int(s, 3);
+		j->created_at = db_int(s, 4);
 		rc = j->payload ? 1 : -1;
 	} else {
-		rc = step == SQLITE_DONE ? 0 : -1;
-		if (rc < 0)
-			log_error(LOGC_INDEX, "claim: %s",
-			          sqlite3_errmsg(index_db(ix)));
+		rc = step == DB_DONE ? 0 : -1;
 	}
-	/* the update commits when the statement is reset */
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	/* the update commits when the statement ends */
+	db_reset(s);
 out:
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }
 
-int index_job_finish(struct index *ix, int64_t id, const char *state,
-                     int64_t not_before, const char *parked_for,
-                     const char *error, const char *payload)
+/*
+ * Runs a write about a claimed job; 0, or -1 when it failed or when the
+ * claim was lost (logged).
+ */
+static int claimed_write(struct dbs *s, const struct idx_claimed *j)
 {
-	sqlite3_stmt *s;
+	int rc = db_step(s);
+	int64_t n = db_changes(s);
+
+	db_reset(s);
+	if (rc != DB_DONE)
+		return -1;
+	if (n == 0) {
+		log_warn(LOGC_JOBS,
+		         "job=%lld: its lease ran out and another claim holds "
+		         "it "
+		         "now: this run's outcome is dropped",
+		         (long long)j->id);
+		return -1;
+	}
+	return 0;
+}
+
+int index_job_finish(struct index *ix, const struct idx_claimed *j,
+                     const char *state, int64_t not_before,
+                     const char *parked_for, const char *error,
+                     const char *payload)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	int rc = -1;
 
-	index_lock(ix);
-	s = index_cached_stmt(
-	        ix, "UPDATE jobs SET state = ?2, not_before = ?3, parked_for = "
-	            "?4, last_error = ?5, payload = coalesce(?6, payload), "
-	            "attempts = attempts + 1, updated_at = ?7 WHERE id = ?1");
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, "UPDATE jobs SET state = ?2, not_before = ?3, "
+	                  "parked_for = ?4, last_error = ?5, payload = "
+	                  "coalesce(?6, payload), attempts = attempts + 1, "
+	                  "updated_at = ?7, lease_until = 0 "
+	                  "WHERE id = ?1 AND state = 'running' AND owner = ?8");
 	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, not_before);
-		bind_opt(s, 4, parked_for);
-		bind_opt(s, 5, error);
-		bind_opt(s, 6, payload);
-		sqlite3_bind_int64(s, 7, (int64_t)time(NULL));
-		rc = index_step_done(ix, s);
+		db_bind_int(s, 1, j->id);
+		db_bind_str(s, 2, state);
+		db_bind_int(s, 3, not_before);
+		db_bind_str(s, 4, parked_for);
+		db_bind_str(s, 5, error);
+		db_bind_str(s, 6, payload);
+		db_bind_int(s, 7, (int64_t)time(NULL));
+		db_bind_str(s, 8, j->owner);
+		rc = claimed_write(s, j);
 	}
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
+}
+
+int index_job_payload(struct index *ix, const struct idx_claimed *j,
+                      const char *payload)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	/* what is about to be sent must survive a power loss: synced */
+	if (db_durable(c, 1) != 0)
+		goto out;
+	s = db_prepare(c, "UPDATE jobs SET payload = ?2, updated_at = ?3 "
+	                  "WHERE id = ?1 AND state = 'running' AND owner = ?4");
+	if (s != NULL) {
+		db_bind_int(s, 1, j->id);
+		db_bind_str(s, 2, payload);
+		db_bind_int(s, 3, (int64_t)time(NULL));
+		db_bind_str(s, 4, j->owner);
+		rc = claimed_write(s, j);
+	}
+	db_durable(c, 0);
+out:
+	index_done(ix, c);
+	return rc;
+}
+
+/* "node:" for the owner tokens of this node's claims. */
+static void node_prefix(struct index *ix, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s:", index_node(ix));
 }
 
 int index_jobs_recover(struct index *ix)
 {
-	int rc;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	char prefix[80];
+	int rc = -1;
 
-	index_lock(ix);
-	rc = index_exec(index_db(ix), "UPDATE jobs SET state = 'queued' WHERE "
-	                              "state = 'running'") == 0
-	             ? sqlite3_changes(index_db(ix))
-	             : -1;
-	index_unlock(ix);
+	if (c == NULL)
+		return -1;
+	/* this node's claims (it stopped), and claims nobody renews */
+	node_prefix(ix, prefix, sizeof(prefix));
+	s = db_prepare(c, "UPDATE jobs SET state = 'queued', owner = NULL, "
+	                  "lease_until = 0 WHERE state = 'running' AND (owner "
+	                  "IS NULL OR substr(owner, 1, length(?1)) = ?1 OR "
+	                  "lease_until < ?2)");
+	if (s != NULL) {
+		db_bind_str(s, 1, prefix);
+		db_bind_int(s, 2, (int64_t)time(NULL));
+		if (db_step(s) == DB_DONE)
+			rc = (int)db_changes(s);
+		db_reset(s);
+	}
+	index_done(ix, c);
 	return rc;
 }
 
-int index_job_payload(struct index *ix, int64_t id, const char *payload)
+int index_jobs_renew(struct index *ix, int64_t now)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	char prefix[80];
 	int rc = -1;
 
-	index_lock(ix);
-	/* what is about to be sent must survive a power loss: synced */
-	if (index_exec(index_db(ix), "PRAGMA synchronous = FULL") != 0)
-		goto out;
-	s = index_cached_stmt(ix, "UPDATE jobs SET payload = ?2, updated_at "
-	                          "= ?3 WHERE id = ?1");
+	if (c == NULL)
+		return -1;
+	node_prefix(ix, prefix, sizeof(prefix));
+	s = db_prepare(c, "UPDATE jobs SET lease_until = ?2 WHERE state = "
+	                  "'running' AND substr(owner, 1, length(?1)) = ?1");
 	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_text(s, 2, payload, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, (int64_t)time(NULL));
-		rc = index_step_done(ix, s);
+		db_bind_str(s, 1, prefix);
+		db_bind_int(s, 2, now + index_lease(ix));
+		if (db_step(s) == DB_DONE)
+			rc = (int)db_changes(s);
+		db_reset(s);
 	}
-	index_exec(index_db(ix), "PRAGMA synchronous = NORMAL");
-out:
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }
 
@@ -415,130 +539,186 @@ int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
                       const char *subject)
 {
 	struct idx_new_job j = { kind, payload, subject, NULL, NULL };
+	struct dbc *c = index_conn(ix);
 	int64_t id = -1;
 
-	index_lock(ix);
-	if (insert_job(ix, &j, (int64_t)time(NULL), &id) != 0)
+	if (c == NULL)
+		return -1;
+	if (insert_job(c, &j, (int64_t)time(NULL), &id) != 0)
 		id = -1;
-	index_unlock(ix);
+	index_done(ix, c);
+	return id;
+}
+
+int64_t index_job_add_once(struct index *ix, const char *kind,
+                           const char *payload, const char *subject)
+{
+	struct idx_new_job j = { kind, payload, subject, NULL, NULL };
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int64_t id = -1;
+	int ok = -1;
+
+	if (c == NULL)
+		return -1;
+	if (db_begin(c) != 0)
+		goto out;
+	if (key_lock(ix, c, subject) == 0 &&
+	    (s = db_prepare(c, "SELECT 1 FROM jobs WHERE subject = ?1 "
+	                       "LIMIT 1")) != NULL) {
+		db_bind_str(s, 1, subject);
+		switch (db_step(s)) {
+		case DB_ROW:
+			id = 0; /* there already */
+			ok = 0;
+			break;
+		case DB_DONE:
+			ok = 0;
+			break;
+		}
+		db_reset(s);
+		if (ok == 0 && id < 0)
+			ok = insert_job(c, &j, (int64_t)time(NULL), &id);
+	}
+	if (ok == 0)
+		ok = db_commit(c);
+	else
+		db_rollback(c);
+	if (ok != 0)
+		id = -1;
+out:
+	index_done(ix, c);
 	return id;
 }
 
 char *index_job_published(struct index *ix, const char *study_uid)
 {
-	sqlite3_stmt *s;
-	char *out = NULL;
-
-	index_lock(ix);
 	/* the latest finished job about the study decides: an unpublication
 	 * or a withdrawal (no manifest sent) means nothing is published */
-	s = index_cached_stmt(
-	        ix,
+	static const char sqlite_sql[] =
 	        "SELECT payload, kind = 'unpublish' OR NOT EXISTS (SELECT 1 "
 	        "FROM json_each(payload, '$.kos') WHERE json_extract(value, "
 	        "'$.study') = ?1 AND json_extract(value, '$.sent')) FROM "
 	        "jobs WHERE state = 'done' AND kind IN ('publish', "
 	        "'replace', 'iocm', 'unpublish') AND EXISTS (SELECT 1 FROM "
 	        "json_each(payload, '$.studies') WHERE json_extract(value, "
-	        "'$.uid') = ?1) ORDER BY id DESC LIMIT 1");
+	        "'$.uid') = ?1) ORDER BY id DESC LIMIT 1";
+	static const char pg_sql[] =
+	        "SELECT payload, kind = 'unpublish' OR NOT EXISTS (SELECT 1 "
+	        "FROM jsonb_array_elements(coalesce(payload::jsonb -> 'kos', "
+	        "'[]')) k WHERE k ->> 'study' = ?1 AND (k -> 'sent') = "
+	        "'true'::jsonb) FROM jobs WHERE state = 'done' AND kind IN "
+	        "('publish', 'replace', 'iocm', 'unpublish') AND EXISTS "
+	        "(SELECT 1 FROM jsonb_array_elements(coalesce(payload::jsonb "
+	        "-> 'studies', '[]')) x WHERE x ->> 'uid' = ?1) ORDER BY id "
+	        "DESC LIMIT 1";
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	char *out = NULL;
+
+	if (c == NULL)
+		return NULL;
+	s = db_prepare(c, is_pg(ix) ? pg_sql : sqlite_sql);
 	if (s != NULL) {
-		sqlite3_bind_text(s, 1, study_uid, -1, SQLITE_STATIC);
-		if (sqlite3_step(s) == SQLITE_ROW && col(s, 0) != NULL &&
-		    sqlite3_column_int(s, 1) == 0)
-			out = strdup(col(s, 0));
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
+		db_bind_str(s, 1, study_uid);
+		if (db_step(s) == DB_ROW && db_text(s, 0) != NULL &&
+		    db_int(s, 1) == 0)
+			out = strdup(db_text(s, 0));
+		db_reset(s);
 	}
-	index_unlock(ix);
+	index_done(ix, c);
 	return out;
 }
 
 int index_job_retry(struct index *ix, int64_t id)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	int rc = -1;
 
-	index_lock(ix);
-	s = index_cached_stmt(ix, "UPDATE jobs SET state = 'queued', "
-	                          "not_before = 0, parked_for = NULL, "
-	                          "updated_at = ?2 WHERE id = ?1 AND state IN "
-	                          "('parked', 'failed', 'queued')");
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, "UPDATE jobs SET state = 'queued', not_before = 0, "
+	                  "parked_for = NULL, updated_at = ?2 WHERE id = ?1 "
+	                  "AND state IN ('parked', 'failed', 'queued')");
 	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_int64(s, 2, (int64_t)time(NULL));
-		rc = index_step_done(ix, s) == 0
-		             ? sqlite3_changes(index_db(ix)) > 0
-		             : -1;
+		db_bind_int(s, 1, id);
+		db_bind_int(s, 2, (int64_t)time(NULL));
+		if (db_step(s) == DB_DONE)
+			rc = db_changes(s) > 0;
+		db_reset(s);
 	}
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }
 
 /* Whether sql (one text parameter) selects a row: 1, 0, or -1. */
 static int any_row(struct index *ix, const char *sql, const char *value)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	int rc = -1, step;
 
-	index_lock(ix);
-	s = index_cached_stmt(ix, sql);
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, sql);
 	if (s != NULL) {
-		sqlite3_bind_text(s, 1, value, -1, SQLITE_STATIC);
-		step = sqlite3_step(s);
-		rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
+		db_bind_str(s, 1, value);
+		step = db_step(s);
+		rc = step == DB_ROW ? 1 : step == DB_DONE ? 0 : -1;
+		db_reset(s);
 	}
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
-}
-
-int index_job_exists(struct index *ix, const char *subject)
-{
-	return any_row(ix, "SELECT 1 FROM jobs WHERE subject = ? LIMIT 1",
-	               subject);
 }
 
 int index_job_pending_for(struct index *ix, const char *study_uid)
 {
-	return any_row(ix,
-	               "SELECT 1 FROM jobs WHERE state IN ('queued', "
-	               "'running') AND kind IN ('publish', 'replace') AND "
-	               "EXISTS (SELECT 1 FROM json_each(payload, '$.studies') "
-	               "WHERE json_extract(value, '$.uid') = ?) LIMIT 1",
-	               study_uid);
+	return any_row(
+	        ix,
+	        is_pg(ix) ? "SELECT 1 FROM jobs WHERE state IN ('queued', "
+	                    "'running') AND kind IN ('publish', 'replace') AND "
+	                    "EXISTS (SELECT 1 FROM jsonb_array_elements("
+	                    "coalesce(payload::jsonb -> 'studies', '[]')) x "
+	                    "WHERE x ->> 'uid' = ?) LIMIT 1"
+	                  : "SELECT 1 FROM jobs WHERE state IN ('queued', "
+	                    "'running') AND kind IN ('publish', 'replace') AND "
+	                    "EXISTS (SELECT 1 FROM json_each(payload, "
+	                    "'$.studies') WHERE json_extract(value, '$.uid') = "
+	                    "?) LIMIT 1",
+	        study_uid);
 }
 
 int index_job_latest(struct index *ix, const char *subject, char *state,
                      size_t state_cap, char **payload, char *error,
                      size_t error_cap)
 {
-	sqlite3_stmt *s;
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
 	int rc = -1, step;
 
 	*payload = NULL;
-	index_lock(ix);
-	s = index_cached_stmt(ix, "SELECT state, payload, last_error FROM jobs "
-	                          "WHERE subject = ?1 ORDER BY id DESC "
-	                          "LIMIT 1");
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, "SELECT state, payload, last_error FROM jobs WHERE "
+	                  "subject = ?1 ORDER BY id DESC LIMIT 1");
 	if (s == NULL)
 		goto out;
-	sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		const char *e = (const char *)sqlite3_column_text(s, 2);
+	db_bind_str(s, 1, subject);
+	step = db_step(s);
+	if (step == DB_ROW) {
+		const char *e = db_text(s, 2);
 
-		snprintf(state, state_cap, "%s", sqlite3_column_text(s, 0));
-		*payload = strdup((const char *)sqlite3_column_text(s, 1));
+		snprintf(state, state_cap, "%s", db_text(s, 0));
+		*payload = strdup(db_text(s, 1));
 		if (error != NULL)
 			snprintf(error, error_cap, "%s", e ? e : "");
 		rc = *payload ? 1 : -1;
 	} else {
-		rc = step == SQLITE_DONE ? 0 : -1;
+		rc = step == DB_DONE ? 0 : -1;
 	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	db_reset(s);
 out:
-	index_unlock(ix);
+	index_done(ix, c);
 	return rc;
 }

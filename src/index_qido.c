@@ -1,14 +1,15 @@
 /*
- * index_qido.c - QIDO-RS queries on the SQLite index: each matching key
- * becomes a parameterised condition on a column (the SQL text is built
- * only from the fixed table below; values are always bound).
+ * index_qido.c - QIDO-RS queries on the index: each matching key becomes
+ * a parameterised condition on a column (the SQL text is built only from
+ * the fixed table below; values are always bound). Wildcards are GLOB on
+ * SQLite and LIKE on PostgreSQL, both case-sensitive as PS3.4 wants;
+ * fuzzy person-name matching ignores case on both.
  */
 #include "index.h"
 #include "index_internal.h"
 #include "log.h"
 
 #include <ctype.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ struct build {
 	char *owned[BINDS_MAX];
 	size_t nbind, nowned;
 	int overflow;
+	int pg; /* PostgreSQL's dialect */
 };
 
 static void add(struct build *b, const char *fmt, const char *col)
@@ -267,7 +269,10 @@ static int add_filter(struct build *b, const struct key *k, const char *v,
 		return 0;
 	case K_MULTI:
 		/* any value of a multi-valued attribute (CT\MR) */
-		add(b, " AND instr('\\' || %s || '\\', ?) > 0", k->column);
+		add(b,
+		    b->pg ? " AND strpos('\\' || %s || '\\', ?) > 0"
+		          : " AND instr('\\' || %s || '\\', ?) > 0",
+		    k->column);
 		bind_owned(b, concat3("\\", v, "\\"));
 		return 0;
 	case K_PN:
@@ -277,8 +282,13 @@ static int add_filter(struct build *b, const struct key *k, const char *v,
 			     *w = to_like("% ", v, "%"),
 			     *c = to_like("%^", v, "%");
 			add(b,
-			    " AND (%1$s LIKE ? ESCAPE '\\' OR %1$s LIKE ? "
-			    "ESCAPE '\\' OR %1$s LIKE ? ESCAPE '\\')",
+			    b->pg ? " AND (%1$s ILIKE ? ESCAPE '\\' OR %1$s "
+			            "ILIKE ? ESCAPE '\\' OR %1$s ILIKE ? "
+			            "ESCAPE "
+			            "'\\')"
+			          : " AND (%1$s LIKE ? ESCAPE '\\' OR %1$s "
+			            "LIKE "
+			            "? ESCAPE '\\' OR %1$s LIKE ? ESCAPE '\\')",
 			    k->column);
 			bind_owned(b, a);
 			bind_owned(b, w);
@@ -288,7 +298,10 @@ static int add_filter(struct build *b, const struct key *k, const char *v,
 		/* exact or wildcard, as for strings */
 		__attribute__((fallthrough));
 	case K_STR:
-		if (has_wildcard(v)) {
+		if (has_wildcard(v) && b->pg) {
+			add(b, " AND %s LIKE ? ESCAPE '\\'", k->column);
+			bind_owned(b, to_like("", v, ""));
+		} else if (has_wildcard(v)) {
 			add(b, " AND %s GLOB ?", k->column);
 			bind_owned(b, to_glob(v));
 		} else {
@@ -334,7 +347,7 @@ static void build_query(struct build *b, const struct idx_query *q)
 		add(b, "%s", " JOIN series se ON se.study = st.id");
 	if (q->level == IDX_INSTANCE)
 		add(b, "%s", " JOIN instances i ON i.series = se.id");
-	add(b, "%s", " WHERE 1");
+	add(b, "%s", " WHERE 1 = 1");
 	if (q->study_uid) {
 		add(b, "%s", " AND st.uid = ?");
 		bind(b, q->study_uid);
@@ -345,20 +358,17 @@ static void build_query(struct build *b, const struct idx_query *q)
 	}
 }
 
-static const char *text(sqlite3_stmt *s, int col)
+static const char *text(struct dbs *s, int col)
 {
-	return (const char *)sqlite3_column_text(s, col);
+	return db_text(s, col);
 }
 
-static long num(sqlite3_stmt *s, int col)
+static long num(struct dbs *s, int col)
 {
-	return sqlite3_column_type(s, col) == SQLITE_NULL
-	               ? -1
-	               : (long)sqlite3_column_int64(s, col);
+	return db_long(s, col);
 }
 
-static void read_match(sqlite3_stmt *s, enum idx_level level,
-                       struct idx_match *m)
+static void read_match(struct dbs *s, enum idx_level level, struct idx_match *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->study_uid = text(s, 0);
@@ -412,7 +422,8 @@ int index_qido(struct index *ix, const struct idx_query *q,
 		"i.number, i.uid",
 	};
 	struct build *b = malloc(sizeof(*b)); /* 12 KiB: not zeroed */
-	sqlite3_stmt *s = NULL;
+	struct dbc *c = NULL;
+	struct dbs *s = NULL;
 	struct idx_match m;
 	char lim[64];
 	int rc = -2, step;
@@ -421,6 +432,7 @@ int index_qido(struct index *ix, const struct idx_query *q,
 		return -2;
 	b->len = b->nbind = b->nowned = 0;
 	b->overflow = 0;
+	b->pg = index_backend(ix) == DB_POSTGRES;
 	b->sql[0] = '\0';
 	build_query(b, q);
 	for (size_t i = 0; i < q->nfilters; i++) {
@@ -441,37 +453,32 @@ int index_qido(struct index *ix, const struct idx_query *q,
 		}
 	}
 	add(b, "%s", order[q->level]);
-	snprintf(lim, sizeof(lim), " LIMIT %ld OFFSET %ld",
-	         q->limit > 0 ? q->limit : -1L, q->offset);
+	snprintf(lim, sizeof(lim), " LIMIT %lld OFFSET %ld",
+	         q->limit > 0 ? (long long)q->limit : (long long)INT64_MAX,
+	         q->offset);
 	add(b, "%s", lim);
 	if (b->overflow) {
 		snprintf(err, errlen, "query too complex");
 		rc = -1;
 		goto out;
 	}
-	index_lock(ix);
-	if ((s = index_cached_stmt(ix, b->sql)) == NULL) {
-		log_error(LOGC_INDEX, "qido: %s", sqlite3_errmsg(index_db(ix)));
+	if ((c = index_conn(ix)) == NULL)
+		goto out;
+	if ((s = db_prepare(c, b->sql)) == NULL)
 		goto unlock;
-	}
 	for (size_t i = 0; i < b->nbind; i++)
-		sqlite3_bind_text(s, (int)i + 1, b->bind[i], -1, SQLITE_STATIC);
+		db_bind_str(s, (int)i + 1, b->bind[i]);
 	rc = 0;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((step = db_step(s)) == DB_ROW) {
 		read_match(s, q->level, &m);
 		if (cb(ctx, &m) != 0)
 			break;
 	}
-	if (step != SQLITE_ROW && step != SQLITE_DONE) {
-		log_error(LOGC_INDEX, "qido: %s", sqlite3_errmsg(index_db(ix)));
+	if (step == DB_ERROR)
 		rc = -2;
-	}
+	db_reset(s); /* the values are freed below */
 unlock:
-	if (s != NULL) {
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s); /* the values are freed below */
-	}
-	index_unlock(ix);
+	index_done(ix, c);
 out:
 	for (size_t i = 0; i < b->nowned; i++)
 		free(b->owned[i]);

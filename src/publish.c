@@ -442,7 +442,7 @@ static int prepare(struct publisher *pb, const struct idx_claimed *j,
 	                  (json_int_t)e.n, "sent", 0, "seconds", "cfind",
 	                  cfind_s, "kos", seconds_since(&t0)));
 	saved = json_dumps(payload, JSON_COMPACT);
-	if (saved == NULL || index_job_payload(pb->ix, j->id, saved) != 0) {
+	if (saved == NULL || index_job_payload(pb->ix, j, saved) != 0) {
 		free(saved);
 		retry(o, pb->cfg->publish_retry_max, j->attempts,
 		      "study %s: the job could not be saved", uid);
@@ -460,7 +460,7 @@ static int save(struct publisher *pb, const struct idx_claimed *j,
                 json_t *payload, struct outcome *o)
 {
 	char *saved = json_dumps(payload, JSON_COMPACT);
-	int rc = saved ? index_job_payload(pb->ix, j->id, saved) : -1;
+	int rc = saved ? index_job_payload(pb->ix, j, saved) : -1;
 
 	free(saved);
 	if (rc != 0)
@@ -758,7 +758,7 @@ static void run(struct publisher *pb, const struct idx_claimed *j)
 	log_info(LOGC_JOBS, "job=%lld kind=%s -> %s%s%s", (long long)j->id,
 	         j->kind, o.state, o.reason[0] ? ": " : "", o.reason);
 	audit_job(j, payload, &o);
-	if (index_job_finish(pb->ix, j->id, o.state, o.not_before, o.parked_for,
+	if (index_job_finish(pb->ix, j, o.state, o.not_before, o.parked_for,
 	                     o.reason[0] ? o.reason : NULL, updated) != 0)
 		log_error(LOGC_JOBS, "job=%lld: its outcome could not be saved",
 		          (long long)j->id);

@@ -296,6 +296,7 @@ static void check_rejection(struct store *s, const struct dcm_ds *ds,
 	char code[32], scheme[16], sop[65], path[160], subject[80];
 	json_t *rejected, *payload;
 	char *text;
+	int64_t id;
 	int found = 0;
 
 	if (strcmp(info->sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.59") != 0 ||
@@ -335,11 +336,12 @@ static void check_rejection(struct store *s, const struct dcm_ds *ds,
 	                    code, "rejected", rejected);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
 	snprintf(subject, sizeof(subject), "note:%s", info->sop_instance_uid);
-	if (index_job_exists(s->ix, subject) == 1) /* the same note again */
+	/* the same note again, here or on another node: one job */
+	id = text ? index_job_add_once(s->ix, "iocm", text, subject) : -1;
+	if (id == 0)
 		log_info(LOGC_JOBS, "rejection note sop=%s: already handled",
 		         info->sop_instance_uid);
-	else if (text == NULL ||
-	         index_job_add(s->ix, "iocm", text, subject) < 0)
+	else if (id < 0)
 		log_error(LOGC_JOBS,
 		          "rejection note sop=%s: its job could not be queued",
 		          info->sop_instance_uid);

@@ -43,7 +43,7 @@ static struct index *open_index(void)
 		abort();
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	log_setup(LOG_ERROR, stderr);
-	if (index_open(path, 0, &x, err, sizeof(err)) != 0 ||
+	if (index_open(path, 1, 0, &x, err, sizeof(err)) != 0 ||
 	    index_sync_study(x, &pat, &st, &se, 1, &in, off) != 0)
 		abort();
 	return x;

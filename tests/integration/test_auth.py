@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import ssl
 import subprocess
-import sqlite3
 import unittest
 import urllib.parse
 
@@ -108,12 +107,10 @@ class SignInTest(unittest.TestCase):
         token = [r for r in self.psc.control("requests") if r["endpoint"] == "token"]
         self.assertEqual(token[-1]["status"], 200)
         # the index keeps the session under the cookie's hash, not the cookie
-        db = sqlite3.connect(str(self.box.workdir / "data" / "index.db"))
-        rows = db.execute("SELECT token_hash FROM sessions WHERE kind = 'user'").fetchall()
-        db.close()
+        rows = self.box.sql("SELECT token_hash FROM sessions WHERE kind = 'user'")
         token_value = value.split("=", 1)[1]
-        self.assertIn((hashlib.sha256(token_value.encode()).hexdigest(),), rows)
-        self.assertNotIn((token_value,), rows)
+        self.assertIn([hashlib.sha256(token_value.encode()).hexdigest()], rows)
+        self.assertNotIn([token_value], rows)
         # the callback cannot be replayed: its state was single-use
         status, _, body = get_url(callback, self.binding)
         self.assertEqual(status, 400)

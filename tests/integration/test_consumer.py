@@ -15,7 +15,6 @@ import http.cookiejar
 import io
 import json
 import os
-import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -369,18 +368,14 @@ class ConsumerTest(common.PacsTestCase):
         self.assertRegex(out, r"^audit trail intact: \d+ rows, last hash [0-9a-f]{64}\n$")
         with tempfile.TemporaryDirectory() as tmp:
             conf = os.path.join(tmp, "drimbox.conf")
-            with open(conf, "w") as f:
-                f.write("data_dir = %s\nauth = none\n" % tmp)
-            db = os.path.join(tmp, "index.db")
 
             def tampered(sql):
-                live = sqlite3.connect(str(self.b.workdir / "data" / "index.db"))
-                copy = sqlite3.connect(db)
-                live.backup(copy)
-                live.close()
-                copy.execute(sql)
-                copy.commit()
-                copy.close()
+                # a copy of the index as it is now, changed by sql
+                with open(conf, "w") as f:
+                    f.write(self.b.index_copy(tmp) + "auth = none\n")
+                copy = [l.split(" = ", 1)[1] for l in open(conf).read().splitlines()
+                        if l.startswith("index_url = ")]
+                harness.sql_query(copy[0] if copy else os.path.join(tmp, "index.db"), sql)
                 return subprocess.run([str(self.b.cli_bin), "-c", conf, "audit", "verify"],
                                       capture_output=True, text=True, timeout=60)
 

@@ -8,6 +8,9 @@ Stdlib + pydicom only.  Provides:
   http_get(), parse_multipart() DICOMweb client helpers (PS3.18, RFC 2046)
   Orthanc                       a throw-away Orthanc used as the PACS
   Drimbox                       a drimboxd daemon and its `drimbox` CLI
+  Postgres                      a throw-away PostgreSQL cluster; with
+                                DRIMBOX_TEST_INDEX=postgresql every Drimbox
+                                gets a database of its own in one
 
 Every process started here is stopped by its context manager, by stop(),
 and at interpreter exit; it also gets SIGKILL if the Python process dies
@@ -51,6 +54,9 @@ LOOPBACK = "127.0.0.1"
 # line), and the waits for it are this many times longer
 DRIMBOXD_WRAP = shlex.split(os.environ.get("DRIMBOXD_WRAP", ""))
 SLOW = float(os.environ.get("DRIMBOX_TIMEOUT_SCALE", "1"))
+# the index backend of the Drimbox daemons: "sqlite" (default) or
+# "postgresql" (the integration suite runs against both)
+TEST_INDEX = os.environ.get("DRIMBOX_TEST_INDEX", "sqlite")
 
 
 class HarnessError(Exception):
@@ -200,6 +206,227 @@ class ManagedProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# ------------------------------------------------------------- postgres
+
+def _pg_bindir():
+    """Directory of the newest PostgreSQL server binaries."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise HarnessError("PostgreSQL not found (apt-get install postgresql)")
+    return found[-1].parent
+
+
+def _as_postgres():
+    """preexec_fn: the server refuses root; run as the postgres user (when
+    root), and die with the harness (set after the change of user, which
+    clears it)."""
+    if os.geteuid() == 0:
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    _die_with_parent()
+
+
+class Postgres(ManagedProcess):
+    """A PostgreSQL cluster of its own on a loopback port, role "drimbox"
+    trusted, in a directory under /tmp (the postgres user must reach it).
+    durable=False (tests) turns fsync off; benchmarks keep it on."""
+
+    name = "postgres"
+
+    def __init__(self, durable=False):
+        self.dir = Path(tempfile.mkdtemp(prefix="drimbox-pg-"))
+        super().__init__(self.dir / "postgres.log")
+        self.durable = durable
+        self.port = free_port()
+        self.bindir = _pg_bindir()
+        self._ndb = 0
+
+    def start(self, timeout=30):
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        subprocess.run([str(self.bindir / "initdb"), "-D", str(self.dir / "data"),
+                        "--auth=trust", "--no-locale", "-E", "UTF8", "-U", "drimbox",
+                        "--no-sync"], check=True, capture_output=True,
+                       preexec_fn=_as_postgres, cwd="/")
+        argv = [str(self.bindir / "postgres"), "-D", str(self.dir / "data"),
+                "-p", str(self.port), "-k", str(self.dir),
+                "-c", "listen_addresses=" + LOOPBACK, "-c", "max_connections=300",
+                "-c", "logging_collector=off"]
+        if not self.durable:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off"]
+        self.log_path.touch()
+        if os.geteuid() == 0:
+            shutil.chown(self.log_path, "postgres")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, preexec_fn=_as_postgres, cwd="/")
+        _RUNNING.add(self)
+        self._wait_ready(lambda: self._psql("postgres", "SELECT 1", check=False)
+                         .returncode == 0, timeout)
+        return self
+
+    def stop(self, timeout=10):
+        """Fast shutdown (SIGINT), then the directory goes."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _RUNNING.discard(self)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db):
+        """libpq URI of database db."""
+        return "postgresql://drimbox@%s:%d/%s" % (LOOPBACK, self.port, db)
+
+    def _psql(self, db, sql, check=True):
+        return subprocess.run(["psql", "-X", "-q", "--csv", "-t", "-v", "ON_ERROR_STOP=1",
+                               "-d", self.url(db), "-c", sql],
+                              capture_output=True, text=True, check=check, timeout=120)
+
+    def create_database(self):
+        """A new empty database; its URI."""
+        self._ndb += 1
+        name = "drimbox%d" % self._ndb
+        self._psql("postgres", "CREATE DATABASE %s" % name)
+        return self.url(name)
+
+    def copy_database(self, url):
+        """A new database holding what url's holds now (pg_dump, which
+        works while drimboxd is connected); its URI."""
+        copy = self.create_database()
+        dump = subprocess.run(["pg_dump", "-d", url], capture_output=True, check=True)
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", copy],
+                       input=dump.stdout, capture_output=True, check=True)
+        return copy
+
+
+_CLUSTER = None
+
+
+def shared_postgres():
+    """The cluster of this test process (started on first use)."""
+    global _CLUSTER
+    if _CLUSTER is None or not _CLUSTER.running():
+        _CLUSTER = Postgres().start()
+    return _CLUSTER
+
+
+def sql_query(target, sql):
+    """Rows (lists of text, None for NULL as "") of sql on an index: a
+    SQLite file or a PostgreSQL URI."""
+    if target.startswith("postgresql://"):
+        import csv
+        out = subprocess.run(["psql", "-X", "-q", "--csv", "-t", "-v", "ON_ERROR_STOP=1",
+                              "-d", target, "-c", sql],
+                             capture_output=True, text=True, check=True, timeout=120)
+        return [row for row in csv.reader(io.StringIO(out.stdout))]
+    import sqlite3
+    db = sqlite3.connect(target)
+    try:
+        rows = db.execute(sql).fetchall()
+        db.commit()
+        return [["" if v is None else str(v) for v in row] for row in rows]
+    finally:
+        db.close()
+
+
+# ---------------------------------------------------------------- nginx
+
+class Nginx(ManagedProcess):
+    """nginx as the load balancer in front of several drimboxd nodes:
+    HTTP on http_port (round robin over the nodes' HTTP ports; a node that
+    refuses connections is skipped) and, when the nodes listen for HL7,
+    MLLP on hl7_port (TCP, round robin per connection)."""
+
+    name = "nginx"
+
+    def __init__(self, workdir, http_backends, hl7_backends=()):
+        self.workdir = Path(workdir)
+        super().__init__(self.workdir / "nginx.log")
+        self.http_port = free_port()
+        self.hl7_port = free_port() if hl7_backends else None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        http = "\n".join("    server %s:%d max_fails=1 fail_timeout=5s;" % (LOOPBACK, p)
+                         for p in http_backends)
+        conf = """load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+%(user)s
+worker_processes 2;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/nginx.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/body;
+  proxy_temp_path %(dir)s/proxy;
+  fastcgi_temp_path %(dir)s/fastcgi;
+  uwsgi_temp_path %(dir)s/uwsgi;
+  scgi_temp_path %(dir)s/scgi;
+  upstream drimbox {
+%(http)s
+    keepalive 32;
+  }
+  server {
+    listen %(lo)s:%(port)d;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://drimbox;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_buffering off;
+      proxy_next_upstream error timeout;
+      proxy_read_timeout 300s;
+    }
+  }
+}
+""" % {"user": "user root root;" if os.geteuid() == 0 else "", "dir": self.workdir,
+       "http": http, "lo": LOOPBACK, "port": self.http_port}
+        if hl7_backends:
+            conf += """stream {
+  upstream mllp {
+%s
+  }
+  server {
+    listen %s:%d;
+    proxy_pass mllp;
+    proxy_connect_timeout 2s;
+    proxy_timeout 300s;
+  }
+}
+""" % ("\n".join("    server %s:%d max_fails=1 fail_timeout=5s;" % (LOOPBACK, p)
+                  for p in hl7_backends), LOOPBACK, self.hl7_port)
+        self.conf_path = self.workdir / "nginx.conf"
+        self.conf_path.write_text(conf)
+
+    @property
+    def url(self):
+        return "http://%s:%d" % (LOOPBACK, self.http_port)
+
+    def start(self, timeout=10):
+        self._spawn(["nginx", "-p", str(self.workdir), "-c", str(self.conf_path),
+                     "-e", str(self.log_path), "-g", "daemon off;"])
+        self._wait_ready(lambda: _port_open(self.http_port), timeout)
+        return self
+
+
+def _port_open(port):
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------ data
@@ -640,6 +867,8 @@ class Drimbox(ManagedProcess):
             self.settings.update(pacs_host=pacs.host, pacs_port=pacs.dicom_port,
                                  pacs_aet=pacs.aet, pacs_retrieve=retrieve,
                                  pacs_timeout=30)
+        if TEST_INDEX == "postgresql":
+            self.settings["index_url"] = shared_postgres().create_database()
         self.settings.update(extra or {})
         self.http_port = self.settings["http_port"]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -651,6 +880,30 @@ class Drimbox(ManagedProcess):
     def cache_dir(self):
         """Path of the cache directory."""
         return Path(self.settings["cache_dir"])
+
+    @property
+    def index_target(self):
+        """Its index: the PostgreSQL URI, or the SQLite file."""
+        return str(self.settings.get("index_url") or
+                   Path(self.settings["data_dir"]) / "index.db")
+
+    def sql(self, query):
+        """Rows of query on its index (see sql_query)."""
+        return sql_query(self.index_target, query)
+
+    def index_copy(self, directory):
+        """A copy of its index as it is now; the config lines (data_dir in
+        directory) that open it."""
+        if self.settings.get("index_url"):
+            return "data_dir = %s\nindex_url = %s\n" % (
+                directory, shared_postgres().copy_database(self.settings["index_url"]))
+        import sqlite3
+        live = sqlite3.connect(self.index_target)
+        copy = sqlite3.connect(os.path.join(directory, "index.db"))
+        live.backup(copy)
+        live.close()
+        copy.close()
+        return "data_dir = %s\n" % directory
 
     @property
     def dicomweb_url(self):

@@ -37,7 +37,7 @@ static struct index *open_index(const char *name)
 	struct index *ix = NULL;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (index_open(path, 0, &ix, err, sizeof(err)) != 0)
+	if (index_open(path, 1, 0, &ix, err, sizeof(err)) != 0)
 		fprintf(stderr, "index_open: %s\n", err);
 	return ix;
 }
@@ -304,7 +304,7 @@ static void index_readonly_open_of_missing_file_fails_cleanly(void)
 	struct index *ix = NULL;
 
 	snprintf(path, sizeof(path), "%s/missing.db", dir);
-	CHECK(index_open(path, 1, &ix, err, sizeof(err)) == -1);
+	CHECK(index_open(path, 1, 1, &ix, err, sizeof(err)) == -1);
 	CHECK(ix == NULL && err[0] != '\0');
 }
 

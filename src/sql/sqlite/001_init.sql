@@ -1,4 +1,4 @@
--- 001_init.sql - first schema of the drimbox index.
+-- 001_init.sql - first schema of the drimbox index (SQLite).
 -- Applied in one transaction by index_open() when schema_version < 1.
 
 CREATE TABLE patients (

@@ -1,0 +1,933 @@
+/*
+ * index.c - the index over the SQL layer (db.h): SQLite for one site (one
+ * file, WAL, one connection), PostgreSQL for several nodes (a pool of
+ * connections). Each write call is one transaction. The schema comes from
+ * src/sql/<backend>/NNN_*.sql (embedded); both backends share the version
+ * numbers.
+ */
+#include "index.h"
+#include "index_internal.h"
+#include "index_schema.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Free space below which the index is not writable, for readiness. */
+#define WRITABLE_FREE (16 << 20)
+
+/* Taken by every node upgrading a PostgreSQL schema ("drimbox" in ASCII). */
+#define UPGRADE_LOCK "6472696d626f78"
+
+static const char SQL_UPSERT_PATIENT[] =
+        "INSERT INTO patients(patient_id, issuer, ins, ipp, name, "
+        "birth_date, sex) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "ON CONFLICT(patient_id, issuer) DO UPDATE SET "
+        "name = coalesce(excluded.name, patients.name), "
+        "birth_date = coalesce(excluded.birth_date, patients.birth_date), "
+        "sex = coalesce(excluded.sex, patients.sex) RETURNING id";
+static const char SQL_UPSERT_STUDY[] =
+        "INSERT INTO studies(uid, patient, study_date, study_time, "
+        "accession, description, modalities, referring, study_id, "
+        "num_series, num_instances, synced_at) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+        "ON CONFLICT(uid) DO UPDATE SET "
+        "patient = coalesce(excluded.patient, studies.patient), "
+        "study_date = coalesce(excluded.study_date, studies.study_date), "
+        "study_time = coalesce(excluded.study_time, studies.study_time), "
+        "accession = coalesce(excluded.accession, studies.accession), "
+        "description = coalesce(excluded.description, "
+        "studies.description), "
+        "modalities = coalesce(excluded.modalities, studies.modalities), "
+        "referring = coalesce(excluded.referring, studies.referring), "
+        "study_id = coalesce(excluded.study_id, studies.study_id), "
+        "num_series = coalesce(excluded.num_series, studies.num_series), "
+        "num_instances = coalesce(excluded.num_instances, "
+        "studies.num_instances), "
+        "synced_at = coalesce(excluded.synced_at, studies.synced_at) "
+        "RETURNING id";
+static const char SQL_UPSERT_SERIES[] =
+        "INSERT INTO series(uid, study, modality, number, description, "
+        "body_part, num_instances, sync_gen, last_access) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+        "ON CONFLICT(uid) DO UPDATE SET study = excluded.study, "
+        "modality = coalesce(excluded.modality, series.modality), "
+        "number = coalesce(excluded.number, series.number), "
+        "description = coalesce(excluded.description, series.description), "
+        "body_part = coalesce(excluded.body_part, series.body_part), "
+        "num_instances = coalesce(excluded.num_instances, "
+        "series.num_instances), "
+        "sync_gen = CASE WHEN excluded.sync_gen > series.sync_gen THEN "
+        "excluded.sync_gen ELSE series.sync_gen END, "
+        "last_access = CASE WHEN excluded.last_access > series.last_access "
+        "THEN excluded.last_access ELSE series.last_access END "
+        "RETURNING id";
+static const char SQL_UPSERT_INSTANCE[] =
+        "INSERT INTO instances(uid, series, sop_class, number, "
+        "sync_gen, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT(uid) DO UPDATE SET series = excluded.series, "
+        "sop_class = coalesce(excluded.sop_class, instances.sop_class), "
+        "number = coalesce(excluded.number, instances.number), "
+        "listed = coalesce(excluded.listed, instances.listed), "
+        "sync_gen = excluded.sync_gen";
+static const char SQL_PRUNE_INSTANCES[] =
+        "DELETE FROM instances WHERE series = ?1 AND cache_path IS NULL "
+        "AND sync_gen <> ?2";
+static const char SQL_CACHED_SIZE[] =
+        "SELECT size FROM instances WHERE uid = ?1 AND cache_path IS NOT "
+        "NULL";
+static const char SQL_PRUNE_SERIES[] =
+        "DELETE FROM series WHERE study = ?1 AND sync_gen <> ?2 AND "
+        "NOT EXISTS (SELECT 1 FROM instances i WHERE i.series = "
+        "series.id AND i.cache_path IS NOT NULL)";
+static const char SQL_PUT_CACHED[] =
+        "INSERT INTO instances(uid, series, sop_class, number, "
+        "cache_path, transfer_syntax, size, frames, metadata, "
+        "cached_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+        "ON CONFLICT(uid) DO UPDATE SET series = excluded.series, "
+        "sop_class = excluded.sop_class, "
+        "number = coalesce(excluded.number, instances.number), "
+        "cache_path = excluded.cache_path, "
+        "transfer_syntax = excluded.transfer_syntax, "
+        "size = excluded.size, frames = excluded.frames, "
+        "metadata = excluded.metadata, cached_at = excluded.cached_at";
+static const char SQL_CACHE_BYTES[] =
+        "SELECT coalesce(sum(size), 0) FROM instances WHERE cache_path IS "
+        "NOT NULL";
+static const char SQL_LRU_SERIES[] =
+        "SELECT st.uid, se.uid FROM series se "
+        "JOIN studies st ON st.id = se.study WHERE EXISTS (SELECT 1 "
+        "FROM instances i WHERE i.series = se.id AND i.cache_path IS "
+        "NOT NULL) ORDER BY se.last_access, se.id LIMIT 1";
+static const char SQL_SERIES_CACHED_PATHS[] =
+        "SELECT i.cache_path FROM instances i JOIN series se ON "
+        "se.id = i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL";
+static const char SQL_UNCACHE_SERIES[] =
+        "UPDATE instances SET cache_path = NULL, size = NULL, "
+        "metadata = NULL, cached_at = NULL WHERE series = (SELECT id "
+        "FROM series WHERE uid = ?1) AND cache_path IS NOT NULL";
+static const char SQL_CACHED_ALL[] =
+        "SELECT id, cache_path FROM instances WHERE cache_path IS NOT NULL";
+static const char SQL_UNCACHE_ONE[] =
+        "UPDATE instances SET cache_path = NULL, size = NULL, "
+        "metadata = NULL, cached_at = NULL WHERE id = ?1";
+static const char SQL_HAS_PATH[] =
+        "SELECT 1 FROM instances WHERE cache_path = ?1";
+static const char SQL_COUNTS[] =
+        "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM "
+        "studies), (SELECT count(*) FROM series), (SELECT count(*) FROM "
+        "instances), (SELECT count(*) FROM instances WHERE cache_path IS "
+        "NOT NULL)";
+static const char SQL_STUDY_INSTANCES[] =
+        "SELECT count(*), count(i.cache_path) FROM instances i JOIN series "
+        "se ON se.id = i.series JOIN studies st ON st.id = se.study WHERE "
+        "st.uid = ?1";
+static const char SQL_WALK[] =
+        "SELECT st.uid, p.patient_id, p.name, st.study_date, "
+        "st.accession, st.description, st.modalities, se.uid, "
+        "se.modality, se.description, se.number, i.uid, i.cache_path, "
+        "i.transfer_syntax, i.number, i.size FROM studies st "
+        "LEFT JOIN patients p ON p.id = st.patient "
+        "LEFT JOIN series se ON se.study = st.id "
+        "LEFT JOIN instances i ON i.series = se.id "
+        "WHERE CAST(?1 AS TEXT) IS NULL OR st.uid = ?1 "
+        "ORDER BY st.study_date, st.uid, se.number, se.uid, i.listed, "
+        "i.number, i.uid";
+
+struct index {
+	struct db *db;
+	int version;
+	pthread_mutex_t gen_lock;
+	int64_t last_gen; /* sync generations, strictly increasing */
+	char node[64];    /* who claims jobs */
+	int lease;        /* seconds a claim holds without renewal */
+	/* the lease renewal thread */
+	pthread_t renewer;
+	int renewing, stop;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+};
+
+static int64_t now_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+struct dbc *index_conn(struct index *ix)
+{
+	return db_acquire(ix->db);
+}
+
+void index_done(struct index *ix, struct dbc *c)
+{
+	db_release(ix->db, c);
+}
+
+enum db_backend index_backend(const struct index *ix)
+{
+	return db_backend(ix->db);
+}
+
+const char *index_node(const struct index *ix)
+{
+	return ix->node;
+}
+
+int index_lease(const struct index *ix)
+{
+	return ix->lease;
+}
+
+void index_set_node(struct index *ix, const char *node, int lease)
+{
+	snprintf(ix->node, sizeof(ix->node), "%s", node);
+	ix->lease = lease > 0 ? lease : 60;
+}
+
+int index_is_shared(const struct index *ix)
+{
+	return index_backend(ix) == DB_POSTGRES;
+}
+
+static void *renew_leases(void *arg)
+{
+	struct index *ix = arg;
+	struct timespec until;
+
+	log_set_context("leases");
+	pthread_mutex_lock(&ix->stop_lock);
+	while (!ix->stop) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ix->lease / 3 > 0 ? ix->lease / 3 : 1;
+		pthread_cond_timedwait(&ix->stop_cond, &ix->stop_lock, &until);
+		if (ix->stop)
+			break;
+		pthread_mutex_unlock(&ix->stop_lock);
+		if (index_jobs_renew(ix, (int64_t)time(NULL)) < 0)
+			log_warn(LOGC_JOBS, "the leases of this node's running "
+			                    "jobs could not be renewed");
+		pthread_mutex_lock(&ix->stop_lock);
+	}
+	pthread_mutex_unlock(&ix->stop_lock);
+	return NULL;
+}
+
+int index_leases_start(struct index *ix)
+{
+	if (pthread_create(&ix->renewer, NULL, renew_leases, ix) != 0)
+		return -1;
+	ix->renewing = 1;
+	return 0;
+}
+
+/* A transaction on a connection of the pool; NULL on error. */
+static struct dbc *tx_begin(struct index *ix)
+{
+	struct dbc *c = index_conn(ix);
+
+	if (c != NULL && db_begin(c) != 0) {
+		index_done(ix, c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Commits when ok is 0, rolls back otherwise; returns ok or -1. */
+static int tx_end(struct index *ix, struct dbc *c, int ok)
+{
+	if (ok == 0 && db_commit(c) != 0)
+		ok = -1;
+	else if (ok != 0)
+		db_rollback(c);
+	index_done(ix, c);
+	return ok;
+}
+
+/* Runs a statement returning one integer (RETURNING id); -1 on error. */
+static int64_t run_id(struct dbs *s)
+{
+	int64_t v = db_step(s) == DB_ROW ? db_int(s, 0) : -1;
+
+	db_reset(s);
+	return v;
+}
+
+static int read_version(struct dbc *c, int pg, int *version)
+{
+	struct dbs *s = db_prepare(
+	        c, pg ? "SELECT count(*) FROM information_schema.tables "
+	                "WHERE table_schema = current_schema() AND "
+	                "table_name = 'schema_version'"
+	              : "SELECT count(*) FROM sqlite_master WHERE type = "
+	                "'table' AND name = 'schema_version'");
+	int64_t n;
+
+	*version = 0;
+	if (s == NULL || (n = run_id(s)) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	s = db_prepare(c, "SELECT version FROM schema_version");
+	if (s == NULL || (n = run_id(s)) < 0)
+		return -1;
+	*version = (int)n;
+	return 0;
+}
+
+/* Applies the schema steps above the database's version, each atomic. */
+static int upgrade(struct index *ix, struct dbc *c, int readonly, char *err,
+                   size_t errlen)
+{
+	int pg = index_backend(ix) == DB_POSTGRES;
+	const struct index_schema_step *steps =
+	        pg ? index_schema_pg : index_schema_sqlite;
+	int count = pg ? index_schema_pg_count : index_schema_sqlite_count;
+	char sql[256];
+
+	if (read_version(c, pg, &ix->version) != 0) {
+		snprintf(err, errlen, "reading schema version: %s",
+		         db_errmsg(c));
+		return -1;
+	}
+	if (ix->version > count) {
+		snprintf(err, errlen,
+		         "index schema version %d is newer than this drimbox "
+		         "(%d)",
+		         ix->version, count);
+		return -1;
+	}
+	if (ix->version < count && readonly) {
+		snprintf(err, errlen,
+		         "index schema version %d needs an upgrade to %d: "
+		         "start drimboxd first",
+		         ix->version, count);
+		return -1;
+	}
+	for (int i = ix->version; i < count; i++) {
+		const struct index_schema_step *st = &steps[i];
+
+		if (db_exec(c, pg ? "BEGIN" : "BEGIN IMMEDIATE", err, errlen) !=
+		    0)
+			return -1;
+		snprintf(sql, sizeof(sql),
+		         "CREATE TABLE IF NOT EXISTS schema_version(version "
+		         "INTEGER NOT NULL); DELETE FROM schema_version; "
+		         "INSERT INTO schema_version VALUES(%d)",
+		         st->version);
+		if (db_exec(c, st->sql, err, errlen) != 0 ||
+		    db_exec(c, sql, err, errlen) != 0) {
+			db_rollback(c);
+			return -1;
+		}
+		if (db_exec(c, "COMMIT", err, errlen) != 0)
+			return -1;
+		log_info(LOGC_INDEX, "schema upgraded to version %d (%s)",
+		         st->version, st->name);
+		ix->version = st->version;
+	}
+	return 0;
+}
+
+/*
+ * The upgrade on PostgreSQL: under a session lock, so that nodes started
+ * together upgrade one after the other (the others then find it done).
+ */
+static int upgrade_locked(struct index *ix, int readonly, char *err,
+                          size_t errlen)
+{
+	struct dbc *c = index_conn(ix);
+	int pg = index_backend(ix) == DB_POSTGRES, rc;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "no connection to the index");
+		return -1;
+	}
+	if (pg && !readonly &&
+	    db_exec(c, "SELECT pg_advisory_lock(x'" UPGRADE_LOCK "'::bigint)",
+	            err, errlen) != 0) {
+		index_done(ix, c);
+		return -1;
+	}
+	rc = upgrade(ix, c, readonly, err, errlen);
+	if (pg && !readonly)
+		(void)db_exec(c,
+		              "SELECT pg_advisory_unlock(x'" UPGRADE_LOCK
+		              "'::bigint)",
+		              NULL, 0);
+	index_done(ix, c);
+	return rc;
+}
+
+void index_close(struct index *ix)
+{
+	if (ix == NULL)
+		return;
+	if (ix->renewing) {
+		pthread_mutex_lock(&ix->stop_lock);
+		ix->stop = 1;
+		pthread_cond_signal(&ix->stop_cond);
+		pthread_mutex_unlock(&ix->stop_lock);
+		pthread_join(ix->renewer, NULL);
+	}
+	db_close(ix->db);
+	pthread_mutex_destroy(&ix->gen_lock);
+	pthread_mutex_destroy(&ix->stop_lock);
+	pthread_cond_destroy(&ix->stop_cond);
+	free(ix);
+}
+
+int index_open(const char *target, int pool, int readonly, struct index **out,
+               char *err, size_t errlen)
+{
+	struct index *ix = calloc(1, sizeof(*ix));
+
+	if (ix == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&ix->gen_lock, NULL);
+	pthread_mutex_init(&ix->stop_lock, NULL);
+	pthread_cond_init(&ix->stop_cond, NULL);
+	index_set_node(ix, "drimbox", 60);
+	if (db_open(target, readonly, pool, &ix->db, err, errlen) != 0) {
+		pthread_mutex_destroy(&ix->gen_lock);
+		pthread_mutex_destroy(&ix->stop_lock);
+		pthread_cond_destroy(&ix->stop_cond);
+		free(ix);
+		return -1;
+	}
+	if (upgrade_locked(ix, readonly, err, errlen) != 0) {
+		index_close(ix);
+		return -1;
+	}
+	*out = ix;
+	return 0;
+}
+
+int index_schema_version(struct index *ix)
+{
+	return ix->version;
+}
+
+/* Known INS issuers: the PatientID is then the INS matricule. */
+static int issuer_is_ins(const char *issuer)
+{
+	return issuer != NULL && (strcmp(issuer, "ASIP-SANTE-INS-NIR") == 0 ||
+	                          strcmp(issuer, "ASIP-SANTE-INS-NIA") == 0 ||
+	                          strcmp(issuer, "ASIP-SANTE-INS-C") == 0);
+}
+
+static int64_t upsert_patient(struct dbc *c, const struct idx_patient *p)
+{
+	struct dbs *s;
+	int ins;
+
+	if (p == NULL || p->patient_id == NULL || p->patient_id[0] == '\0')
+		return 0; /* unknown patient: studies.patient stays NULL */
+	if ((s = db_prepare(c, SQL_UPSERT_PATIENT)) == NULL)
+		return -1;
+	ins = issuer_is_ins(p->issuer);
+	db_bind_str(s, 1, p->patient_id);
+	db_bind_str(s, 2, p->issuer ? p->issuer : "");
+	db_bind_text(s, 3, ins ? p->patient_id : NULL);
+	db_bind_text(s, 4, ins ? NULL : p->patient_id);
+	db_bind_text(s, 5, p->name);
+	db_bind_text(s, 6, p->birth_date);
+	db_bind_text(s, 7, p->sex);
+	return run_id(s);
+}
+
+static int64_t upsert_study(struct dbc *c, int64_t patient,
+                            const struct idx_study *st, int64_t synced_at)
+{
+	struct dbs *s = db_prepare(c, SQL_UPSERT_STUDY);
+
+	if (s == NULL)
+		return -1;
+	db_bind_str(s, 1, st->uid);
+	if (patient > 0)
+		db_bind_int(s, 2, patient);
+	db_bind_text(s, 3, st->date);
+	db_bind_text(s, 4, st->time);
+	db_bind_text(s, 5, st->accession);
+	db_bind_text(s, 6, st->description);
+	db_bind_text(s, 7, st->modalities);
+	db_bind_text(s, 8, st->referring);
+	db_bind_text(s, 9, st->study_id);
+	db_bind_long(s, 10, st->num_series);
+	db_bind_long(s, 11, st->num_instances);
+	if (synced_at > 0)
+		db_bind_int(s, 12, synced_at);
+	return run_id(s);
+}
+
+static int64_t upsert_series(struct dbc *c, int64_t study,
+                             const struct idx_series *se, int64_t gen,
+                             int64_t access)
+{
+	struct dbs *s = db_prepare(c, SQL_UPSERT_SERIES);
+
+	if (s == NULL)
+		return -1;
+	db_bind_str(s, 1, se->uid);
+	db_bind_int(s, 2, study);
+	db_bind_text(s, 3, se->modality);
+	db_bind_long(s, 4, se->number);
+	db_bind_text(s, 5, se->description);
+	db_bind_text(s, 6, se->body_part);
+	db_bind_long(s, 7, se->num_instances);
+	db_bind_int(s, 8, gen);
+	db_bind_int(s, 9, access);
+	return run_id(s);
+}
+
+/* Runs sql with two integer parameters; 0 or -1. */
+static int run_ii(struct dbc *c, const char *sql, int64_t a, int64_t b)
+{
+	struct dbs *s = db_prepare(c, sql);
+
+	if (s == NULL)
+		return -1;
+	db_bind_int(s, 1, a);
+	db_bind_int(s, 2, b);
+	return db_run(s);
+}
+
+static int64_t next_gen(struct index *ix)
+{
+	int64_t gen = now_us();
+
+	pthread_mutex_lock(&ix->gen_lock);
+	if (gen <= ix->last_gen)
+		gen = ix->last_gen + 1;
+	ix->last_gen = gen;
+	pthread_mutex_unlock(&ix->gen_lock);
+	return gen;
+}
+
+int index_sync_study(struct index *ix, const struct idx_patient *pat,
+                     const struct idx_study *st,
+                     const struct idx_series *series, size_t nseries,
+                     const struct idx_instance *inst, const size_t *inst_off)
+{
+	int64_t patient, study, gen = next_gen(ix);
+	struct dbc *c = tx_begin(ix);
+	int ok = -1;
+
+	if (c == NULL)
+		return -1;
+	patient = upsert_patient(c, pat);
+	if (patient < 0)
+		goto out;
+	study = upsert_study(c, patient, st, gen / 1000000);
+	if (study < 0)
+		goto out;
+	for (size_t i = 0; i < nseries; i++) {
+		int64_t se = upsert_series(c, study, &series[i], gen, 0);
+		struct dbs *s = db_prepare(c, SQL_UPSERT_INSTANCE);
+
+		if (se < 0 || s == NULL)
+			goto out;
+		for (size_t j = inst_off[i]; j < inst_off[i + 1]; j++) {
+			db_bind_str(s, 1, inst[j].uid);
+			db_bind_int(s, 2, se);
+			db_bind_text(s, 3, inst[j].sop_class);
+			db_bind_long(s, 4, inst[j].number);
+			db_bind_int(s, 5, gen);
+			db_bind_long(s, 6, inst[j].listed);
+			if (db_run(s) != 0)
+				goto out;
+		}
+		if (run_ii(c, SQL_PRUNE_INSTANCES, se, gen) != 0)
+			goto out;
+	}
+	/* Series the PACS no longer lists go, unless something is cached. */
+	if (run_ii(c, SQL_PRUNE_SERIES, study, gen) != 0)
+		goto out;
+	ok = 0;
+out:
+	return tx_end(ix, c, ok);
+}
+
+/* Runs a query with one text parameter (or none) for its first row. */
+static struct dbs *first_row(struct dbc *c, const char *sql, const char *v)
+{
+	struct dbs *s = db_prepare(c, sql);
+
+	if (s == NULL)
+		return NULL;
+	if (v != NULL)
+		db_bind_str(s, 1, v);
+	if (db_step(s) != DB_ROW) {
+		db_reset(s);
+		return NULL;
+	}
+	return s;
+}
+
+int index_study_instances(struct index *ix, const char *study_uid, long *n,
+                          long *cached)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+
+	*n = 0;
+	if (cached)
+		*cached = 0;
+	if (c == NULL)
+		return -1;
+	s = first_row(c, SQL_STUDY_INSTANCES, study_uid);
+	if (s != NULL) {
+		*n = (long)db_int(s, 0);
+		if (cached)
+			*cached = (long)db_int(s, 1);
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return s != NULL ? 0 : -1;
+}
+
+/* Bytes an instance already occupies in the cache (0 when not cached). */
+static int64_t cached_size(struct dbc *c, const char *sop_uid)
+{
+	struct dbs *s = db_prepare(c, SQL_CACHED_SIZE);
+	int64_t size = 0;
+
+	if (s == NULL)
+		return 0;
+	db_bind_str(s, 1, sop_uid);
+	if (db_step(s) == DB_ROW)
+		size = db_int(s, 0);
+	db_reset(s);
+	return size;
+}
+
+int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
+                     int64_t *added)
+{
+	int64_t now = now_us(), grew = 0;
+	struct dbc *c = tx_begin(ix);
+	int ok = 0;
+
+	if (c == NULL)
+		return -1;
+	for (size_t i = 0; ok == 0 && i < n; i++) {
+		const struct idx_put *p = &items[i];
+		int64_t patient, study, series;
+		struct dbs *s;
+
+		patient = upsert_patient(c, &p->pat);
+		study = patient < 0 ? -1 : upsert_study(c, patient, &p->st, 0);
+		series = study < 0 ? -1
+		                   : upsert_series(c, study, &p->se, 0, now);
+		s = series < 0 ? NULL : db_prepare(c, SQL_PUT_CACHED);
+		if (s == NULL) {
+			ok = -1;
+			break;
+		}
+		grew += (int64_t)p->c.size - cached_size(c, p->c.sop_uid);
+		db_bind_str(s, 1, p->c.sop_uid);
+		db_bind_int(s, 2, series);
+		db_bind_text(s, 3, p->c.sop_class);
+		db_bind_long(s, 4, p->c.number);
+		db_bind_str(s, 5, p->c.cache_path);
+		db_bind_text(s, 6, p->c.transfer_syntax);
+		db_bind_int(s, 7, (int64_t)p->c.size);
+		db_bind_long(s, 8, p->c.frames);
+		db_bind_text(s, 9, p->c.metadata);
+		db_bind_int(s, 10, now / 1000000);
+		ok = db_run(s);
+	}
+	ok = tx_end(ix, c, ok);
+	if (ok == 0)
+		*added = grew;
+	return ok;
+}
+
+int index_cache_bytes(struct index *ix, uint64_t *bytes)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+
+	if (c == NULL)
+		return -1;
+	s = first_row(c, SQL_CACHE_BYTES, NULL);
+	if (s != NULL) {
+		*bytes = (uint64_t)db_int(s, 0);
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return s != NULL ? 0 : -1;
+}
+
+static void copy_col(struct dbs *s, int col, char *buf, size_t cap)
+{
+	const char *t = db_text(s, col);
+
+	snprintf(buf, cap, "%s", t ? t : "");
+}
+
+int index_lru_series(struct index *ix, char *study_uid, char *series_uid)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, SQL_LRU_SERIES);
+	if (s != NULL) {
+		rc = db_step(s);
+		if (rc == DB_ROW) {
+			copy_col(s, 0, study_uid, 65);
+			copy_col(s, 1, series_uid, 65);
+			rc = 1;
+		} else {
+			rc = rc == DB_DONE ? 0 : -1;
+		}
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return rc;
+}
+
+int index_uncache_series(struct index *ix, const char *series_uid,
+                         void (*cb)(void *ctx, const char *rel_path), void *ctx)
+{
+	struct dbc *c = tx_begin(ix);
+	struct dbs *s;
+	char **paths = NULL;
+	size_t n = 0, cap = 0;
+	int ok = 0, step = DB_ERROR;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, SQL_SERIES_CACHED_PATHS);
+	if (s == NULL) {
+		ok = -1;
+		goto end;
+	}
+	db_bind_str(s, 1, series_uid);
+	while ((step = db_step(s)) == DB_ROW) {
+		const char *p = db_text(s, 0);
+
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **np = realloc(paths, nc * sizeof(*np));
+
+			if (np == NULL) {
+				ok = -1;
+				break;
+			}
+			paths = np;
+			cap = nc;
+		}
+		paths[n] = strdup(p ? p : "");
+		if (paths[n] == NULL) {
+			ok = -1;
+			break;
+		}
+		n++;
+	}
+	if (ok == 0 && step != DB_DONE)
+		ok = -1;
+	db_reset(s);
+	/* Clear the rows only when every file to remove is known. */
+	if (ok == 0) {
+		s = db_prepare(c, SQL_UNCACHE_SERIES);
+		if (s == NULL) {
+			ok = -1;
+		} else {
+			db_bind_str(s, 1, series_uid);
+			ok = db_run(s);
+		}
+	}
+end:
+	ok = tx_end(ix, c, ok);
+	/* The index no longer points at the files: now they may go. */
+	for (size_t i = 0; i < n; i++) {
+		if (ok == 0)
+			cb(ctx, paths[i]);
+		free(paths[i]);
+	}
+	free(paths);
+	return ok;
+}
+
+int index_check_cached(struct index *ix,
+                       int (*cb)(void *ctx, const char *rel_path), void *ctx)
+{
+	struct dbc *c = tx_begin(ix);
+	struct dbs *s, *u;
+	int ok = 0, rc = DB_ERROR;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, SQL_CACHED_ALL);
+	u = db_prepare(c, SQL_UNCACHE_ONE);
+	if (s == NULL || u == NULL)
+		return tx_end(ix, c, -1);
+	while ((rc = db_step(s)) == DB_ROW) {
+		const char *p = db_text(s, 1);
+
+		if (cb(ctx, p ? p : "") != 0) {
+			db_bind_int(u, 1, db_int(s, 0));
+			if (db_run(u) != 0) {
+				ok = -1;
+				break;
+			}
+		}
+	}
+	if (rc != DB_ROW && rc != DB_DONE)
+		ok = -1;
+	db_reset(s);
+	return tx_end(ix, c, ok);
+}
+
+int index_has_cache_path(struct index *ix, const char *rel_path)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, SQL_HAS_PATH);
+	if (s != NULL) {
+		db_bind_str(s, 1, rel_path);
+		rc = db_step(s);
+		rc = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return rc;
+}
+
+/* SQLite: the file, its directory, their free space, the write lock. */
+static int sqlite_writable(struct dbc *c, const char *path, char *err,
+                           size_t errlen)
+{
+	char dir[4096];
+	struct statvfs fs;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (strrchr(dir, '/') != NULL)
+		*strrchr(dir, '/') = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (access(path, W_OK) != 0 || access(dir, W_OK) != 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	else if (statvfs(dir, &fs) != 0)
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+	else if ((uint64_t)fs.f_bavail * fs.f_frsize < WRITABLE_FREE)
+		snprintf(err, errlen, "%s: less than %d MiB free", dir,
+		         WRITABLE_FREE >> 20);
+	else if (db_exec(c, "BEGIN IMMEDIATE", err, errlen) != 0 ||
+	         db_exec(c, "ROLLBACK", err, errlen) != 0)
+		return -1;
+	else
+		return 0;
+	return -1;
+}
+
+int index_writable(struct index *ix, char *err, size_t errlen)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "no connection to the index");
+		return -1;
+	}
+	if (index_backend(ix) == DB_SQLITE) {
+		rc = sqlite_writable(c, db_file(ix->db), err, errlen);
+	} else if ((s = first_row(c, "SELECT pg_is_in_recovery()", NULL)) ==
+	           NULL) {
+		snprintf(err, errlen, "PostgreSQL: %s", db_errmsg(c));
+	} else {
+		/* a standby (read-only) server takes no writes */
+		if (db_int(s, 0) != 0)
+			snprintf(err, errlen, "PostgreSQL is in recovery");
+		else
+			rc = 0;
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return rc;
+}
+
+int index_counts(struct index *ix, struct idx_counts *n)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+
+	if (c == NULL)
+		return -1;
+	s = first_row(c, SQL_COUNTS, NULL);
+	if (s != NULL) {
+		n->patients = (long)db_int(s, 0);
+		n->studies = (long)db_int(s, 1);
+		n->series = (long)db_int(s, 2);
+		n->instances = (long)db_int(s, 3);
+		n->cached = (long)db_int(s, 4);
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return s != NULL ? 0 : -1;
+}
+
+int index_walk(struct index *ix, const char *study_uid,
+               int (*cb)(void *ctx, const struct idx_row *row), void *ctx)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = 0, step;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, SQL_WALK);
+	if (s == NULL) {
+		index_done(ix, c);
+		return -1;
+	}
+	db_bind_text(s, 1, study_uid);
+	while ((step = db_step(s)) == DB_ROW) {
+		struct idx_row r = {
+			.study_uid = db_text(s, 0),
+			.patient_id = db_text(s, 1),
+			.patient_name = db_text(s, 2),
+			.study_date = db_text(s, 3),
+			.accession = db_text(s, 4),
+			.description = db_text(s, 5),
+			.modalities = db_text(s, 6),
+			.series_uid = db_text(s, 7),
+			.modality = db_text(s, 8),
+			.series_description = db_text(s, 9),
+			.series_number = db_long(s, 10),
+			.sop_uid = db_text(s, 11),
+			.cache_path = db_text(s, 12),
+			.transfer_syntax = db_text(s, 13),
+			.instance_number = db_long(s, 14),
+			.size = db_long(s, 15),
+		};
+		rc = cb(ctx, &r);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0 && step != DB_DONE)
+		rc = -1;
+	db_reset(s);
+	index_done(ix, c);
+	return rc;
+}

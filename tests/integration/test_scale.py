@@ -1,0 +1,186 @@
+"""Scale-out: three drimboxd nodes on one PostgreSQL index and one shared
+cache directory, behind nginx (HTTP, and MLLP as TCP), as a large site
+runs them.
+
+200 reports sent through the balancer (round robin over the nodes) give
+exactly 200 publications at the DMP (the simulator), none twice, although
+one node is killed (SIGKILL) in the middle while it runs publications:
+once its leases have run out the other nodes finish its jobs, and a
+manifest it had submitted is not submitted again. The viewer's requests
+keep working through the balancer with a node down.
+"""
+
+import json
+import time
+import unittest
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import harness
+import reports
+from harness import DmpSim, Drimbox, Nginx, Orthanc, Postgres, TempDir
+from test_hl7_intake import MllpClient
+from test_publish import signing_key
+
+REPORTS = 200
+PATIENT = reports.SMALL_SET_PATIENT
+LEASE = 10
+
+
+def write_studies(out, n):
+    """n one-instance CT studies of the patient the reports name; their
+    (study UID, accession)."""
+    studies = []
+    for k in range(n):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = PATIENT["ins"]
+        ds.IssuerOfPatientID = "ASIP-SANTE-INS-NIR"
+        ds.PatientName = "%s^%s" % (PATIENT["family"], PATIENT["given"])
+        ds.PatientBirthDate, ds.PatientSex = PATIENT["birth"], PATIENT["sex"]
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.AccessionNumber = "SCALE%04d" % k
+        ds.StudyDate, ds.StudyTime = "20240912", "101500"
+        ds.StudyID, ds.Modality = "1", "CT"
+        ds.SeriesNumber, ds.InstanceNumber = 1, 1
+        ds.Rows = ds.Columns = 16
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = np.full((16, 16), k, np.uint16).tobytes()
+        pydicom.dcmwrite(Path(out) / ("%04d.dcm" % k), ds, write_like_original=False)
+        studies.append((ds.StudyInstanceUID, ds.AccessionNumber))
+    return studies
+
+
+class ScaleOutTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = TempDir("drimbox-scale-")
+        d = cls.tmp.__enter__()
+        (d / "studies").mkdir()
+        cls.studies = write_studies(d / "studies", REPORTS)
+        cls.pg = Postgres().start()
+        cls.url = cls.pg.create_database()
+        cls.pacs = Orthanc(d / "pacs").start()
+        cls.pacs.load_dir(d / "studies")
+        signing_key(d)
+        cls.sim = DmpSim(d / "dmp", trust=d / "sign.pem").start()
+        cls.nodes = []
+        for n in (1, 2, 3):
+            cls.nodes.append(Drimbox(d / ("node%d" % n), pacs=cls.pacs, aet="DRIMBOX%d" % n,
+                                     extra={
+                "index_url": cls.url, "node_name": "node%d" % n, "job_lease": LEASE,
+                "cache_dir": d / "cache", "hl7_port": harness.free_port(),
+                "publish_wait_hours": 0, "publish_retry_max": 1,
+                "dmp_url": cls.sim.url + "/si-dmp-server/v2/services",
+                "dmp_sign_cert": d / "sign.pem", "dmp_sign_key": d / "sign.key",
+                "dmp_structure_id": "499700367909006", "dmp_lps_id": "DRIMBOX-SCALE",
+                "dmp_timeout": 30}).start())
+        cls.lb = Nginx(d / "lb", [n.http_port for n in cls.nodes],
+                       [n.settings["hl7_port"] for n in cls.nodes]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lb.stop()
+        for node in cls.nodes:
+            node.stop()
+        cls.sim.stop()
+        cls.pacs.stop()
+        cls.pg.stop()
+        cls.tmp.__exit__(None, None, None)
+
+    def send(self, k):
+        study, accession = self.studies[k]
+        client = MllpClient(self.lb.hl7_port)
+        try:
+            ack = client.send(reports.oru(study, accession, PATIENT, "SCALE%05d" % k))
+        finally:
+            client.close()
+        self.assertEqual(ack["MSA"][1], "AA", ack)
+
+    def jobs(self, where):
+        return int(self.nodes[0].sql("SELECT count(*) FROM jobs WHERE " + where)[0][0])
+
+    def manifests(self):
+        return [d for d in self.sim.control("documents") if d["mime"] == "application/dicom"]
+
+    def test_reports_through_the_balancer_are_published_once_despite_a_dead_node(self):
+        victim = self.nodes[1]
+        for k in range(REPORTS // 2):
+            self.send(k)
+        # every node received its share of the reports (round robin)
+        for node in self.nodes:
+            self.assertGreaterEqual(node.log_text().count("type=ORU^R01"), REPORTS // 2 // 3 - 2,
+                                    node.settings["node_name"])
+        # the DMP answers slowly: node2 is caught in the middle of
+        # submissions (the DMP registers them, node2 never hears back)
+        self.sim.control("faults", {"action": "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
+                                    "kind": "slow-reply", "count": 9, "delay": 3})
+        harness.wait_until(lambda: self.jobs("state = 'running' AND owner LIKE 'node2:%'") > 0,
+                           30)
+        held = [int(r[0]) for r in self.nodes[0].sql(
+            "SELECT id FROM jobs WHERE state = 'running' AND owner LIKE 'node2:%'")]
+        self.assertTrue(held, "node2 ran no publication")
+        time.sleep(0.5)  # its submission reaches the DMP
+        victim.kill9()
+        for k in range(REPORTS // 2, REPORTS):
+            self.send(k)  # the balancer skips the dead node
+        harness.wait_until(lambda: self.jobs("state = 'done'") == REPORTS, 120 + 2 * LEASE)
+        states = self.nodes[0].sql("SELECT state, count(*) FROM jobs GROUP BY state")
+        self.assertEqual(states, [["done", str(REPORTS)]])
+        # node2's jobs were finished by the others, once
+        for job in held:
+            owner = self.nodes[0].sql("SELECT owner FROM jobs WHERE id = %d" % job)[0][0]
+            self.assertFalse(owner.startswith("node2:"), owner)
+        # exactly one manifest per report at the DMP
+        manifests = self.manifests()
+        self.assertEqual(len(manifests), REPORTS)
+        self.assertEqual(len({m["unique_id"] for m in manifests}), REPORTS)
+        submissions = [r for r in self.sim.control("requests")
+                       if r["action"].endswith("ProvideAndRegisterDocumentSet-b")
+                       and r["outcome"] == "success"]
+        self.assertEqual(len(submissions), REPORTS)
+        # the surviving nodes both worked
+        owners = {r[0].split(":")[0] for r in self.nodes[0].sql("SELECT owner FROM jobs")}
+        self.assertTrue({"node1", "node3"} <= owners, owners)
+        self.viewer_through_the_balancer()
+
+    def viewer_through_the_balancer(self):
+        """What the viewer asks for, through nginx, node2 still down:
+        the page, the study's metadata, a rendered image (each request
+        lands on either live node)."""
+        study = self.studies[7][0]
+        link = urllib.request.Request(
+            self.lb.url + "/IHEInvokeImageDisplay?requestType=STUDY&studyUID=" + study,
+            headers={"Accept": "text/html,*/*"})
+        with urllib.request.urlopen(link, timeout=60) as r:
+            self.assertEqual(r.status, 200)
+            self.assertIn(b"<html", r.read().lower())
+        for _ in range(6):
+            status, _, body = harness.http_get(
+                self.lb.url + "/dicomweb/studies/%s/metadata" % study)
+            self.assertEqual(status, 200)
+            meta = json.loads(body)
+            sop = meta[0]["00080018"]["Value"][0]
+            series = meta[0]["0020000E"]["Value"][0]
+            status, headers, body = harness.http_get(
+                self.lb.url + "/dicomweb/studies/%s/series/%s/instances/%s/rendered"
+                % (study, series, sop), {"Accept": "image/jpeg"})
+            self.assertEqual(status, 200)
+            self.assertTrue(body.startswith(b"\xff\xd8"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
