@@ -41,8 +41,12 @@ struct cache {
 
 /* Shared cache: the total is read again from the index this often. */
 #define SHARED_RECOUNT 10
-/* Shared cache: files younger than this may be another node's, landing. */
-#define SHARED_ORPHAN_AGE 3600
+/*
+ * Shared cache: a file younger than this without its row may be another
+ * node's, placed and about to be committed (a batch commits within
+ * seconds); older, it is an orphan of a crash.
+ */
+#define SHARED_ORPHAN_AGE 600
 
 /* buf = a/b, or -1 (ENAMETOOLONG) when it does not fit. */
 static int join(char *buf, size_t cap, const char *a, const char *b)

@@ -515,7 +515,15 @@ static int config_derive(struct config *cfg, const char *path, char *err,
 	return 0;
 }
 
-int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+/* Files a configuration may include, one in another, at most. */
+#define INCLUDE_DEPTH 4
+
+/* "include = PATH": PATH as written, or beside the including file. */
+static int include_file(struct config *cfg, const char *from, const char *val,
+                        int depth, char *err, size_t errlen);
+
+static int load_file(struct config *cfg, const char *path, int depth, char *err,
+                     size_t errlen)
 {
 	char line[4096];
 	unsigned lineno = 0;
@@ -549,6 +557,12 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		*eq = '\0';
 		key = trim(key);
 		val = trim(eq + 1);
+		if (strcmp(key, "include") == 0) {
+			if (include_file(cfg, path, val, depth, err, errlen) !=
+			    0)
+				goto out;
+			continue;
+		}
 		o = find_opt(key);
 		if (o == NULL) {
 			snprintf(err, errlen, "%s:%u: unknown key '%s'", path,
@@ -575,10 +589,36 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: read error", path);
 		goto out;
 	}
-	rc = config_derive(cfg, path, err, errlen);
+	rc = 0;
 out:
 	fclose(f);
 	return rc;
+}
+
+static int include_file(struct config *cfg, const char *from, const char *val,
+                        int depth, char *err, size_t errlen)
+{
+	char target[CONFIG_STR_MAX * 2];
+	const char *slash = strrchr(from, '/');
+
+	if (depth >= INCLUDE_DEPTH) {
+		snprintf(err, errlen, "%s: include: more than %d levels", from,
+		         INCLUDE_DEPTH);
+		return -1;
+	}
+	if (val[0] == '/' || slash == NULL)
+		snprintf(target, sizeof(target), "%s", val);
+	else
+		snprintf(target, sizeof(target), "%.*s/%s", (int)(slash - from),
+		         from, val);
+	return load_file(cfg, target, depth + 1, err, errlen);
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	if (load_file(cfg, path, 0, err, errlen) != 0)
+		return -1;
+	return config_derive(cfg, path, err, errlen);
 }
 
 /* Writes text as '# ' comment lines wrapped at 76 columns. */
@@ -613,7 +653,11 @@ void config_write_reference(FILE *out)
 	      "'#' starts a\n"
 	      "# comment line. Unknown keys and out-of-bounds values stop "
 	      "start-up with\n"
-	      "# the file and line.\n",
+	      "# the file and line. 'include = FILE' reads FILE (beside "
+	      "this one unless\n"
+	      "# absolute) at that point: nodes sharing most of their "
+	      "settings include\n"
+	      "# one common file; a key set again later wins.\n",
 	      out);
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &schema[i];

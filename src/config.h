@@ -1,7 +1,8 @@
 /*
  * config.h - drimboxd's configuration: one schema table (name, type,
  * bounds, default, help) drives parsing, validation, defaults and the
- * generated documentation. File format: "key = value" lines, '#' comments.
+ * generated documentation. File format: "key = value" lines, '#' comments,
+ * "include = FILE" (beside the including file unless absolute).
  */
 #ifndef DRIMBOX_CONFIG_H
 #define DRIMBOX_CONFIG_H

@@ -11,11 +11,19 @@ import common
 import harness
 
 
-def index_matches_disk(test, db):
-    """Every cached row has its file, every file has its row, no temp file."""
+def index_matches_disk(test, db, recent_orphans_ok=False):
+    """Every cached row has its file, every file has its row, no temp file.
+    recent_orphans_ok: on PostgreSQL, the cache may be shared by nodes, and
+    a file just placed by another node has no row yet: the start-up check
+    leaves files without a row until they are 10 minutes old (a crash's
+    orphans are then removed by a later check, or replaced by the next
+    retrieval of the same instance)."""
     ls = db.ls()
     rows = set(common.cached_paths(ls).values())
-    test.assertEqual(common.files_under(db.cache_dir), rows)
+    if recent_orphans_ok and harness.TEST_INDEX == "postgresql":
+        test.assertLessEqual(rows, common.files_under(db.cache_dir))
+    else:
+        test.assertEqual(common.files_under(db.cache_dir), rows)
     # (nodes sharing a PostgreSQL index each have a .tmp/NODE/)
     tmp = Path(db.cache_dir) / ".tmp"
     test.assertEqual([p for p in tmp.rglob("*") if not p.is_dir()], [])
@@ -80,7 +88,7 @@ class KillTest(common.PacsTestCase):
         self.assertTrue(0 < n < self.COPIES, "not killed mid-retrieval (%d files)" % n)
         db.start()
         self.assertIn('cat=cache msg="check dir=', db.log_text())
-        index_matches_disk(self, db)
+        index_matches_disk(self, db, recent_orphans_ok=True)
         # The retrieval can be run again and completes.
         db.cli("fetch", self.big_study)
         ls = index_matches_disk(self, db)

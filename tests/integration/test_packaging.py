@@ -142,10 +142,40 @@ class DockerTest(unittest.TestCase):
         self.assertEqual(box["depends_on"]["setup"]["condition"],
                          "service_completed_successfully")
 
+    def test_scale_compose_runs_three_nodes_on_one_index_and_one_cache(self):
+        r = run("docker-compose", "-f", REPO / "docker" / "compose.scale.yaml", "config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        compose = yaml.safe_load(r.stdout)
+        nodes = {n: s for n, s in compose["services"].items() if n.startswith("drimbox")}
+        self.assertEqual(set(compose["services"]) - set(nodes),
+                         {"postgres", "orthanc", "setup", "dmp-sim", "psc-sim", "lb"})
+        self.assertEqual(len(nodes), 3)
+        names, ports = set(), set()
+        for name, node in nodes.items():
+            self.assertIn("drimbox-cache:/var/cache/drimbox:rw", node["volumes"], name)
+            conf = REPO / "docker" / "scale" / Path(node["entrypoint"][-1]).name
+            r = run(BUILD / "src" / "drimboxd", "-c", conf, "--check-config")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            keys = {}
+            for f in (conf.parent / "common.conf", conf):  # as include reads them
+                keys.update(line.split(" = ", 1) for line in f.read_text().splitlines()
+                            if " = " in line and not line.startswith("#"))
+            self.assertTrue(keys["index_url"].startswith("postgresql://"), name)
+            self.assertEqual(keys["cache_dir"], "/var/cache/drimbox")
+            names.add(keys["node_name"])
+            ports.add((keys["http_port"], keys["hl7_port"], keys["dicom_port"]))
+        self.assertEqual(len(names), 3)
+        self.assertEqual(len(ports), 3)
+        # the balancer's configuration is valid nginx
+        lb = REPO / "docker" / "scale" / "nginx.conf"
+        r = run("nginx", "-t", "-c", lb, "-g", "error_log /dev/null;")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_dockerfile_builds_with_the_makefiles_steps(self):
         text = (REPO / "docker" / "Dockerfile").read_text()
         stages = dict(re.findall(r"(?ms)^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", text))
-        self.assertEqual(set(stages), {"build", "orthanc", "sims", "runtime"})
+        self.assertEqual(set(stages), {"build", "orthanc", "sims", "postgres", "lb",
+                                       "runtime"})
         self.assertRegex(stages["build"], r"make build BUILD=\S+ PREFIX=/usr")
         self.assertRegex(stages["build"], r"make install BUILD=\S+ PREFIX=/usr DESTDIR=/out")
         self.assertIn("install-deps runtime", stages["runtime"])

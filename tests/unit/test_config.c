@@ -174,6 +174,30 @@ static void config_reports_missing_file(void)
 	CHECK(strstr(err, "No such file") != NULL);
 }
 
+static void config_includes_files_beside_it_later_keys_winning(void)
+{
+	struct config cfg;
+	char common[160], err[256] = "";
+
+	/* beside drimbox.conf (path) */
+	snprintf(common, sizeof(common), "%.*s/common.conf",
+	         (int)(strrchr(path, '/') - path), path);
+	test_write(common, "pacs_port = 4242\nnode_name = common\n");
+	CHECK(load("node_name = first\ninclude = common.conf\n"
+	           "node_name = node2\n",
+	           &cfg, err, sizeof(err)) == 0);
+	CHECK(cfg.pacs_port == 4242);
+	CHECK(strcmp(cfg.node_name, "node2") == 0);
+	/* a file that includes itself stops, saying so */
+	test_write(common, "include = common.conf\n");
+	CHECK(load("include = common.conf\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "include: more than 4 levels") != NULL);
+	/* an error in an included file names that file and line */
+	test_write(common, "\npacs_prot = 1\n");
+	CHECK(load("include = common.conf\n", &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "common.conf:2: unknown key 'pacs_prot'") != NULL);
+}
+
 int main(void)
 {
 	snprintf(path, sizeof(path), "%s/drimbox.conf", test_tmpdir());
@@ -186,5 +210,6 @@ int main(void)
 	RUN(config_requires_psc_or_loopback);
 	RUN(config_rejects_line_without_equals);
 	RUN(config_reports_missing_file);
+	RUN(config_includes_files_beside_it_later_keys_winning);
 	return test_failures ? 1 : 0;
 }
