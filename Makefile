@@ -63,7 +63,8 @@ asan: deps $(ASAN_BUILD)/build.ninja $(ASAN_BUILD)/viewer/index.html
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration --timeout-multiplier 3
+		$(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration \
+		--suite integration-pg --timeout-multiplier 3
 	@tests/summary.py $(ASAN_BUILD)/meson-logs/testlog.json
 
 # clang's libFuzzer, with ASan + UBSan; the corpus grows in tests/fuzz/
@@ -98,6 +99,7 @@ bench: deps build
 	tests/bench/remote/run --runs 3 --json $(BUILD)/bench-remote.json
 	tests/bench/auth/run --runs 3 --json $(BUILD)/bench-auth.json
 	tests/bench/load/run --json $(BUILD)/bench-load.json
+	tests/bench/scale/run --json $(BUILD)/bench-scale.json
 
 demo: deps build
 	tests/demo/run start

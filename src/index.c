@@ -69,10 +69,13 @@ static const char SQL_UPSERT_SERIES[] =
         "last_access = CASE WHEN excluded.last_access > series.last_access "
         "THEN excluded.last_access ELSE series.last_access END "
         "RETURNING id";
-static const char SQL_UPSERT_INSTANCE[] =
-        "INSERT INTO instances(uid, series, sop_class, number, "
-        "sync_gen, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
-        "ON CONFLICT(uid) DO UPDATE SET series = excluded.series, "
+/* Instances are upserted by rows of up to UPSERT_ROWS, one statement. */
+#define UPSERT_ROWS 32
+static const char SQL_UPSERT_INSTANCES_HEAD[] =
+        "INSERT INTO instances(uid, series, sop_class, number, sync_gen, "
+        "listed) VALUES ";
+static const char SQL_UPSERT_INSTANCES_TAIL[] =
+        " ON CONFLICT(uid) DO UPDATE SET series = excluded.series, "
         "sop_class = coalesce(excluded.sop_class, instances.sop_class), "
         "number = coalesce(excluded.number, instances.number), "
         "listed = coalesce(excluded.listed, instances.listed), "
@@ -515,6 +518,61 @@ static int64_t next_gen(struct index *ix)
 	return gen;
 }
 
+/*
+ * Upserts instances inst[0..n-1] of series se, up to UPSERT_ROWS a
+ * statement (a round trip each on PostgreSQL): parameters ?1 the series,
+ * ?2 the generation, then four per row. A UID listed twice is upserted
+ * once (one statement cannot change a row twice).
+ */
+static int upsert_instances(struct dbc *c, int64_t se, int64_t gen,
+                            const struct idx_instance *inst, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		const struct idx_instance *row[UPSERT_ROWS];
+		char sql[sizeof(SQL_UPSERT_INSTANCES_HEAD) +
+		         sizeof(SQL_UPSERT_INSTANCES_TAIL) + UPSERT_ROWS * 48];
+		size_t k = 0, len;
+		struct dbs *s;
+
+		for (; done < n && k < UPSERT_ROWS; done++) {
+			size_t j = 0;
+
+			while (j < k &&
+			       strcmp(row[j]->uid, inst[done].uid) != 0)
+				j++;
+			if (j == k)
+				row[k++] = &inst[done];
+		}
+		len = (size_t)snprintf(sql, sizeof(sql), "%s",
+		                       SQL_UPSERT_INSTANCES_HEAD);
+		for (size_t j = 0; j < k; j++)
+			len += (size_t)snprintf(
+			        sql + len, sizeof(sql) - len,
+			        "%s(?%zu, ?1, ?%zu, ?%zu, ?2, ?%zu)",
+			        j ? ", " : "", 3 + 4 * j, 4 + 4 * j, 5 + 4 * j,
+			        6 + 4 * j);
+		snprintf(sql + len, sizeof(sql) - len, "%s",
+		         SQL_UPSERT_INSTANCES_TAIL);
+		if ((s = db_prepare(c, sql)) == NULL)
+			return -1;
+		db_bind_int(s, 1, se);
+		db_bind_int(s, 2, gen);
+		for (size_t j = 0; j < k; j++) {
+			int p = 3 + 4 * (int)j;
+
+			db_bind_str(s, p, row[j]->uid);
+			db_bind_text(s, p + 1, row[j]->sop_class);
+			db_bind_long(s, p + 2, row[j]->number);
+			db_bind_long(s, p + 3, row[j]->listed);
+		}
+		if (db_run(s) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 int index_sync_study(struct index *ix, const struct idx_patient *pat,
                      const struct idx_study *st,
                      const struct idx_series *series, size_t nseries,
@@ -534,20 +592,11 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 		goto out;
 	for (size_t i = 0; i < nseries; i++) {
 		int64_t se = upsert_series(c, study, &series[i], gen, 0);
-		struct dbs *s = db_prepare(c, SQL_UPSERT_INSTANCE);
 
-		if (se < 0 || s == NULL)
+		if (se < 0 ||
+		    upsert_instances(c, se, gen, &inst[inst_off[i]],
+		                     inst_off[i + 1] - inst_off[i]) != 0)
 			goto out;
-		for (size_t j = inst_off[i]; j < inst_off[i + 1]; j++) {
-			db_bind_str(s, 1, inst[j].uid);
-			db_bind_int(s, 2, se);
-			db_bind_text(s, 3, inst[j].sop_class);
-			db_bind_long(s, 4, inst[j].number);
-			db_bind_int(s, 5, gen);
-			db_bind_long(s, 6, inst[j].listed);
-			if (db_run(s) != 0)
-				goto out;
-		}
 		if (run_ii(c, SQL_PRUNE_INSTANCES, se, gen) != 0)
 			goto out;
 	}

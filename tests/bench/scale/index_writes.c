@@ -6,8 +6,9 @@
  *
  * TARGET: an SQLite file or a PostgreSQL connection string. THREADS
  * writers, for SECONDS each of three workloads in turn:
- *   sync     index_sync_study: a study of 4 series x 25 instances, one
- *            transaction (what a PACS sync or a publication's C-FIND writes)
+ *   sync     index_sync_study: a study of 4 series x 25 instances (of a
+ *            patient of its own), one transaction (what a PACS sync or a
+ *            publication's C-FIND writes)
  *   cached   index_put_cached: one instance cached (what each instance a
  *            WADO-RS retrieval brings writes)
  *   journal  index_journal_hl7: a report journaled with its job, synced to
@@ -43,13 +44,14 @@ static double now_s(void)
 
 static int one_sync(struct index *ix, long n)
 {
-	struct idx_patient pat = { "279035121518989", "ASIP-SANTE-INS-NIR",
-		                   "PAT^BENCH", "19790315", "F" };
-	char study[80], series[4][96], inst[100][128];
+	char pid[32], study[80], series[4][96], inst[100][128];
+	struct idx_patient pat = { pid, "CHU-DRIMBOX-IPP", "PAT^BENCH",
+		                   "19790315", "F" };
 	struct idx_series se[4];
 	struct idx_instance in[100];
 	size_t off[5];
 
+	snprintf(pid, sizeof(pid), "IPP%ld", n); /* a patient per study */
 	snprintf(study, sizeof(study), "1.2.826.0.1.3680043.10.1.%ld", n);
 	struct idx_study st = { study, "20240912", "101500", "ACC", "bench",
 		                "CT",  NULL,       "1",      4,     100 };
