@@ -8,9 +8,15 @@ one node is killed (SIGKILL) in the middle while it runs publications:
 once its leases have run out the other nodes finish its jobs, and a
 manifest it had submitted is not submitted again. The viewer's requests
 keep working through the balancer with a node down.
+
+A message or an instance received by two nodes at once (a RIS resending
+after a lost acknowledgement, a PACS sending twice) is processed once: one
+job for the message, one row and one file for the instance.
 """
 
 import json
+import subprocess
+import threading
 import time
 import unittest
 import urllib.request
@@ -156,6 +162,43 @@ class ScaleOutTest(unittest.TestCase):
         owners = {r[0].split(":")[0] for r in self.nodes[0].sql("SELECT owner FROM jobs")}
         self.assertTrue({"node1", "node3"} <= owners, owners)
         self.viewer_through_the_balancer()
+
+    def test_the_same_message_and_instance_on_two_nodes_are_processed_once(self):
+        first, third = self.nodes[0], self.nodes[2]
+        study, accession = self.studies[REPORTS - 1]
+        message = reports.oru(study, accession, PATIENT, "TWICE0001")
+        acks = []
+
+        def send(node):
+            client = MllpClient(node.settings["hl7_port"])
+            try:
+                acks.append(client.send(message)["MSA"][1])
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in (first, third)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(acks, ["AA", "AA"])
+        rows = first.sql("SELECT job FROM hl7_messages WHERE control_id = 'TWICE0001' "
+                         "ORDER BY id")
+        self.assertEqual(len(rows), 2)  # both journaled...
+        self.assertEqual(rows[0], rows[1])  # ...with one job
+        self.assertEqual(self.jobs("id = %s" % rows[0][0]), 1)
+        # the same instance stored to both nodes: one row, one file
+        instance = sorted((Path(self.tmp.path) / "studies").glob("*.dcm"))[3]
+        for node in (first, third):
+            r = subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", node.aet,
+                                harness.LOOPBACK, str(node.dicom_port), str(instance)],
+                               capture_output=True, text=True, env=harness.dicom_env())
+            self.assertEqual(r.returncode, 0, r.stderr)
+        sop = pydicom.dcmread(instance).SOPInstanceUID
+        rows = first.sql("SELECT cache_path FROM instances WHERE uid = '%s'" % sop)
+        self.assertEqual(len(rows), 1)
+        self.assertTrue((first.cache_dir / rows[0][0]).is_file())
+        self.assertEqual(len(list(first.cache_dir.rglob(sop + ".dcm"))), 1)
 
     def viewer_through_the_balancer(self):
         """What the viewer asks for, through nginx, node2 still down:
