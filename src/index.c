@@ -233,8 +233,7 @@ int index_leases_start(struct index *ix)
 	return 0;
 }
 
-/* A transaction on a connection of the pool; NULL on error. */
-static struct dbc *tx_begin(struct index *ix)
+struct dbc *index_tx_begin(struct index *ix)
 {
 	struct dbc *c = index_conn(ix);
 
@@ -245,15 +244,33 @@ static struct dbc *tx_begin(struct index *ix)
 	return c;
 }
 
-/* Commits when ok is 0, rolls back otherwise; returns ok or -1. */
-static int tx_end(struct index *ix, struct dbc *c, int ok)
+int index_tx_end(struct index *ix, struct dbc *c, int rc)
 {
-	if (ok == 0 && db_commit(c) != 0)
-		ok = -1;
-	else if (ok != 0)
+	if (rc >= 0 && db_commit(c) != 0)
+		rc = -1;
+	else if (rc < 0)
 		db_rollback(c);
 	index_done(ix, c);
-	return ok;
+	return rc;
+}
+
+int index_any_row(struct index *ix, const char *sql, const char *value)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	s = db_prepare(c, sql);
+	if (s != NULL) {
+		db_bind_str(s, 1, value);
+		rc = db_step(s);
+		rc = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return rc;
 }
 
 /* Runs a statement returning one integer (RETURNING id); -1 on error. */
@@ -579,7 +596,7 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
                      const struct idx_instance *inst, const size_t *inst_off)
 {
 	int64_t patient, study, gen = next_gen(ix);
-	struct dbc *c = tx_begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	int ok = -1;
 
 	if (c == NULL)
@@ -605,7 +622,7 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
 		goto out;
 	ok = 0;
 out:
-	return tx_end(ix, c, ok);
+	return index_tx_end(ix, c, ok);
 }
 
 /* Runs a query with one text parameter (or none) for its first row. */
@@ -665,7 +682,7 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
                      int64_t *added)
 {
 	int64_t now = now_us(), grew = 0;
-	struct dbc *c = tx_begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	int ok = 0;
 
 	if (c == NULL)
@@ -697,7 +714,7 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
 		db_bind_int(s, 10, now / 1000000);
 		ok = db_run(s);
 	}
-	ok = tx_end(ix, c, ok);
+	ok = index_tx_end(ix, c, ok);
 	if (ok == 0)
 		*added = grew;
 	return ok;
@@ -753,7 +770,7 @@ int index_lru_series(struct index *ix, char *study_uid, char *series_uid)
 int index_uncache_series(struct index *ix, const char *series_uid,
                          void (*cb)(void *ctx, const char *rel_path), void *ctx)
 {
-	struct dbc *c = tx_begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
 	char **paths = NULL;
 	size_t n = 0, cap = 0;
@@ -802,7 +819,7 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 		}
 	}
 end:
-	ok = tx_end(ix, c, ok);
+	ok = index_tx_end(ix, c, ok);
 	/* The index no longer points at the files: now they may go. */
 	for (size_t i = 0; i < n; i++) {
 		if (ok == 0)
@@ -816,7 +833,7 @@ end:
 int index_check_cached(struct index *ix,
                        int (*cb)(void *ctx, const char *rel_path), void *ctx)
 {
-	struct dbc *c = tx_begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s, *u;
 	int ok = 0, rc = DB_ERROR;
 
@@ -825,7 +842,7 @@ int index_check_cached(struct index *ix,
 	s = db_prepare(c, SQL_CACHED_ALL);
 	u = db_prepare(c, SQL_UNCACHE_ONE);
 	if (s == NULL || u == NULL)
-		return tx_end(ix, c, -1);
+		return index_tx_end(ix, c, -1);
 	while ((rc = db_step(s)) == DB_ROW) {
 		const char *p = db_text(s, 1);
 
@@ -840,26 +857,12 @@ int index_check_cached(struct index *ix,
 	if (rc != DB_ROW && rc != DB_DONE)
 		ok = -1;
 	db_reset(s);
-	return tx_end(ix, c, ok);
+	return index_tx_end(ix, c, ok);
 }
 
 int index_has_cache_path(struct index *ix, const char *rel_path)
 {
-	struct dbc *c = index_conn(ix);
-	struct dbs *s;
-	int rc = -1;
-
-	if (c == NULL)
-		return -1;
-	s = db_prepare(c, SQL_HAS_PATH);
-	if (s != NULL) {
-		db_bind_str(s, 1, rel_path);
-		rc = db_step(s);
-		rc = rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : -1;
-		db_reset(s);
-	}
-	index_done(ix, c);
-	return rc;
+	return index_any_row(ix, SQL_HAS_PATH, rel_path);
 }
 
 /* SQLite: the file, its directory, their free space, the write lock. */

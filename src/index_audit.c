@@ -80,25 +80,20 @@ static int last(struct dbc *c, int64_t *id, char hash[65])
 
 int index_audit_add(struct index *ix, struct idx_audit *r)
 {
-	struct dbc *c = index_conn(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
 	char prev[65];
 	int rc = -1;
 
 	if (c == NULL)
 		return -1;
-	if (db_begin(c) != 0)
-		goto out;
 	/* one writer of the chain at a time: its last row is ours to follow */
-	if (index_backend(ix) == DB_POSTGRES &&
-	    db_exec(c,
-	            "SELECT pg_advisory_xact_lock(hashtext('drimbox "
-	            "audit'))",
-	            NULL, 0) != 0) {
-		db_rollback(c);
-		goto out;
-	}
-	if (last(c, &r->id, prev) == 0) {
+	if ((index_backend(ix) != DB_POSTGRES ||
+	     db_exec(c,
+	             "SELECT pg_advisory_xact_lock(hashtext('drimbox "
+	             "audit'))",
+	             NULL, 0) == 0) &&
+	    last(c, &r->id, prev) == 0) {
 		r->id++;
 		rc = chain(prev, r, r->hash);
 	}
@@ -122,13 +117,7 @@ int index_audit_add(struct index *ix, struct idx_audit *r)
 		db_bind_str(s, 11, r->hash);
 		rc = db_run(s);
 	}
-	if (rc == 0)
-		rc = db_commit(c);
-	else
-		db_rollback(c);
-out:
-	index_done(ix, c);
-	return rc;
+	return index_tx_end(ix, c, rc);
 }
 
 static const char *col(struct dbs *s, int i)

@@ -30,33 +30,10 @@ static int put(struct dbc *c, const char *hash, const char *kind,
 	return db_run(s);
 }
 
-/* A transaction; NULL on error. */
-static struct dbc *begin(struct index *ix)
-{
-	struct dbc *c = index_conn(ix);
-
-	if (c != NULL && db_begin(c) != 0) {
-		index_done(ix, c);
-		return NULL;
-	}
-	return c;
-}
-
-/* Commits when rc >= 0, rolls back otherwise: rc, or -1. */
-static int end(struct index *ix, struct dbc *c, int rc)
-{
-	if (rc >= 0 && db_commit(c) != 0)
-		rc = -1;
-	else if (rc < 0)
-		db_rollback(c);
-	index_done(ix, c);
-	return rc;
-}
-
 int index_token_put(struct index *ix, const char *hash, const char *kind,
                     const char *data, int64_t now, int64_t expires)
 {
-	struct dbc *c = begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
 	int rc = -1;
 
@@ -69,7 +46,7 @@ int index_token_put(struct index *ix, const char *hash, const char *kind,
 	}
 	if (rc == 0)
 		rc = put(c, hash, kind, data, now, expires);
-	return end(ix, c, rc);
+	return index_tx_end(ix, c, rc);
 }
 
 /* The data of a live row of kind (malloc'd into *data): 1, 0 none, -1. */
@@ -117,7 +94,7 @@ int index_context_redeem(struct index *ix, const char *context_hash,
                          const char *session_hash, int64_t now, int64_t expires,
                          char **data)
 {
-	struct dbc *c = begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	int rc;
 
 	*data = NULL;
@@ -134,7 +111,7 @@ int index_context_redeem(struct index *ix, const char *context_hash,
 		else if (gone == 0)
 			rc = 0;
 	}
-	rc = end(ix, c, rc);
+	rc = index_tx_end(ix, c, rc);
 	if (rc != 1) {
 		free(*data);
 		*data = NULL;
@@ -159,7 +136,7 @@ int index_token_get(struct index *ix, const char *hash, const char *kind,
 int index_token_take(struct index *ix, const char *hash, const char *kind,
                      int64_t now, char **data)
 {
-	struct dbc *c = begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	int rc, gone;
 
 	*data = NULL;
@@ -169,7 +146,7 @@ int index_token_take(struct index *ix, const char *hash, const char *kind,
 	/* single use, across nodes too: only the one that deletes has it */
 	if (rc == 1 && (gone = delete_row(c, hash)) != 1)
 		rc = gone < 0 ? -1 : 0;
-	rc = end(ix, c, rc);
+	rc = index_tx_end(ix, c, rc);
 	if (rc != 1) {
 		free(*data);
 		*data = NULL;
@@ -213,7 +190,7 @@ int index_token_delete(struct index *ix, const char *hash)
 int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
                      int64_t now)
 {
-	struct dbc *c = begin(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
 	int rc = 0;
 
@@ -247,7 +224,7 @@ int index_remote_put(struct index *ix, const struct idx_remote *r, size_t n,
 	}
 	if (s == NULL)
 		rc = -1;
-	return end(ix, c, rc);
+	return index_tx_end(ix, c, rc);
 }
 
 int index_remote_series(struct index *ix, const char *study_uid,

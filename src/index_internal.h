@@ -17,6 +17,17 @@ void index_done(struct index *ix, struct dbc *c);
 
 enum db_backend index_backend(const struct index *ix);
 
+/* A connection in a transaction; NULL on error (logged). */
+struct dbc *index_tx_begin(struct index *ix);
+/*
+ * Commits when rc >= 0, rolls back otherwise, and gives the connection
+ * back; rc, or -1 when the commit failed.
+ */
+int index_tx_end(struct index *ix, struct dbc *c, int rc);
+
+/* Whether sql (one text parameter) selects a row: 1, 0, or -1. */
+int index_any_row(struct index *ix, const char *sql, const char *value);
+
 /* This node's job lease in seconds (index_set_node). */
 int index_lease(const struct index *ix);
 

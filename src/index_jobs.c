@@ -480,59 +480,49 @@ out:
 	return rc;
 }
 
-/* "node:" for the owner tokens of this node's claims. */
-static void node_prefix(struct index *ix, char *buf, size_t cap)
+/*
+ * Runs sql on this node's claims: ?1 "node:" (their owner's prefix), ?2
+ * an integer. How many jobs it changed, or -1.
+ */
+static int node_claims(struct index *ix, const char *sql, int64_t value)
 {
-	snprintf(buf, cap, "%s:", index_node(ix));
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	char prefix[80];
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	snprintf(prefix, sizeof(prefix), "%s:", index_node(ix));
+	s = db_prepare(c, sql);
+	if (s != NULL) {
+		db_bind_str(s, 1, prefix);
+		db_bind_int(s, 2, value);
+		if (db_step(s) == DB_DONE)
+			rc = (int)db_changes(s);
+		db_reset(s);
+	}
+	index_done(ix, c);
+	return rc;
 }
 
 int index_jobs_recover(struct index *ix)
 {
-	struct dbc *c = index_conn(ix);
-	struct dbs *s;
-	char prefix[80];
-	int rc = -1;
-
-	if (c == NULL)
-		return -1;
 	/* this node's claims (it stopped), and claims nobody renews */
-	node_prefix(ix, prefix, sizeof(prefix));
-	s = db_prepare(c, "UPDATE jobs SET state = 'queued', owner = NULL, "
-	                  "lease_until = 0 WHERE state = 'running' AND (owner "
-	                  "IS NULL OR substr(owner, 1, length(?1)) = ?1 OR "
-	                  "lease_until < ?2)");
-	if (s != NULL) {
-		db_bind_str(s, 1, prefix);
-		db_bind_int(s, 2, (int64_t)time(NULL));
-		if (db_step(s) == DB_DONE)
-			rc = (int)db_changes(s);
-		db_reset(s);
-	}
-	index_done(ix, c);
-	return rc;
+	return node_claims(ix,
+	                   "UPDATE jobs SET state = 'queued', owner = NULL, "
+	                   "lease_until = 0 WHERE state = 'running' AND (owner "
+	                   "IS NULL OR substr(owner, 1, length(?1)) = ?1 OR "
+	                   "lease_until < ?2)",
+	                   (int64_t)time(NULL));
 }
 
 int index_jobs_renew(struct index *ix, int64_t now)
 {
-	struct dbc *c = index_conn(ix);
-	struct dbs *s;
-	char prefix[80];
-	int rc = -1;
-
-	if (c == NULL)
-		return -1;
-	node_prefix(ix, prefix, sizeof(prefix));
-	s = db_prepare(c, "UPDATE jobs SET lease_until = ?2 WHERE state = "
-	                  "'running' AND substr(owner, 1, length(?1)) = ?1");
-	if (s != NULL) {
-		db_bind_str(s, 1, prefix);
-		db_bind_int(s, 2, now + index_lease(ix));
-		if (db_step(s) == DB_DONE)
-			rc = (int)db_changes(s);
-		db_reset(s);
-	}
-	index_done(ix, c);
-	return rc;
+	return node_claims(ix,
+	                   "UPDATE jobs SET lease_until = ?2 WHERE state = "
+	                   "'running' AND substr(owner, 1, length(?1)) = ?1",
+	                   now + index_lease(ix));
 }
 
 int64_t index_job_add(struct index *ix, const char *kind, const char *payload,
@@ -554,15 +544,13 @@ int64_t index_job_add_once(struct index *ix, const char *kind,
                            const char *payload, const char *subject)
 {
 	struct idx_new_job j = { kind, payload, subject, NULL, NULL };
-	struct dbc *c = index_conn(ix);
+	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
 	int64_t id = -1;
 	int ok = -1;
 
 	if (c == NULL)
 		return -1;
-	if (db_begin(c) != 0)
-		goto out;
 	if (key_lock(ix, c, subject) == 0 &&
 	    (s = db_prepare(c, "SELECT 1 FROM jobs WHERE subject = ?1 "
 	                       "LIMIT 1")) != NULL) {
@@ -580,15 +568,7 @@ int64_t index_job_add_once(struct index *ix, const char *kind,
 		if (ok == 0 && id < 0)
 			ok = insert_job(c, &j, (int64_t)time(NULL), &id);
 	}
-	if (ok == 0)
-		ok = db_commit(c);
-	else
-		db_rollback(c);
-	if (ok != 0)
-		id = -1;
-out:
-	index_done(ix, c);
-	return id;
+	return index_tx_end(ix, c, ok) == 0 ? id : -1;
 }
 
 char *index_job_published(struct index *ix, const char *study_uid)
@@ -652,29 +632,9 @@ int index_job_retry(struct index *ix, int64_t id)
 	return rc;
 }
 
-/* Whether sql (one text parameter) selects a row: 1, 0, or -1. */
-static int any_row(struct index *ix, const char *sql, const char *value)
-{
-	struct dbc *c = index_conn(ix);
-	struct dbs *s;
-	int rc = -1, step;
-
-	if (c == NULL)
-		return -1;
-	s = db_prepare(c, sql);
-	if (s != NULL) {
-		db_bind_str(s, 1, value);
-		step = db_step(s);
-		rc = step == DB_ROW ? 1 : step == DB_DONE ? 0 : -1;
-		db_reset(s);
-	}
-	index_done(ix, c);
-	return rc;
-}
-
 int index_job_pending_for(struct index *ix, const char *study_uid)
 {
-	return any_row(
+	return index_any_row(
 	        ix,
 	        is_pg(ix) ? "SELECT 1 FROM jobs WHERE state IN ('queued', "
 	                    "'running') AND kind IN ('publish', 'replace') AND "

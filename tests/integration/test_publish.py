@@ -41,8 +41,14 @@ def exam_of(letter, cda_name=None):
     return uid, acc
 
 
-def write_study(out, study_uid, accession, series=2, per_series=3):
-    """A small CT study of the referencing patient, as the PACS holds it."""
+# the referencing messages' patient
+IPP101 = {"id": "IPP101", "issuer": None, "name": "PAT-TROIS^DOMINIQUE", "birth": "19790328",
+          "sex": "F"}
+
+
+def write_study(out, study_uid, accession, series=2, per_series=3, patient=IPP101):
+    """A small CT study of the patient ({"id", "issuer", "name", "birth",
+    "sex"}), as the PACS holds it; files under out/STUDY/."""
     for s in range(series):
         series_uid = generate_uid()
         for i in range(per_series):
@@ -53,10 +59,12 @@ def write_study(out, study_uid, accession, series=2, per_series=3):
             ds.SOPInstanceUID = generate_uid()
             ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.PatientID = "IPP101"
-            ds.PatientName = "PAT-TROIS^DOMINIQUE"
-            ds.PatientBirthDate = "19790328"
-            ds.PatientSex = "F"
+            ds.PatientID = patient["id"]
+            if patient["issuer"]:
+                ds.IssuerOfPatientID = patient["issuer"]
+            ds.PatientName = patient["name"]
+            ds.PatientBirthDate = patient["birth"]
+            ds.PatientSex = patient["sex"]
             ds.StudyInstanceUID = study_uid
             ds.SeriesInstanceUID = series_uid
             ds.AccessionNumber = accession

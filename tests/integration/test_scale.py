@@ -22,16 +22,14 @@ import unittest
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 import harness
 import reports
 from harness import DmpSim, Drimbox, Nginx, Orthanc, Postgres, TempDir
 from test_hl7_intake import MllpClient
-from test_publish import signing_key
+from test_publish import signing_key, write_study
 
 REPORTS = 200
 PATIENT = reports.SMALL_SET_PATIENT
@@ -41,31 +39,12 @@ LEASE = 10
 def write_studies(out, n):
     """n one-instance CT studies of the patient the reports name; their
     (study UID, accession)."""
-    studies = []
-    for k in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientID = PATIENT["ins"]
-        ds.IssuerOfPatientID = "ASIP-SANTE-INS-NIR"
-        ds.PatientName = "%s^%s" % (PATIENT["family"], PATIENT["given"])
-        ds.PatientBirthDate, ds.PatientSex = PATIENT["birth"], PATIENT["sex"]
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-        ds.AccessionNumber = "SCALE%04d" % k
-        ds.StudyDate, ds.StudyTime = "20240912", "101500"
-        ds.StudyID, ds.Modality = "1", "CT"
-        ds.SeriesNumber, ds.InstanceNumber = 1, 1
-        ds.Rows = ds.Columns = 16
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-        ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.PixelData = np.full((16, 16), k, np.uint16).tobytes()
-        pydicom.dcmwrite(Path(out) / ("%04d.dcm" % k), ds, write_like_original=False)
-        studies.append((ds.StudyInstanceUID, ds.AccessionNumber))
+    patient = {"id": PATIENT["ins"], "issuer": "ASIP-SANTE-INS-NIR",
+               "name": "%s^%s" % (PATIENT["family"], PATIENT["given"]),
+               "birth": PATIENT["birth"], "sex": PATIENT["sex"]}
+    studies = [(generate_uid(), "SCALE%04d" % k) for k in range(n)]
+    for study, accession in studies:
+        write_study(out, study, accession, series=1, per_series=1, patient=patient)
     return studies
 
 
@@ -188,7 +167,7 @@ class ScaleOutTest(unittest.TestCase):
         self.assertEqual(rows[0], rows[1])  # ...with one job
         self.assertEqual(self.jobs("id = %s" % rows[0][0]), 1)
         # the same instance stored to both nodes: one row, one file
-        instance = sorted((Path(self.tmp.path) / "studies").glob("*.dcm"))[3]
+        instance = sorted((Path(self.tmp.path) / "studies").rglob("*.dcm"))[3]
         for node in (first, third):
             r = subprocess.run(["storescu", "-aet", "ORTHANC", "-aec", node.aet,
                                 harness.LOOPBACK, str(node.dicom_port), str(instance)],
@@ -202,8 +181,8 @@ class ScaleOutTest(unittest.TestCase):
 
     def viewer_through_the_balancer(self):
         """What the viewer asks for, through nginx, node2 still down:
-        the page, the study's metadata, a rendered image (each request
-        lands on either live node)."""
+        the page, the study's metadata, a rendered image, a frame as
+        stored (each request lands on either live node)."""
         study = self.studies[7][0]
         link = urllib.request.Request(
             self.lb.url + "/IHEInvokeImageDisplay?requestType=STUDY&studyUID=" + study,
@@ -223,6 +202,15 @@ class ScaleOutTest(unittest.TestCase):
                 % (study, series, sop), {"Accept": "image/jpeg"})
             self.assertEqual(status, 200)
             self.assertTrue(body.startswith(b"\xff\xd8"))
+            # the viewer's image loader: the frame as stored
+            status, headers, body = harness.http_get(
+                self.lb.url + "/dicomweb/studies/%s/series/%s/instances/%s/frames/1"
+                % (study, series, sop),
+                {"Accept": 'multipart/related; type="application/octet-stream"; '
+                           "transfer-syntax=*"})
+            self.assertEqual(status, 200)
+            parts = harness.parse_multipart(headers["content-type"], body)
+            self.assertEqual(len(parts[0][1]), 16 * 16 * 2)
 
 
 if __name__ == "__main__":

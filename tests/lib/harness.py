@@ -181,10 +181,14 @@ class ManagedProcess:
         raise HarnessError("%s: %s\n--- %s (tail) ---\n%s"
                            % (self.name, message, self.log_path, tail(self.log_path)))
 
+    # what stop() sends first
+    stop_signal = signal.SIGTERM
+
     def stop(self, timeout=5):
-        """SIGTERM, then SIGKILL after timeout seconds; always reaps."""
+        """stop_signal (SIGTERM), then SIGKILL after timeout seconds;
+        always reaps."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -272,16 +276,11 @@ class Postgres(ManagedProcess):
                          .returncode == 0, timeout)
         return self
 
+    stop_signal = signal.SIGINT  # fast shutdown
+
     def stop(self, timeout=10):
-        """Fast shutdown (SIGINT), then the directory goes."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        _RUNNING.discard(self)
+        """Fast shutdown, then the directory goes."""
+        super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, db):
