@@ -615,8 +615,13 @@ struct dbc *db_acquire(struct db *db)
 	}
 	c->busy = 1;
 	pthread_mutex_unlock(&db->lock);
-	/* a server restarted, a connection cut: connect again */
-	if (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK) {
+	/*
+	 * A server restarted, a connection cut: connect again. Reading what
+	 * is pending (without blocking) finds a connection the server closed
+	 * before a statement fails on it.
+	 */
+	if (c->pg != NULL &&
+	    (PQconsumeInput(c->pg) == 0 || PQstatus(c->pg) != CONNECTION_OK)) {
 		char err[512];
 
 		log_warn(LOGC_INDEX,

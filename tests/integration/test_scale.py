@@ -9,6 +9,9 @@ once its leases have run out the other nodes finish its jobs, and a
 manifest it had submitted is not submitted again. The viewer's requests
 keep working through the balancer with a node down.
 
+PostgreSQL restarted under the nodes is survived: each connection finds
+its server gone and connects again before a request fails on it.
+
 A message or an instance received by two nodes at once (a RIS resending
 after a lost acknowledgement, a PACS sending twice) is processed once: one
 job for the message, one row and one file for the instance.
@@ -100,6 +103,18 @@ class ScaleOutTest(unittest.TestCase):
 
     def manifests(self):
         return [d for d in self.sim.control("documents") if d["mime"] == "application/dicom"]
+
+    def test_a_postgresql_restart_is_survived(self):
+        node = self.nodes[0]
+        url = "http://%s:%d/dicomweb/studies?AccessionNumber=SCALE0001" % (
+            harness.LOOPBACK, node.http_port)
+        self.assertEqual(harness.http_get(url)[0], 200)
+        self.pg.restart()
+        # the connections find their server gone and connect again, before
+        # a request fails on them
+        statuses = [harness.http_get(url)[0] for _ in range(20)]
+        self.assertEqual(statuses, [200] * 20)
+        self.assertIn("PostgreSQL connection lost: reconnecting", node.log_text())
 
     def test_reports_through_the_balancer_are_published_once_despite_a_dead_node(self):
         victim = self.nodes[1]

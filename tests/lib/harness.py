@@ -258,6 +258,9 @@ class Postgres(ManagedProcess):
                         "--auth=trust", "--no-locale", "-E", "UTF8", "-U", "drimbox",
                         "--no-sync"], check=True, capture_output=True,
                        preexec_fn=_as_postgres, cwd="/")
+        return self._serve(timeout)
+
+    def _serve(self, timeout):
         argv = [str(self.bindir / "postgres"), "-D", str(self.dir / "data"),
                 "-p", str(self.port), "-k", str(self.dir),
                 "-c", "listen_addresses=" + LOOPBACK, "-c", "max_connections=300",
@@ -277,6 +280,11 @@ class Postgres(ManagedProcess):
         return self
 
     stop_signal = signal.SIGINT  # fast shutdown
+
+    def restart(self, timeout=30):
+        """Fast shutdown, then the same cluster again on the same port."""
+        super().stop()
+        return self._serve(timeout)
 
     def stop(self, timeout=10):
         """Fast shutdown, then the directory goes."""
