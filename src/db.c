@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -600,6 +601,28 @@ const char *db_file(const struct db *db)
 	return db->backend == DB_SQLITE ? db->target : NULL;
 }
 
+/*
+ * Whether an idle connection still has its server. What the server sent
+ * meanwhile is read without blocking: a server that went away left its
+ * goodbye (FATAL: terminating connection) and the end of the stream,
+ * which libpq sees as a broken connection. A statement would otherwise be
+ * the one to find out, and fail.
+ */
+static int pg_alive(PGconn *pg)
+{
+	for (int i = 0; i < 4 && PQstatus(pg) == CONNECTION_OK; i++) {
+		struct pollfd p = { PQsocket(pg), POLLIN, 0 };
+
+		if (p.fd < 0 || poll(&p, 1, 0) < 0)
+			return 0;
+		if (p.revents == 0)
+			return 1; /* nothing pending */
+		if (PQconsumeInput(pg) == 0)
+			return 0;
+	}
+	return PQstatus(pg) == CONNECTION_OK;
+}
+
 struct dbc *db_acquire(struct db *db)
 {
 	struct dbc *c = NULL;
@@ -615,13 +638,8 @@ struct dbc *db_acquire(struct db *db)
 	}
 	c->busy = 1;
 	pthread_mutex_unlock(&db->lock);
-	/*
-	 * A server restarted, a connection cut: connect again. Reading what
-	 * is pending (without blocking) finds a connection the server closed
-	 * before a statement fails on it.
-	 */
-	if (c->pg != NULL &&
-	    (PQconsumeInput(c->pg) == 0 || PQstatus(c->pg) != CONNECTION_OK)) {
+	/* a server restarted, a connection cut: connect again */
+	if (c->pg != NULL && !pg_alive(c->pg)) {
 		char err[512];
 
 		log_warn(LOGC_INDEX,
