@@ -229,15 +229,18 @@ static void prune_dirs(struct cache *c, const char *study, const char *series)
 		(void)rmdir(path);
 }
 
-/* Shared cache: what the other nodes added, read from the index. */
-static void recount(struct cache *c)
+/*
+ * Shared cache: what the other nodes added and evicted, read from the
+ * index (at most every SHARED_RECOUNT s, unless now).
+ */
+static void recount(struct cache *c, int now_or_later)
 {
 	time_t now = time(NULL);
 	uint64_t total;
 	int due;
 
 	pthread_mutex_lock(&c->lock);
-	due = now - c->counted_at >= SHARED_RECOUNT;
+	due = now_or_later || now - c->counted_at >= SHARED_RECOUNT;
 	if (due)
 		c->counted_at = now;
 	pthread_mutex_unlock(&c->lock);
@@ -254,7 +257,7 @@ int cache_enforce_bound(struct cache *c)
 	int evicted = 0;
 
 	if (index_is_shared(c->ix))
-		recount(c);
+		recount(c, 0);
 
 	while (cache_bytes(c) > c->max_bytes) {
 		struct unlink_ctx u = { c, 0 };
@@ -272,6 +275,9 @@ int cache_enforce_bound(struct cache *c)
 		}
 		prune_dirs(c, study, series);
 		cache_added(c, -(int64_t)u.freed);
+		/* the other nodes may be evicting too: their share counts */
+		if (index_is_shared(c->ix))
+			recount(c, 1);
 		log_info(LOGC_CACHE, "evicted series=%s study=%s bytes=%llu",
 		         series, study, (unsigned long long)u.freed);
 		evicted++;

@@ -43,6 +43,7 @@ struct dbc {
 	unsigned next_name;
 	int busy;
 	char err[512];
+	char sqlstate[6]; /* PostgreSQL: the last failure's SQLSTATE */
 };
 
 struct db {
@@ -61,6 +62,24 @@ static uint64_t fnv1a(const char *s)
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h;
+}
+
+/* PostgreSQL: what failed, with its SQLSTATE (r may be NULL). */
+static void set_pg_err(struct dbc *c, const PGresult *r)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+	snprintf(c->err, sizeof(c->err), "%s",
+	         r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+	c->err[strcspn(c->err, "\n")] = '\0';
+}
+
+int db_retryable(struct dbc *c)
+{
+	/* deadlock detected, serialization failure */
+	return strcmp(c->sqlstate, "40P01") == 0 ||
+	       strcmp(c->sqlstate, "40001") == 0;
 }
 
 static void set_err(struct dbc *c, const char *msg)
@@ -159,7 +178,7 @@ static int pg_prepare(struct dbc *c, struct dbs *s)
 	r = PQprepare(c->pg, s->name, text, 0, NULL);
 	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
-		set_err(c, PQresultErrorMessage(r));
+		set_pg_err(c, r);
 	PQclear(r);
 	free(text);
 	if (!ok)
@@ -302,8 +321,7 @@ static int pg_step(struct dbs *s)
 		                        s->lengths, s->formats, 0);
 		st = PQresultStatus(s->res);
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			set_err(c, s->res ? PQresultErrorMessage(s->res)
-			                  : PQerrorMessage(c->pg));
+			set_pg_err(c, s->res);
 			return DB_ERROR;
 		}
 		if (st == PGRES_TUPLES_OK)
@@ -417,8 +435,7 @@ int db_exec(struct dbc *c, const char *sql, char *err, size_t errlen)
 
 		ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 		if (!ok)
-			set_err(c, r ? PQresultErrorMessage(r)
-			             : PQerrorMessage(c->pg));
+			set_pg_err(c, r);
 		/* COMMIT of a failed transaction answers ROLLBACK */
 		else if (strncmp(sql, "COMMIT", 6) == 0 &&
 		         strcmp(PQcmdStatus(r), "COMMIT") != 0) {

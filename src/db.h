@@ -98,4 +98,10 @@ int db_run(struct dbs *s);
 /* The connection's last error. */
 const char *db_errmsg(struct dbc *c);
 
+/*
+ * 1 when the last failure was a deadlock or a serialization failure
+ * (PostgreSQL, concurrent nodes): the transaction may be run again.
+ */
+int db_retryable(struct dbc *c);
+
 #endif

@@ -79,15 +79,22 @@ static const char SQL_UPSERT_INSTANCES_TAIL[] =
         "sop_class = coalesce(excluded.sop_class, instances.sop_class), "
         "number = coalesce(excluded.number, instances.number), "
         "listed = coalesce(excluded.listed, instances.listed), "
-        "sync_gen = excluded.sync_gen";
+        "sync_gen = CASE WHEN excluded.sync_gen > instances.sync_gen THEN "
+        "excluded.sync_gen ELSE instances.sync_gen END";
+/*
+ * What a sync did not list goes: rows whose generation is older than its
+ * own. Not "other than": syncs of one study may commit out of the order
+ * of their generations (threads, nodes), and an older one must not remove
+ * what a newer one listed. Generations only grow (CASE above).
+ */
 static const char SQL_PRUNE_INSTANCES[] =
         "DELETE FROM instances WHERE series = ?1 AND cache_path IS NULL "
-        "AND sync_gen <> ?2";
+        "AND sync_gen < ?2";
 static const char SQL_CACHED_SIZE[] =
         "SELECT size FROM instances WHERE uid = ?1 AND cache_path IS NOT "
         "NULL";
 static const char SQL_PRUNE_SERIES[] =
-        "DELETE FROM series WHERE study = ?1 AND sync_gen <> ?2 AND "
+        "DELETE FROM series WHERE study = ?1 AND sync_gen < ?2 AND "
         "NOT EXISTS (SELECT 1 FROM instances i WHERE i.series = "
         "series.id AND i.cache_path IS NOT NULL)";
 static const char SQL_PUT_CACHED[] =
@@ -109,13 +116,9 @@ static const char SQL_LRU_SERIES[] =
         "JOIN studies st ON st.id = se.study WHERE EXISTS (SELECT 1 "
         "FROM instances i WHERE i.series = se.id AND i.cache_path IS "
         "NOT NULL) ORDER BY se.last_access, se.id LIMIT 1";
-static const char SQL_SERIES_CACHED_PATHS[] =
-        "SELECT i.cache_path FROM instances i JOIN series se ON "
-        "se.id = i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL";
-static const char SQL_UNCACHE_SERIES[] =
-        "UPDATE instances SET cache_path = NULL, size = NULL, "
-        "metadata = NULL, cached_at = NULL WHERE series = (SELECT id "
-        "FROM series WHERE uid = ?1) AND cache_path IS NOT NULL";
+#define SQL_SERIES_CACHED_PATHS                                                \
+	"SELECT i.id, i.cache_path FROM instances i JOIN series se ON "        \
+	"se.id = i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL"
 static const char SQL_CACHED_ALL[] =
         "SELECT id, cache_path FROM instances WHERE cache_path IS NOT NULL";
 static const char SQL_UNCACHE_ONE[] =
@@ -141,8 +144,8 @@ static const char SQL_WALK[] =
         "LEFT JOIN series se ON se.study = st.id "
         "LEFT JOIN instances i ON i.series = se.id "
         "WHERE CAST(?1 AS TEXT) IS NULL OR st.uid = ?1 "
-        "ORDER BY st.study_date, st.uid, se.number, se.uid, i.listed, "
-        "i.number, i.uid";
+        "ORDER BY st.study_date NULLS FIRST, st.uid, se.number NULLS FIRST, "
+        "se.uid, i.listed NULLS FIRST, i.number NULLS FIRST, i.uid";
 
 struct index {
 	struct db *db;
@@ -151,7 +154,10 @@ struct index {
 	int64_t last_gen; /* sync generations, strictly increasing */
 	char node[64];    /* who claims jobs */
 	int lease;        /* seconds a claim holds without renewal */
-	/* the lease renewal thread */
+	/* the claims running here, and the thread renewing their leases */
+	char claims[INDEX_CLAIMS_MAX][128];
+	int nclaims;
+	pthread_mutex_t claims_lock;
 	pthread_t renewer;
 	int renewing, stop;
 	pthread_mutex_t stop_lock;
@@ -197,6 +203,47 @@ void index_set_node(struct index *ix, const char *node, int lease)
 	ix->lease = lease > 0 ? lease : 60;
 }
 
+int index_claim_hold(struct index *ix, const char *owner)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&ix->claims_lock);
+	if (ix->nclaims < INDEX_CLAIMS_MAX) {
+		snprintf(ix->claims[ix->nclaims++], sizeof(ix->claims[0]), "%s",
+		         owner);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&ix->claims_lock);
+	if (rc != 0)
+		log_error(LOGC_JOBS, "more than %d jobs running at once",
+		          INDEX_CLAIMS_MAX);
+	return rc;
+}
+
+void index_claim_drop(struct index *ix, const char *owner)
+{
+	pthread_mutex_lock(&ix->claims_lock);
+	for (int i = 0; i < ix->nclaims; i++) {
+		if (strcmp(ix->claims[i], owner) == 0) {
+			memcpy(ix->claims[i], ix->claims[--ix->nclaims],
+			       sizeof(ix->claims[0]));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ix->claims_lock);
+}
+
+int index_claims_held(struct index *ix, char owners[][128])
+{
+	int n;
+
+	pthread_mutex_lock(&ix->claims_lock);
+	n = ix->nclaims;
+	memcpy(owners, ix->claims, (size_t)n * sizeof(ix->claims[0]));
+	pthread_mutex_unlock(&ix->claims_lock);
+	return n;
+}
+
 int index_is_shared(const struct index *ix)
 {
 	return index_backend(ix) == DB_POSTGRES;
@@ -216,7 +263,7 @@ static void *renew_leases(void *arg)
 		if (ix->stop)
 			break;
 		pthread_mutex_unlock(&ix->stop_lock);
-		if (index_jobs_renew(ix, (int64_t)time(NULL)) < 0)
+		if (index_jobs_renew(ix) < 0)
 			log_warn(LOGC_JOBS, "the leases of this node's running "
 			                    "jobs could not be renewed");
 		pthread_mutex_lock(&ix->stop_lock);
@@ -402,6 +449,7 @@ void index_close(struct index *ix)
 	db_close(ix->db);
 	pthread_mutex_destroy(&ix->gen_lock);
 	pthread_mutex_destroy(&ix->stop_lock);
+	pthread_mutex_destroy(&ix->claims_lock);
 	pthread_cond_destroy(&ix->stop_cond);
 	free(ix);
 }
@@ -417,11 +465,13 @@ int index_open(const char *target, int pool, int readonly, struct index **out,
 	}
 	pthread_mutex_init(&ix->gen_lock, NULL);
 	pthread_mutex_init(&ix->stop_lock, NULL);
+	pthread_mutex_init(&ix->claims_lock, NULL);
 	pthread_cond_init(&ix->stop_cond, NULL);
 	index_set_node(ix, "drimbox", 60);
 	if (db_open(target, readonly, pool, &ix->db, err, errlen) != 0) {
 		pthread_mutex_destroy(&ix->gen_lock);
 		pthread_mutex_destroy(&ix->stop_lock);
+		pthread_mutex_destroy(&ix->claims_lock);
 		pthread_cond_destroy(&ix->stop_cond);
 		free(ix);
 		return -1;
@@ -535,33 +585,42 @@ static int64_t next_gen(struct index *ix)
 	return gen;
 }
 
+static int by_uid(const void *a, const void *b)
+{
+	return strcmp((*(const struct idx_instance *const *)a)->uid,
+	              (*(const struct idx_instance *const *)b)->uid);
+}
+
 /*
  * Upserts instances inst[0..n-1] of series se, up to UPSERT_ROWS a
  * statement (a round trip each on PostgreSQL): parameters ?1 the series,
- * ?2 the generation, then four per row. A UID listed twice is upserted
- * once (one statement cannot change a row twice).
+ * ?2 the generation, then four per row. In UID order, as every writer
+ * takes row locks (no two nodes wait on each other in a cycle); a UID
+ * listed twice is upserted once (one statement cannot change a row twice).
  */
 static int upsert_instances(struct dbc *c, int64_t se, int64_t gen,
                             const struct idx_instance *inst, size_t n)
 {
+	const struct idx_instance **order =
+	        malloc((n ? n : 1) * sizeof(*order));
 	size_t done = 0;
+	int rc = 0;
 
-	while (done < n) {
+	if (order == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		order[i] = &inst[i];
+	qsort(order, n, sizeof(*order), by_uid);
+	while (rc == 0 && done < n) {
 		const struct idx_instance *row[UPSERT_ROWS];
 		char sql[sizeof(SQL_UPSERT_INSTANCES_HEAD) +
 		         sizeof(SQL_UPSERT_INSTANCES_TAIL) + UPSERT_ROWS * 48];
 		size_t k = 0, len;
 		struct dbs *s;
 
-		for (; done < n && k < UPSERT_ROWS; done++) {
-			size_t j = 0;
-
-			while (j < k &&
-			       strcmp(row[j]->uid, inst[done].uid) != 0)
-				j++;
-			if (j == k)
-				row[k++] = &inst[done];
-		}
+		for (; done < n && k < UPSERT_ROWS; done++)
+			if (k == 0 || strcmp(row[k - 1]->uid, order[done]->uid))
+				row[k++] = order[done];
 		len = (size_t)snprintf(sql, sizeof(sql), "%s",
 		                       SQL_UPSERT_INSTANCES_HEAD);
 		for (size_t j = 0; j < k; j++)
@@ -572,8 +631,10 @@ static int upsert_instances(struct dbc *c, int64_t se, int64_t gen,
 			        6 + 4 * j);
 		snprintf(sql + len, sizeof(sql) - len, "%s",
 		         SQL_UPSERT_INSTANCES_TAIL);
-		if ((s = db_prepare(c, sql)) == NULL)
-			return -1;
+		if ((s = db_prepare(c, sql)) == NULL) {
+			rc = -1;
+			break;
+		}
 		db_bind_int(s, 1, se);
 		db_bind_int(s, 2, gen);
 		for (size_t j = 0; j < k; j++) {
@@ -584,10 +645,78 @@ static int upsert_instances(struct dbc *c, int64_t se, int64_t gen,
 			db_bind_long(s, p + 2, row[j]->number);
 			db_bind_long(s, p + 3, row[j]->listed);
 		}
-		if (db_run(s) != 0)
+		rc = db_run(s);
+	}
+	free(order);
+	return rc;
+}
+
+/*
+ * Runs body in a transaction; one that lost a deadlock or a serialization
+ * conflict to another node's (PostgreSQL) is run again, up to 3 times.
+ */
+static int in_tx(struct index *ix, int (*body)(struct dbc *c, void *arg),
+                 void *arg)
+{
+	for (int attempt = 1;; attempt++) {
+		struct dbc *c = index_tx_begin(ix);
+		int rc, again;
+
+		if (c == NULL)
+			return -1;
+		rc = body(c, arg);
+		again = rc != 0 && attempt < 3 && db_retryable(c);
+		rc = index_tx_end(ix, c, rc);
+		if (!again)
+			return rc;
+		log_info(LOGC_INDEX, "transaction lost a conflict with another "
+		                     "node's: run again");
+	}
+}
+
+struct sync_args {
+	const struct idx_patient *pat;
+	const struct idx_study *st;
+	const struct idx_series *series;
+	size_t nseries;
+	const struct idx_instance *inst;
+	const size_t *inst_off;
+	int64_t gen;
+	const size_t *order; /* series by UID: the order rows are locked in */
+};
+
+/* qsort_r: indexes into the series array, by UID */
+static int by_series_uid(const void *a, const void *b, void *series)
+{
+	const struct idx_series *se = series;
+
+	return strcmp(se[*(const size_t *)a].uid, se[*(const size_t *)b].uid);
+}
+
+static int sync_body(struct dbc *c, void *arg)
+{
+	const struct sync_args *a = arg;
+	int64_t patient, study;
+
+	patient = upsert_patient(c, a->pat);
+	if (patient < 0)
+		return -1;
+	study = upsert_study(c, patient, a->st, a->gen / 1000000);
+	if (study < 0)
+		return -1;
+	for (size_t k = 0; k < a->nseries; k++) {
+		size_t i = a->order[k];
+		int64_t se = upsert_series(c, study, &a->series[i], a->gen, 0);
+
+		if (se < 0 ||
+		    upsert_instances(c, se, a->gen, &a->inst[a->inst_off[i]],
+		                     a->inst_off[i + 1] - a->inst_off[i]) !=
+		            0 ||
+		    run_ii(c, SQL_PRUNE_INSTANCES, se, a->gen) != 0)
 			return -1;
 	}
-	return 0;
+	/* Series the PACS no longer lists go, unless something is cached. */
+	return run_ii(c, SQL_PRUNE_SERIES, study, a->gen);
 }
 
 int index_sync_study(struct index *ix, const struct idx_patient *pat,
@@ -595,34 +724,19 @@ int index_sync_study(struct index *ix, const struct idx_patient *pat,
                      const struct idx_series *series, size_t nseries,
                      const struct idx_instance *inst, const size_t *inst_off)
 {
-	int64_t patient, study, gen = next_gen(ix);
-	struct dbc *c = index_tx_begin(ix);
-	int ok = -1;
+	size_t *order = malloc((nseries ? nseries : 1) * sizeof(*order));
+	struct sync_args a = { pat,  st,       series,       nseries,
+		               inst, inst_off, next_gen(ix), order };
+	int rc;
 
-	if (c == NULL)
+	if (order == NULL)
 		return -1;
-	patient = upsert_patient(c, pat);
-	if (patient < 0)
-		goto out;
-	study = upsert_study(c, patient, st, gen / 1000000);
-	if (study < 0)
-		goto out;
-	for (size_t i = 0; i < nseries; i++) {
-		int64_t se = upsert_series(c, study, &series[i], gen, 0);
-
-		if (se < 0 ||
-		    upsert_instances(c, se, gen, &inst[inst_off[i]],
-		                     inst_off[i + 1] - inst_off[i]) != 0)
-			goto out;
-		if (run_ii(c, SQL_PRUNE_INSTANCES, se, gen) != 0)
-			goto out;
-	}
-	/* Series the PACS no longer lists go, unless something is cached. */
-	if (run_ii(c, SQL_PRUNE_SERIES, study, gen) != 0)
-		goto out;
-	ok = 0;
-out:
-	return index_tx_end(ix, c, ok);
+	for (size_t i = 0; i < nseries; i++)
+		order[i] = i;
+	qsort_r(order, nseries, sizeof(*order), by_series_uid, (void *)series);
+	rc = in_tx(ix, sync_body, &a);
+	free(order);
+	return rc;
 }
 
 /* Runs a query with one text parameter (or none) for its first row. */
@@ -678,30 +792,41 @@ static int64_t cached_size(struct dbc *c, const char *sop_uid)
 	return size;
 }
 
-int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
-                     int64_t *added)
+static int by_study_series_sop(const void *a, const void *b)
 {
-	int64_t now = now_us(), grew = 0;
-	struct dbc *c = index_tx_begin(ix);
-	int ok = 0;
+	const struct idx_put *x = *(const struct idx_put *const *)a;
+	const struct idx_put *y = *(const struct idx_put *const *)b;
+	int d = strcmp(x->st.uid, y->st.uid);
 
-	if (c == NULL)
-		return -1;
-	for (size_t i = 0; ok == 0 && i < n; i++) {
-		const struct idx_put *p = &items[i];
+	if (d == 0)
+		d = strcmp(x->se.uid, y->se.uid);
+	return d ? d : strcmp(x->c.sop_uid, y->c.sop_uid);
+}
+
+struct put_args {
+	const struct idx_put **items; /* in lock order */
+	size_t n;
+	int64_t now, grew;
+};
+
+static int put_body(struct dbc *c, void *arg)
+{
+	struct put_args *a = arg;
+
+	a->grew = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct idx_put *p = a->items[i];
 		int64_t patient, study, series;
 		struct dbs *s;
 
 		patient = upsert_patient(c, &p->pat);
 		study = patient < 0 ? -1 : upsert_study(c, patient, &p->st, 0);
 		series = study < 0 ? -1
-		                   : upsert_series(c, study, &p->se, 0, now);
+		                   : upsert_series(c, study, &p->se, 0, a->now);
 		s = series < 0 ? NULL : db_prepare(c, SQL_PUT_CACHED);
-		if (s == NULL) {
-			ok = -1;
-			break;
-		}
-		grew += (int64_t)p->c.size - cached_size(c, p->c.sop_uid);
+		if (s == NULL)
+			return -1;
+		a->grew += (int64_t)p->c.size - cached_size(c, p->c.sop_uid);
 		db_bind_str(s, 1, p->c.sop_uid);
 		db_bind_int(s, 2, series);
 		db_bind_text(s, 3, p->c.sop_class);
@@ -711,13 +836,31 @@ int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
 		db_bind_int(s, 7, (int64_t)p->c.size);
 		db_bind_long(s, 8, p->c.frames);
 		db_bind_text(s, 9, p->c.metadata);
-		db_bind_int(s, 10, now / 1000000);
-		ok = db_run(s);
+		db_bind_int(s, 10, a->now / 1000000);
+		if (db_run(s) != 0)
+			return -1;
 	}
-	ok = index_tx_end(ix, c, ok);
-	if (ok == 0)
-		*added = grew;
-	return ok;
+	return 0;
+}
+
+int index_put_cached(struct index *ix, const struct idx_put *items, size_t n,
+                     int64_t *added)
+{
+	struct put_args a = { malloc((n ? n : 1) * sizeof(*a.items)), n,
+		              now_us(), 0 };
+	int rc;
+
+	if (a.items == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		a.items[i] = &items[i];
+	/* rows locked in one order by every writer: no deadlock cycle */
+	qsort(a.items, n, sizeof(*a.items), by_study_series_sop);
+	rc = in_tx(ix, put_body, &a);
+	if (rc == 0)
+		*added = a.grew;
+	free(a.items);
+	return rc;
 }
 
 int index_cache_bytes(struct index *ix, uint64_t *bytes)
@@ -772,34 +915,42 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 {
 	struct dbc *c = index_tx_begin(ix);
 	struct dbs *s;
-	char **paths = NULL;
+	struct {
+		int64_t id;
+		char *path;
+	} *rows = NULL;
 	size_t n = 0, cap = 0;
 	int ok = 0, step = DB_ERROR;
 
 	if (c == NULL)
 		return -1;
-	s = db_prepare(c, SQL_SERIES_CACHED_PATHS);
+	/* the rows locked (PostgreSQL): another node evicting the same series
+	 * waits, then finds them cleared, and removes no file */
+	s = db_prepare(c, index_backend(ix) == DB_POSTGRES
+	                          ? SQL_SERIES_CACHED_PATHS " FOR UPDATE OF i"
+	                          : SQL_SERIES_CACHED_PATHS);
 	if (s == NULL) {
 		ok = -1;
 		goto end;
 	}
 	db_bind_str(s, 1, series_uid);
 	while ((step = db_step(s)) == DB_ROW) {
-		const char *p = db_text(s, 0);
+		const char *p = db_text(s, 1);
 
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 64;
-			char **np = realloc(paths, nc * sizeof(*np));
+			void *nr = realloc(rows, nc * sizeof(*rows));
 
-			if (np == NULL) {
+			if (nr == NULL) {
 				ok = -1;
 				break;
 			}
-			paths = np;
+			rows = nr;
 			cap = nc;
 		}
-		paths[n] = strdup(p ? p : "");
-		if (paths[n] == NULL) {
+		rows[n].id = db_int(s, 0);
+		rows[n].path = strdup(p ? p : "");
+		if (rows[n].path == NULL) {
 			ok = -1;
 			break;
 		}
@@ -808,25 +959,24 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 	if (ok == 0 && step != DB_DONE)
 		ok = -1;
 	db_reset(s);
-	/* Clear the rows only when every file to remove is known. */
-	if (ok == 0) {
-		s = db_prepare(c, SQL_UNCACHE_SERIES);
-		if (s == NULL) {
-			ok = -1;
-		} else {
-			db_bind_str(s, 1, series_uid);
-			ok = db_run(s);
-		}
+	/* Clear the rows only when every file to remove is known, and only
+	 * those: an instance cached meanwhile keeps its row and its file. */
+	s = ok == 0 ? db_prepare(c, SQL_UNCACHE_ONE) : NULL;
+	for (size_t i = 0; ok == 0 && i < n; i++) {
+		db_bind_int(s, 1, rows[i].id);
+		ok = db_run(s);
 	}
+	if (ok == 0 && n > 0 && s == NULL)
+		ok = -1;
 end:
 	ok = index_tx_end(ix, c, ok);
 	/* The index no longer points at the files: now they may go. */
 	for (size_t i = 0; i < n; i++) {
 		if (ok == 0)
-			cb(ctx, paths[i]);
-		free(paths[i]);
+			cb(ctx, rows[i].path);
+		free(rows[i].path);
 	}
-	free(paths);
+	free(rows);
 	return ok;
 }
 

@@ -377,8 +377,11 @@ int index_job_retry(struct index *ix, int64_t id);
  */
 int index_jobs_recover(struct index *ix);
 
-/* Extends the leases of this node's running claims; how many, or -1. */
-int index_jobs_renew(struct index *ix, int64_t now);
+/*
+ * Extends the leases of the claims this process is running (not of a
+ * claim whose run ended without its outcome written); how many, or -1.
+ */
+int index_jobs_renew(struct index *ix);
 
 /* Calls cb for each job, newest first (at most limit; 0 = all). */
 int index_jobs(struct index *ix, long limit,

@@ -31,4 +31,14 @@ int index_any_row(struct index *ix, const char *sql, const char *value);
 /* This node's job lease in seconds (index_set_node). */
 int index_lease(const struct index *ix);
 
+/*
+ * The claims (owner tokens) this process runs now, whose leases the
+ * renewal thread extends: added when claimed, dropped when the run ends.
+ */
+#define INDEX_CLAIMS_MAX 64
+int index_claim_hold(struct index *ix, const char *owner);
+void index_claim_drop(struct index *ix, const char *owner);
+/* Copies them into owners; how many. */
+int index_claims_held(struct index *ix, char owners[][128]);
+
 #endif

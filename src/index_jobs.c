@@ -29,6 +29,13 @@ static int is_pg(struct index *ix)
 }
 
 /*
+ * Leases are reckoned by the database's clock, one for every node: a node
+ * whose clock runs ahead does not take over the jobs of the others early.
+ */
+#define NOW_SQLITE "CAST(strftime('%s', 'now') AS INTEGER)"
+#define NOW_PG "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"
+
+/*
  * PostgreSQL: a lock on key until the transaction ends, so that two nodes
  * doing the same check-then-insert take turns (SQLite's BEGIN IMMEDIATE
  * already serialises every writer).
@@ -354,16 +361,17 @@ int index_job_claim(struct index *ix, const char *kinds, int64_t now,
 	 * died): the oldest first */
 	static const char sqlite_sql[] =
 	        "UPDATE jobs SET state = 'running', updated_at = ?1, owner = "
-	        "?3, lease_until = ?4 WHERE id = (SELECT id FROM jobs WHERE "
-	        "((state = 'queued' AND not_before <= ?1) OR (state = "
-	        "'running' AND lease_until < ?1)) AND instr(',' || ?2 || ',', "
-	        "',' || kind || ',') > 0 ORDER BY not_before, id LIMIT 1) "
-	        "RETURNING id, kind, payload, attempts, created_at";
+	        "?3, lease_until = " NOW_SQLITE " + ?4 WHERE id = (SELECT id "
+	        "FROM jobs WHERE ((state = 'queued' AND not_before <= ?1) OR "
+	        "(state = 'running' AND lease_until < " NOW_SQLITE ")) AND "
+	        "instr(',' || ?2 || ',', ',' || kind || ',') > 0 ORDER BY "
+	        "not_before, id LIMIT 1) RETURNING id, kind, payload, "
+	        "attempts, created_at";
 	static const char pg_sql[] =
 	        "UPDATE jobs SET state = 'running', updated_at = ?1, owner = "
-	        "?3, lease_until = ?4 WHERE id = (SELECT id FROM jobs WHERE "
-	        "((state = 'queued' AND not_before <= ?1) OR (state = "
-	        "'running' AND lease_until < ?1)) AND kind = "
+	        "?3, lease_until = " NOW_PG " + ?4 WHERE id = (SELECT id FROM "
+	        "jobs WHERE ((state = 'queued' AND not_before <= ?1) OR (state "
+	        "= 'running' AND lease_until < " NOW_PG ")) AND kind = "
 	        "ANY(string_to_array(?2, ',')) ORDER BY not_before, id LIMIT 1 "
 	        "FOR UPDATE SKIP LOCKED) RETURNING id, kind, payload, "
 	        "attempts, created_at";
@@ -378,7 +386,7 @@ int index_job_claim(struct index *ix, const char *kinds, int64_t now,
 	db_bind_int(s, 1, now);
 	db_bind_str(s, 2, kinds);
 	db_bind_str(s, 3, j->owner);
-	db_bind_int(s, 4, now + index_lease(ix));
+	db_bind_int(s, 4, index_lease(ix));
 	step = db_step(s);
 	if (step == DB_ROW) {
 		const char *payload = db_text(s, 2);
@@ -388,7 +396,13 @@ int index_job_claim(struct index *ix, const char *kinds, int64_t now,
 		j->payload = strdup(payload ? payload : "{}");
 		j->attempts = (long)db_int(s, 3);
 		j->created_at = db_int(s, 4);
-		rc = j->payload ? 1 : -1;
+		/* renewed while held; a claim not run (no memory) is not, and
+		 * is taken again once its lease has run out */
+		rc = j->payload && index_claim_hold(ix, j->owner) == 0 ? 1 : -1;
+		if (rc < 0) {
+			free(j->payload);
+			j->payload = NULL;
+		}
 	} else {
 		rc = step == DB_DONE ? 0 : -1;
 	}
@@ -450,6 +464,10 @@ int index_job_finish(struct index *ix, const struct idx_claimed *j,
 		rc = claimed_write(s, j);
 	}
 	index_done(ix, c);
+	/* this run is over, written or not: no more renewals (a job whose
+	 * outcome could not be written goes to another claim once its
+	 * lease runs out) */
+	index_claim_drop(ix, j->owner);
 	return rc;
 }
 
@@ -480,11 +498,7 @@ out:
 	return rc;
 }
 
-/*
- * Runs sql on this node's claims: ?1 "node:" (their owner's prefix), ?2
- * an integer. How many jobs it changed, or -1.
- */
-static int node_claims(struct index *ix, const char *sql, int64_t value)
+int index_jobs_recover(struct index *ix)
 {
 	struct dbc *c = index_conn(ix);
 	struct dbs *s;
@@ -493,11 +507,20 @@ static int node_claims(struct index *ix, const char *sql, int64_t value)
 
 	if (c == NULL)
 		return -1;
+	/* this node's claims (it stopped), and claims nobody renews */
 	snprintf(prefix, sizeof(prefix), "%s:", index_node(ix));
-	s = db_prepare(c, sql);
+	s = db_prepare(c, is_pg(ix) ? "UPDATE jobs SET state = 'queued', owner "
+	                              "= NULL, lease_until = 0 WHERE state = "
+	                              "'running' AND (owner IS NULL OR "
+	                              "substr(owner, 1, length(?1)) = ?1 OR "
+	                              "lease_until < " NOW_PG ")"
+	                            : "UPDATE jobs SET state = 'queued', owner "
+	                              "= NULL, lease_until = 0 WHERE state = "
+	                              "'running' AND (owner IS NULL OR "
+	                              "substr(owner, 1, length(?1)) = ?1 OR "
+	                              "lease_until < " NOW_SQLITE ")");
 	if (s != NULL) {
 		db_bind_str(s, 1, prefix);
-		db_bind_int(s, 2, value);
 		if (db_step(s) == DB_DONE)
 			rc = (int)db_changes(s);
 		db_reset(s);
@@ -506,23 +529,37 @@ static int node_claims(struct index *ix, const char *sql, int64_t value)
 	return rc;
 }
 
-int index_jobs_recover(struct index *ix)
+int index_jobs_renew(struct index *ix)
 {
-	/* this node's claims (it stopped), and claims nobody renews */
-	return node_claims(ix,
-	                   "UPDATE jobs SET state = 'queued', owner = NULL, "
-	                   "lease_until = 0 WHERE state = 'running' AND (owner "
-	                   "IS NULL OR substr(owner, 1, length(?1)) = ?1 OR "
-	                   "lease_until < ?2)",
-	                   (int64_t)time(NULL));
-}
+	char owners[INDEX_CLAIMS_MAX][128];
+	int n = index_claims_held(ix, owners), rc = 0;
+	struct dbc *c;
+	struct dbs *s;
 
-int index_jobs_renew(struct index *ix, int64_t now)
-{
-	return node_claims(ix,
-	                   "UPDATE jobs SET lease_until = ?2 WHERE state = "
-	                   "'running' AND substr(owner, 1, length(?1)) = ?1",
-	                   now + index_lease(ix));
+	if (n == 0)
+		return 0;
+	if ((c = index_conn(ix)) == NULL)
+		return -1;
+	s = db_prepare(c, is_pg(ix)
+	                          ? "UPDATE jobs SET lease_until = " NOW_PG
+	                            " + ?2 WHERE owner = ?1 AND state = "
+	                            "'running'"
+	                          : "UPDATE jobs SET lease_until = " NOW_SQLITE
+	                            " + ?2 WHERE owner = ?1 AND state = "
+	                            "'running'");
+	for (int i = 0; s != NULL && i < n; i++) {
+		db_bind_str(s, 1, owners[i]);
+		db_bind_int(s, 2, index_lease(ix));
+		if (db_step(s) == DB_DONE)
+			rc += (int)db_changes(s);
+		else
+			rc = -1;
+		db_reset(s);
+		if (rc < 0)
+			break;
+	}
+	index_done(ix, c);
+	return s == NULL ? -1 : rc;
 }
 
 int64_t index_job_add(struct index *ix, const char *kind, const char *payload,

@@ -264,7 +264,7 @@ static int add_filter(struct build *b, const struct key *k, const char *v,
 			         k->tag, v);
 			return -1;
 		}
-		add(b, " AND %s = CAST(? AS INTEGER)", k->column);
+		add(b, " AND %s = CAST(? AS BIGINT)", k->column);
 		bind(b, v);
 		return 0;
 	case K_MULTI:
@@ -415,11 +415,15 @@ int index_qido(struct index *ix, const struct idx_query *q,
                int (*cb)(void *ctx, const struct idx_match *m), void *ctx,
                char *err, size_t errlen)
 {
+	/* NULLS FIRST: SQLite's order, said for PostgreSQL too */
 	static const char *const order[] = {
-		" ORDER BY st.study_date, st.study_time, st.uid",
-		" ORDER BY st.study_date, st.uid, se.number, se.uid",
-		" ORDER BY st.study_date, st.uid, se.number, se.uid, i.listed, "
-		"i.number, i.uid",
+		" ORDER BY st.study_date NULLS FIRST, st.study_time NULLS "
+		"FIRST, st.uid",
+		" ORDER BY st.study_date NULLS FIRST, st.uid, se.number NULLS "
+		"FIRST, se.uid",
+		" ORDER BY st.study_date NULLS FIRST, st.uid, se.number NULLS "
+		"FIRST, se.uid, i.listed NULLS FIRST, i.number NULLS FIRST, "
+		"i.uid",
 	};
 	struct build *b = malloc(sizeof(*b)); /* 12 KiB: not zeroed */
 	struct dbc *c = NULL;
