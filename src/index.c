@@ -301,6 +301,19 @@ int index_tx_end(struct index *ix, struct dbc *c, int rc)
 	return rc;
 }
 
+int index_key_lock(struct index *ix, struct dbc *c, const char *key)
+{
+	struct dbs *s;
+
+	if (index_backend(ix) != DB_POSTGRES)
+		return 0;
+	s = db_prepare(c, "SELECT pg_advisory_xact_lock(hashtext(?1))");
+	if (s == NULL)
+		return -1;
+	db_bind_str(s, 1, key);
+	return db_run(s);
+}
+
 int index_any_row(struct index *ix, const char *sql, const char *value)
 {
 	struct dbc *c = index_conn(ix);

@@ -88,12 +88,7 @@ int index_audit_add(struct index *ix, struct idx_audit *r)
 	if (c == NULL)
 		return -1;
 	/* one writer of the chain at a time: its last row is ours to follow */
-	if ((index_backend(ix) != DB_POSTGRES ||
-	     db_exec(c,
-	             "SELECT pg_advisory_xact_lock(hashtext('drimbox "
-	             "audit'))",
-	             NULL, 0) == 0) &&
-	    last(c, &r->id, prev) == 0) {
+	if (index_key_lock(ix, c, "audit") == 0 && last(c, &r->id, prev) == 0) {
 		r->id++;
 		rc = chain(prev, r, r->hash);
 	}

@@ -25,6 +25,13 @@ struct dbc *index_tx_begin(struct index *ix);
  */
 int index_tx_end(struct index *ix, struct dbc *c, int rc);
 
+/*
+ * PostgreSQL: a lock on key until the transaction ends, so that nodes doing
+ * the same check-then-write take turns (SQLite's BEGIN IMMEDIATE already
+ * serialises every writer: nothing to do). 0 or -1.
+ */
+int index_key_lock(struct index *ix, struct dbc *c, const char *key);
+
 /* Whether sql (one text parameter) selects a row: 1, 0, or -1. */
 int index_any_row(struct index *ix, const char *sql, const char *value);
 

@@ -35,24 +35,6 @@ static int is_pg(struct index *ix)
 #define NOW_SQLITE "CAST(strftime('%s', 'now') AS INTEGER)"
 #define NOW_PG "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"
 
-/*
- * PostgreSQL: a lock on key until the transaction ends, so that two nodes
- * doing the same check-then-insert take turns (SQLite's BEGIN IMMEDIATE
- * already serialises every writer).
- */
-static int key_lock(struct index *ix, struct dbc *c, const char *key)
-{
-	struct dbs *s;
-
-	if (!is_pg(ix))
-		return 0;
-	s = db_prepare(c, "SELECT pg_advisory_xact_lock(hashtext(?1))");
-	if (s == NULL)
-		return -1;
-	db_bind_str(s, 1, key);
-	return db_run(s);
-}
-
 static int insert_job(struct dbc *c, const struct idx_new_job *j, int64_t now,
                       int64_t *id)
 {
@@ -181,7 +163,7 @@ int index_journal_hl7(struct index *ix, const struct idx_hl7 *m,
 	/* the same message sent to two nodes at once: one after the other */
 	snprintf(key, sizeof(key), "hl7:%s|%s", m->sender ? m->sender : "",
 	         m->control_id ? m->control_id : "");
-	if (key_lock(ix, c, key) != 0)
+	if (index_key_lock(ix, c, key) != 0)
 		goto rollback;
 	if (job != NULL && m->sender != NULL && m->control_id != NULL &&
 	    m->digest != NULL &&
@@ -588,7 +570,7 @@ int64_t index_job_add_once(struct index *ix, const char *kind,
 
 	if (c == NULL)
 		return -1;
-	if (key_lock(ix, c, subject) == 0 &&
+	if (index_key_lock(ix, c, subject) == 0 &&
 	    (s = db_prepare(c, "SELECT 1 FROM jobs WHERE subject = ?1 "
 	                       "LIMIT 1")) != NULL) {
 		db_bind_str(s, 1, subject);

@@ -371,11 +371,10 @@ class ConsumerTest(common.PacsTestCase):
 
             def tampered(sql):
                 # a copy of the index as it is now, changed by sql
+                lines, target = self.b.index_copy(tmp)
                 with open(conf, "w") as f:
-                    f.write(self.b.index_copy(tmp) + "auth = none\n")
-                copy = [l.split(" = ", 1)[1] for l in open(conf).read().splitlines()
-                        if l.startswith("index_url = ")]
-                harness.sql_query(copy[0] if copy else os.path.join(tmp, "index.db"), sql)
+                    f.write(lines + "auth = none\n")
+                harness.sql_query(target, sql)
                 return subprocess.run([str(self.b.cli_bin), "-c", conf, "audit", "verify"],
                                       capture_output=True, text=True, timeout=60)
 

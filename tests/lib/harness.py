@@ -899,18 +899,19 @@ class Drimbox(ManagedProcess):
         return sql_query(self.index_target, query)
 
     def index_copy(self, directory):
-        """A copy of its index as it is now; the config lines (data_dir in
-        directory) that open it."""
+        """A copy of its index as it is now: (the config lines, data_dir in
+        directory, that open it; its target for sql_query)."""
         if self.settings.get("index_url"):
-            return "data_dir = %s\nindex_url = %s\n" % (
-                directory, shared_postgres().copy_database(self.settings["index_url"]))
+            url = shared_postgres().copy_database(self.settings["index_url"])
+            return "data_dir = %s\nindex_url = %s\n" % (directory, url), url
         import sqlite3
+        target = os.path.join(directory, "index.db")
         live = sqlite3.connect(self.index_target)
-        copy = sqlite3.connect(os.path.join(directory, "index.db"))
+        copy = sqlite3.connect(target)
         live.backup(copy)
         live.close()
         copy.close()
-        return "data_dir = %s\n" % directory
+        return "data_dir = %s\n" % directory, target
 
     @property
     def dicomweb_url(self):
