@@ -50,6 +50,9 @@ struct http {
 	char *cert, *key;      /* PEM, with HTTPS */
 	char *client_ca;       /* PEM: DRIMboxes must present a certificate */
 	time_t started;
+	atomic_int running;      /* MHD_start_daemon has returned */
+	atomic_flag start_noted; /* start_error holds a message */
+	char start_error[200];   /* why libmicrohttpd could not start */
 };
 
 /* gzip of buf (level 1: fast, JSON still shrinks ~10x); NULL on failure. */
@@ -659,6 +662,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return rq.qido ? qido_handle(&rq) : wado_handle(&rq);
 }
 
+/*
+ * libmicrohttpd's own messages. While it starts, the first one says why it
+ * could not (a port in use, say); later ones (a client gone in the middle
+ * of a reply) are only for debugging.
+ */
+static void on_mhd_message(void *cls, const char *fmt, va_list ap)
+{
+	struct http *h = cls;
+	char msg[200];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+		msg[--n] = '\0';
+	if (atomic_load(&h->running))
+		log_debug(LOGC_HTTP, "libmicrohttpd: %s", msg);
+	else if (!atomic_flag_test_and_set(&h->start_noted))
+		memcpy(h->start_error, msg, n + 1);
+}
+
 static void free_http(struct http *h)
 {
 	free(h->cert);
@@ -679,6 +703,7 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	atomic_flag_clear(&h->start_noted);
 	h->env = *env;
 	h->started = time(NULL);
 	memset(&sa, 0, sizeof(sa));
@@ -737,21 +762,26 @@ struct http *http_start(const struct http_env *env, char *err, size_t errlen)
 	h->mhd = MHD_start_daemon(
 	        MHD_USE_THREAD_PER_CONNECTION |
 	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	                MHD_USE_TCP_FASTOPEN | tls,
-	        0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, tls_opts,
-	        MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT,
+	                MHD_USE_TCP_FASTOPEN | MHD_USE_ERROR_LOG | tls,
+	        (uint16_t)env->cfg->http_port, NULL, NULL, on_request, h,
+	        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message, h, MHD_OPTION_ARRAY,
+	        tls_opts, MHD_OPTION_SOCK_ADDR, &sa,
+	        MHD_OPTION_CONNECTION_LIMIT,
 	        (unsigned)env->cfg->http_max_connections,
 	        MHD_OPTION_CONNECTION_TIMEOUT, 120U,
 	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 	        MHD_OPTION_END);
 	if (h->mhd == NULL) {
-		snprintf(err, errlen, "HTTP%s server on %s:%ld could not start",
+		snprintf(err, errlen,
+		         "HTTP%s server on %s:%ld could not start%s%s",
 		         tls ? "S" : "", env->cfg->http_bind,
-		         env->cfg->http_port);
+		         env->cfg->http_port, h->start_error[0] ? ": " : "",
+		         h->start_error);
 		free_http(h);
 		return NULL;
 	}
+	atomic_store(&h->running, 1);
 	return h;
 }
 

@@ -389,7 +389,11 @@ class ColdStudyTest(common.PacsTestCase):
         parts = harness.parse_multipart(hdr["content-type"], body)
         sops = {dataset_of(b).SOPInstanceUID for _, b in parts}
         self.assertEqual(sops, set().union(*self.pacs.uid_tree()[mr].values()))
-        self.assertEqual(len(common.cached_paths(db.ls())), len(sops))
+        # the stream does not wait for the index: the last rows are
+        # committed as (or just after) the last part goes out
+        self.assertTrue(harness.wait_until(
+            lambda: len(common.cached_paths(db.ls())) == len(sops), 30),
+            "not every streamed instance was cached")
         pacs_ids = self.pacs.instances_of_study(mr)
         for _, body in parts:  # sent from where it landed, bytes intact
             self.assertEqual(common.part10_dataset(body), common.part10_dataset(

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -161,6 +162,19 @@ class OpsTest(common.PacsTestCase):
         status = json.loads(db.cli("status", "--json").stdout)
         self.assertGreater(len(status["recent_problems"]), 0)
         self.assertEqual(status["jobs"], [])
+
+    def test_start_up_names_the_port_already_in_use(self):
+        with socket.socket() as busy:  # another program on the HTTP port
+            busy.bind((harness.LOOPBACK, harness.free_port()))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            db = harness.Drimbox(self.dir / "busy", pacs=self.pacs,
+                                 extra={"http_port": port})
+            with self.assertRaises(harness.HarnessError) as failed:
+                db.start()
+        self.assertIn("start-up failed: HTTP server on 127.0.0.1:%d could not "
+                      "start: Failed to bind to port %d: Address already in use"
+                      % (port, port), str(failed.exception))
 
     def test_log_file_reopened_on_sighup(self):
         log = self.dir / "rotated" / "drimbox.log"

@@ -2,7 +2,7 @@
 """Test harness for drimbox integration tests and benchmarks.
 
 Stdlib + pydicom only.  Provides:
-  free_port(), TempDir          ephemeral loopback ports, temporary dirs
+  free_port(), TempDir          reserved loopback ports, temporary dirs
   generate_studies(), read_manifest(), manifest_uid_tree(), ensure_full_set()
                                 synthetic data (tests/data/gen_studies.py)
   http_get(), parse_multipart() DICOMweb client helpers (PS3.18, RFC 2046)
@@ -23,10 +23,12 @@ import atexit
 import ctypes
 import email.message
 import email.utils
+import fcntl
 import hashlib
 import io
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -70,11 +72,57 @@ def dicom_env():
     return env
 
 
+def _server_ports():
+    """Ports for test servers: outside the kernel's range for outgoing
+    connections, where any client (PostgreSQL, curl, another test) may
+    take a port between our check and the server's bind."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range")
+                     .read_text().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    if lo - 10000 >= 4096:
+        return range(10000, lo)
+    if 65535 - hi >= 4096:
+        return range(hi + 1, 65536)
+    return None
+
+
+_PORTS = _server_ports()
+_PORT_DIR = Path(tempfile.gettempdir()) / "drimbox-test-ports"
+_PORT_LOCKS = {}  # port -> open lock file, held until this process exits
+
+
 def free_port():
-    """An ephemeral TCP port free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A TCP port for a test server, free on the loopback interface now
+    and reserved for this process: test programs running side by side
+    each lock their ports (one lock file per port), so no two are given
+    the same one."""
+    if _PORTS is None:  # no room outside the kernel's range
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            return s.getsockname()[1]
+    _PORT_DIR.mkdir(exist_ok=True)
+    start = random.randrange(len(_PORTS))
+    for i in range(len(_PORTS)):
+        port = _PORTS[(start + i) % len(_PORTS)]
+        if port in _PORT_LOCKS:
+            continue
+        f = open(_PORT_DIR / str(port), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOOPBACK, port))
+        except OSError:
+            f.close()
+            continue
+        _PORT_LOCKS[port] = f
+        return port
+    raise HarnessError("no free port in %s" % _PORTS)
 
 
 class TempDir:
