@@ -729,8 +729,12 @@ static void exam_state(struct conso *c, json_t *e)
 	char subject[100], error[300] = "", *payload = NULL, state[16] = "";
 	const char *out;
 	json_t *pl = NULL;
+	int pulling;
 
 	snprintf(subject, sizeof(subject), "import:%s", study);
+	/* before the counts: a pull ends only once what it received is
+	 * committed, so counts read after it ended are complete */
+	pulling = retriever_progress(c->rt, study, &st) == 1;
 	(void)index_study_instances(c->ix, study, &p.total, &p.cached);
 	if (index_job_latest(c->ix, subject, state, sizeof(state), &payload,
 	                     error, sizeof(error)) == 1)
@@ -742,7 +746,7 @@ static void exam_state(struct conso *c, json_t *e)
 		out = "importing";
 	else if (strcmp(state, "failed") == 0)
 		out = "failed";
-	else if (retriever_progress(c->rt, study, &st) == 1)
+	else if (pulling)
 		out = "pulling";
 	else if (p.total > 0 && p.cached == p.total)
 		out = "local";

@@ -637,9 +637,12 @@ int index_job_retry(struct index *ix, int64_t id)
 
 	if (c == NULL)
 		return -1;
+	/* a fresh start: the retry delays and the import's attempt limit
+	 * count again from the first */
 	s = db_prepare(c, "UPDATE jobs SET state = 'queued', not_before = 0, "
-	                  "parked_for = NULL, updated_at = ?2 WHERE id = ?1 "
-	                  "AND state IN ('parked', 'failed', 'queued')");
+	                  "parked_for = NULL, attempts = 0, updated_at = ?2 "
+	                  "WHERE id = ?1 AND state IN ('parked', 'failed', "
+	                  "'queued')");
 	if (s != NULL) {
 		db_bind_int(s, 1, id);
 		db_bind_int(s, 2, (int64_t)time(NULL));

@@ -429,7 +429,6 @@ int index_qido(struct index *ix, const struct idx_query *q,
 	struct dbc *c = NULL;
 	struct dbs *s = NULL;
 	struct idx_match m;
-	char lim[64];
 	int rc = -2, step;
 
 	if (b == NULL)
@@ -457,10 +456,8 @@ int index_qido(struct index *ix, const struct idx_query *q,
 		}
 	}
 	add(b, "%s", order[q->level]);
-	snprintf(lim, sizeof(lim), " LIMIT %lld OFFSET %ld",
-	         q->limit > 0 ? (long long)q->limit : (long long)INT64_MAX,
-	         q->offset);
-	add(b, "%s", lim);
+	/* parameters, so that every page is the same prepared statement */
+	add(b, "%s", " LIMIT ? OFFSET ?");
 	if (b->overflow) {
 		snprintf(err, errlen, "query too complex");
 		rc = -1;
@@ -472,6 +469,8 @@ int index_qido(struct index *ix, const struct idx_query *q,
 		goto unlock;
 	for (size_t i = 0; i < b->nbind; i++)
 		db_bind_str(s, (int)i + 1, b->bind[i]);
+	db_bind_int(s, (int)b->nbind + 1, q->limit > 0 ? q->limit : INT64_MAX);
+	db_bind_int(s, (int)b->nbind + 2, q->offset);
 	rc = 0;
 	while ((step = db_step(s)) == DB_ROW) {
 		read_match(s, q->level, &m);

@@ -2,7 +2,6 @@
 invalid instances, an unreachable PACS."""
 
 import subprocess
-import time
 import unittest
 from pathlib import Path
 
@@ -66,7 +65,7 @@ class BadInputTest(common.PacsTestCase):
             "pacs_timeout": 2})
         db.start()
         self.addCleanup(db.stop)
-        time.sleep(3.5)
+        harness.wait_until(lambda: "next try in 2 s" in db.log_text(), 10 * harness.SLOW)
         log = db.log_text()
         self.assertIn("unreachable", log)
         self.assertIn("next try in 1 s", log)

@@ -88,11 +88,15 @@ class OpsTest(common.PacsTestCase):
             client.close()
         self.assertIn(ack["MSA"][1], ("AE", "AR"))
 
+        req = "drimbox_http_requests_total"
+        # a request is counted once its last byte went out, which the
+        # client may see first: wait for the last one (the 400)
+        harness.wait_until(lambda: value(samples(get(port, "/metrics")[2].decode()),
+                                         req, route="wado", status="400") == 1, 10)
         status, headers, body = get(port, "/metrics")
         self.assertEqual(status, 200, body)
         self.assertTrue(headers["Content-Type"].startswith("text/plain; version=0.0.4"))
         smp = samples(body.decode())
-        req = "drimbox_http_requests_total"
         self.assertEqual(value(smp, req, route="qido", status="200"), 1)
         self.assertEqual(value(smp, req, route="qido", status="404"), 1)
         self.assertEqual(value(smp, req, route="metadata", status="200"), 1)

@@ -342,6 +342,8 @@ class PublishTest(unittest.TestCase):
         self.assertIn("queued again", out.stdout)
         again = wait_job(self.db, job["id"], lambda j: j["state"] == "done", 30)
         self.assertEqual(again["state"], "done", again.get("reason"))
+        self.assertEqual(job["attempts"], 1)
+        self.assertEqual(again["attempts"], 1)  # counted again from the first
         self.assertNotEqual(self.db.cli("jobs", "retry", "999999", check=False).returncode, 0)
 
     def test_dmp_down_then_up_publishes_once(self):

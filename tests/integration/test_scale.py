@@ -189,7 +189,11 @@ class ScaleOutTest(unittest.TestCase):
                                capture_output=True, text=True, env=harness.dicom_env())
             self.assertEqual(r.returncode, 0, r.stderr)
         sop = pydicom.dcmread(instance).SOPInstanceUID
-        rows = first.sql("SELECT cache_path FROM instances WHERE uid = '%s'" % sop)
+        # from the PACS's AE title it is cache fill, answered before the
+        # commit: wait for the row
+        query = "SELECT cache_path FROM instances WHERE uid = '%s'" % sop
+        harness.wait_until(lambda: any(r[0] for r in first.sql(query)), 30)
+        rows = first.sql(query)
         self.assertEqual(len(rows), 1)
         self.assertTrue((first.cache_dir / rows[0][0]).is_file())
         self.assertEqual(len(list(first.cache_dir.rglob(sop + ".dcm"))), 1)

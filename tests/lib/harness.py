@@ -93,6 +93,12 @@ _PORT_DIR = Path(tempfile.gettempdir()) / "drimbox-test-ports"
 _PORT_LOCKS = {}  # port -> open lock file, held until this process exits
 
 
+@atexit.register  # registered first: runs after the servers are stopped
+def _release_ports():
+    for f in _PORT_LOCKS.values():
+        f.close()
+
+
 def free_port():
     """A TCP port for a test server, free on the loopback interface now
     and reserved for this process: test programs running side by side
