@@ -100,6 +100,7 @@ bench: deps build
 	tests/bench/auth/run --runs 3 --json $(BUILD)/bench-auth.json
 	tests/bench/load/run --json $(BUILD)/bench-load.json
 	tests/bench/scale/run --json $(BUILD)/bench-scale.json
+	tests/bench/startup/run --json $(BUILD)/bench-startup.json
 
 demo: deps build
 	tests/demo/run start

@@ -119,13 +119,17 @@ static const char SQL_LRU_SERIES[] =
 #define SQL_SERIES_CACHED_PATHS                                                \
 	"SELECT i.id, i.cache_path FROM instances i JOIN series se ON "        \
 	"se.id = i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL"
-static const char SQL_CACHED_ALL[] =
-        "SELECT id, cache_path FROM instances WHERE cache_path IS NOT NULL";
+static const char SQL_CACHED_PAGE[] =
+        "SELECT id, cache_path FROM instances WHERE cache_path IS NOT NULL "
+        "AND id > ?1 ORDER BY id LIMIT ?2";
 static const char SQL_UNCACHE_ONE[] =
         "UPDATE instances SET cache_path = NULL, size = NULL, "
         "metadata = NULL, cached_at = NULL WHERE id = ?1";
 static const char SQL_HAS_PATH[] =
         "SELECT 1 FROM instances WHERE cache_path = ?1";
+static const char SQL_SERIES_PATHS[] =
+        "SELECT i.cache_path FROM instances i JOIN series se ON se.id = "
+        "i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL";
 static const char SQL_COUNTS[] =
         "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM "
         "studies), (SELECT count(*) FROM series), (SELECT count(*) FROM "
@@ -993,34 +997,71 @@ end:
 	return ok;
 }
 
+/* Rows per transaction of the start-up check: memory stays bounded
+ * (PostgreSQL hands a result over whole) and no transaction is long. */
+#define CHECK_PAGE 1000
+
 int index_check_cached(struct index *ix,
                        int (*cb)(void *ctx, const char *rel_path), void *ctx)
 {
-	struct dbc *c = index_tx_begin(ix);
-	struct dbs *s, *u;
-	int ok = 0, rc = DB_ERROR;
+	int64_t last = 0;
+	long n;
+
+	do {
+		struct dbc *c = index_tx_begin(ix);
+		struct dbs *s, *u;
+		int ok = 0, rc = DB_ERROR;
+
+		if (c == NULL)
+			return -1;
+		s = db_prepare(c, SQL_CACHED_PAGE);
+		u = db_prepare(c, SQL_UNCACHE_ONE);
+		if (s == NULL || u == NULL)
+			return index_tx_end(ix, c, -1);
+		db_bind_int(s, 1, last);
+		db_bind_int(s, 2, CHECK_PAGE);
+		n = 0;
+		while (ok == 0 && (rc = db_step(s)) == DB_ROW) {
+			const char *p = db_text(s, 1);
+
+			last = db_int(s, 0);
+			n++;
+			if (cb(ctx, p ? p : "") != 0) {
+				db_bind_int(u, 1, last);
+				ok = db_run(u);
+			}
+		}
+		if (ok == 0 && rc != DB_DONE)
+			ok = -1;
+		db_reset(s);
+		if (index_tx_end(ix, c, ok) != 0)
+			return -1;
+	} while (n == CHECK_PAGE);
+	return 0;
+}
+
+int index_series_cache_paths(struct index *ix, const char *series_uid,
+                             int (*cb)(void *ctx, const char *rel_path),
+                             void *ctx)
+{
+	struct dbc *c = index_conn(ix);
+	struct dbs *s;
+	int rc = -1, step;
 
 	if (c == NULL)
 		return -1;
-	s = db_prepare(c, SQL_CACHED_ALL);
-	u = db_prepare(c, SQL_UNCACHE_ONE);
-	if (s == NULL || u == NULL)
-		return index_tx_end(ix, c, -1);
-	while ((rc = db_step(s)) == DB_ROW) {
-		const char *p = db_text(s, 1);
-
-		if (cb(ctx, p ? p : "") != 0) {
-			db_bind_int(u, 1, db_int(s, 0));
-			if (db_run(u) != 0) {
-				ok = -1;
-				break;
-			}
-		}
+	s = db_prepare(c, SQL_SERIES_PATHS);
+	if (s != NULL) {
+		db_bind_str(s, 1, series_uid);
+		rc = 0;
+		while (rc == 0 && (step = db_step(s)) == DB_ROW)
+			rc = cb(ctx, db_text(s, 0));
+		if (rc == 0 && step != DB_DONE)
+			rc = -1;
+		db_reset(s);
 	}
-	if (rc != DB_ROW && rc != DB_DONE)
-		ok = -1;
-	db_reset(s);
-	return index_tx_end(ix, c, ok);
+	index_done(ix, c);
+	return rc;
 }
 
 int index_has_cache_path(struct index *ix, const char *rel_path)

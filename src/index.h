@@ -156,13 +156,23 @@ int index_uncache_series(struct index *ix, const char *series_uid,
 
 /*
  * Calls cb for each cached instance (relative path); when cb returns
- * non-zero the instance is marked not cached. Used by the start-up check.
+ * non-zero the instance is marked not cached. Used by the start-up check;
+ * a thousand rows per transaction.
  */
 int index_check_cached(struct index *ix,
                        int (*cb)(void *ctx, const char *rel_path), void *ctx);
 
 /* True (1) when rel_path is the cache path of an indexed instance. */
 int index_has_cache_path(struct index *ix, const char *rel_path);
+
+/*
+ * Calls cb for the cache path of each cached instance of a series (one
+ * question for a whole series directory); stops at cb's first non-zero,
+ * returned. -1 on an index error.
+ */
+int index_series_cache_paths(struct index *ix, const char *series_uid,
+                             int (*cb)(void *ctx, const char *rel_path),
+                             void *ctx);
 
 /* Counts at each level, and how many instances are cached. */
 struct idx_counts {

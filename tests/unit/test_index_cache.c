@@ -257,6 +257,55 @@ static void cache_check_removes_temp_orphans_and_rows_without_file(void)
 	index_close(ix);
 }
 
+/*
+ * More rows than a page of the check (a thousand), in two series: rows
+ * lose their file on each side of a page's end; orphans lie in a series
+ * the index lists and in one it does not know.
+ */
+static void cache_check_pages_through_every_row(void)
+{
+	static const char *const dirs[] = { "4.1", "4.1/4.1.1", "4.1/4.1.2",
+		                            "4.1/4.1.9" };
+	struct index *ix = open_index("p.db");
+	struct cache *c = NULL;
+	struct cache_check_report rep;
+	struct walk_count w = { 0, 0 };
+	char cdir[256], err[256], path[512], sop[64], rel[128];
+
+	snprintf(cdir, sizeof(cdir), "%s/cache-p", dir);
+	CHECK(cache_open(cdir, 1 << 30, ix, &c, NULL, err, sizeof(err)) == 0);
+	cache_close(c);
+	for (size_t k = 0; k < sizeof(dirs) / sizeof(*dirs); k++) {
+		snprintf(path, sizeof(path), "%s/%s", cdir, dirs[k]);
+		CHECK(mkdir(path, 0755) == 0);
+	}
+	for (int i = 1; i <= 2100; i++) {
+		const char *se = i <= 1500 ? "4.1.1" : "4.1.2";
+
+		snprintf(sop, sizeof(sop), "%s.%d", se, i);
+		snprintf(rel, sizeof(rel), "4.1/%s/%s.dcm", se, sop);
+		CHECK(put(ix, "4.1", se, sop, rel, 1) == 0);
+		snprintf(path, sizeof(path), "%s/%s", cdir, rel);
+		if (i != 1000 && i != 1001 && i != 2100)
+			test_write(path, "D");
+	}
+	snprintf(path, sizeof(path), "%s/4.1/4.1.1/4.1.1.9999.dcm", cdir);
+	test_write(path, "orphan");
+	snprintf(path, sizeof(path), "%s/4.1/4.1.9/4.1.9.1.dcm", cdir);
+	test_write(path, "orphan");
+	CHECK(cache_open(cdir, 1 << 30, ix, &c, &rep, err, sizeof(err)) == 0);
+	CHECK(rep.rows_cleared == 3);
+	CHECK(rep.orphans_removed == 2);
+	CHECK(cache_bytes(c) == 2097);
+	/* every listed file stayed */
+	CHECK(index_walk(ix, NULL, count_row, &w) == 0);
+	CHECK(w.rows == 2100 && w.cached == 2097);
+	snprintf(path, sizeof(path), "%s/4.1/4.1.9", cdir);
+	CHECK(access(path, F_OK) != 0); /* emptied, removed */
+	cache_close(c);
+	index_close(ix);
+}
+
 static void index_counts_only_growth_when_an_instance_is_cached_again(void)
 {
 	struct index *ix = open_index("f.db");
@@ -368,6 +417,7 @@ int main(void)
 	RUN(cache_rejects_non_uid_path_components);
 	RUN(cache_evicts_least_recently_used_series_within_bound);
 	RUN(cache_check_removes_temp_orphans_and_rows_without_file);
+	RUN(cache_check_pages_through_every_row);
 	RUN(index_counts_only_growth_when_an_instance_is_cached_again);
 	RUN(cache_refuses_a_directory_without_marker_when_rows_say_cached);
 	RUN(index_readonly_open_of_missing_file_fails_cleanly);
