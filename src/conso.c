@@ -911,17 +911,20 @@ out:
 	return status;
 }
 
-/* Starts pulling a prepared study in the background. */
+/*
+ * Starts pulling a prepared study in the background. The last error is
+ * cleared first: a pull that fails at once (the source refuses the
+ * connection) notes its error before retriever_start returns.
+ */
 static void start_pull(struct conso *c, const char *study)
 {
 	char err[200];
-	struct retrieval *h =
-	        retriever_start(c->rt, study, NULL, NULL, err, sizeof(err));
+	struct retrieval *h;
 
+	remote_note_error(c->remote, study, NULL);
+	h = retriever_start(c->rt, study, NULL, NULL, err, sizeof(err));
 	if (h == NULL)
 		remote_note_error(c->remote, study, err);
-	else
-		remote_note_error(c->remote, study, NULL);
 	retrieval_release(h);
 }
 
