@@ -127,9 +127,6 @@ static const char SQL_UNCACHE_ONE[] =
         "metadata = NULL, cached_at = NULL WHERE id = ?1";
 static const char SQL_HAS_PATH[] =
         "SELECT 1 FROM instances WHERE cache_path = ?1";
-static const char SQL_SERIES_PATHS[] =
-        "SELECT i.cache_path FROM instances i JOIN series se ON se.id = "
-        "i.series WHERE se.uid = ?1 AND i.cache_path IS NOT NULL";
 static const char SQL_COUNTS[] =
         "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM "
         "studies), (SELECT count(*) FROM series), (SELECT count(*) FROM "
@@ -1050,12 +1047,12 @@ int index_series_cache_paths(struct index *ix, const char *series_uid,
 
 	if (c == NULL)
 		return -1;
-	s = db_prepare(c, SQL_SERIES_PATHS);
+	s = db_prepare(c, SQL_SERIES_CACHED_PATHS);
 	if (s != NULL) {
 		db_bind_str(s, 1, series_uid);
 		rc = 0;
 		while (rc == 0 && (step = db_step(s)) == DB_ROW)
-			rc = cb(ctx, db_text(s, 0));
+			rc = cb(ctx, db_text(s, 1));
 		if (rc == 0 && step != DB_DONE)
 			rc = -1;
 		db_reset(s);
