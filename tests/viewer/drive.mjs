@@ -24,7 +24,7 @@ async function newPage(width = 1280, height = 800) {
   return page;
 }
 
-async function ready(page, timeout = 20000) {
+async function ready(page, timeout = 60000) {
   await page.waitForFunction(() => window.drimboxViewer?.ready || window.drimboxViewer?.error, null, { timeout });
   return page.evaluate(() => ({ ...window.drimboxViewer }));
 }
